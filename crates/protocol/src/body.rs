@@ -1,0 +1,145 @@
+//! Cheap, byte-exact handling of request bodies on the passthrough path.
+//!
+//! A Codex request body is 40–400 KB of JSON. To relay it the gateway only needs `model` and
+//! `stream`, and at most a new `model`; so the body is validated in one pass into borrowed raw
+//! values, and the model is rewritten by splicing bytes, leaving every other byte (unknown
+//! fields, key order, whitespace) exactly as the client sent it.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::ops::Range;
+
+/// What the gateway needs to know about a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The requested model, unescaped.
+    pub model: String,
+    /// Byte range of the model's JSON string literal (quotes included) inside the body.
+    pub model_span: Range<usize>,
+    /// `stream: true` was requested.
+    pub stream: bool,
+    /// `stream_options.include_usage: true` was requested (Chat Completions).
+    pub include_usage: bool,
+}
+
+/// Why a body was refused; the message is written for the API client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError {
+    /// The offending field, when known (becomes the error's `param`).
+    pub param: Option<String>,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// Validate `body` as a JSON object and read its head.
+pub fn inspect(body: &[u8]) -> Result<RequestHead, BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError { param: None, message: "request body is empty; expected a JSON object".into() });
+    }
+    // serde's derived structs also accept arrays; a request body must be an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let message = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => "request body must be a JSON object".to_owned(),
+            Err(e) => format!("request body is not valid JSON: {e}"),
+        };
+        return Err(BodyError { param: None, message });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let head: Head = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return BodyError { param: None, message: format!("request body is not valid JSON: {inner}") };
+        }
+        let param = (!matches!(path.as_str(), "." | "?" | "")).then_some(path);
+        let message = match &param {
+            Some(p) => format!("invalid value for '{p}': {inner}"),
+            None => format!("request body must be a JSON object: {inner}"),
+        };
+        BodyError { param, message }
+    })?;
+    let raw = head.model.ok_or_else(|| BodyError {
+        param: Some("model".into()),
+        message: "missing required parameter: 'model'".into(),
+    })?;
+    let model: String = serde_json::from_str(raw.get()).map_err(|_| BodyError {
+        param: Some("model".into()),
+        message: "'model' must be a string".into(),
+    })?;
+    if model.is_empty() {
+        return Err(BodyError { param: Some("model".into()), message: "'model' must not be empty".into() });
+    }
+    // RawValue borrows from `body`, so its position inside `body` is a pointer difference.
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    Ok(RequestHead {
+        model,
+        model_span: start..start + raw.get().len(),
+        stream: head.stream.unwrap_or(false),
+        include_usage: head.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+    })
+}
+
+/// `body` with its model literal (at `span`) replaced by `model`.
+pub fn rewrite_model(body: &[u8], span: Range<usize>, model: &str) -> Vec<u8> {
+    let lit = serde_json::to_string(model).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + lit.len());
+    out.extend_from_slice(&body[..span.start]);
+    out.extend_from_slice(lit.as_bytes());
+    out.extend_from_slice(&body[span.end..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_head_and_rewrites_model_byte_exactly() {
+        let body = br#"{ "input": [{"x": "model"}], "model" : "a\"b", "stream": true, "zz": {"unknown": 1} }"#;
+        let h = inspect(body).unwrap();
+        assert_eq!(h.model, "a\"b");
+        assert!(h.stream);
+        assert_eq!(&body[h.model_span.clone()], br#""a\"b""#);
+        let out = rewrite_model(body, h.model_span, "deepseek-chat");
+        assert_eq!(
+            out,
+            br#"{ "input": [{"x": "model"}], "model" : "deepseek-chat", "stream": true, "zz": {"unknown": 1} }"#
+        );
+    }
+
+    #[test]
+    fn include_usage_is_read() {
+        let h = inspect(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert!(h.include_usage);
+        assert!(!inspect(br#"{"model":"m"}"#).unwrap().include_usage);
+    }
+
+    #[test]
+    fn refuses_bad_bodies_with_the_field_named() {
+        let e = inspect(br#"{"model":"m","stream":"yes"}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("stream"));
+        assert!(e.message.contains("stream"), "{}", e.message);
+        let e = inspect(br#"{"model": 3}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e = inspect(br#"{"stream": true}"#).unwrap_err();
+        assert!(e.message.contains("missing required parameter"));
+        let e = inspect(b"{not json").unwrap_err();
+        assert!(e.message.contains("not valid JSON"), "{}", e.message);
+        let e = inspect(b"[1,2]").unwrap_err();
+        assert!(e.message.contains("JSON object"), "{}", e.message);
+        assert!(inspect(b"").unwrap_err().message.contains("empty"));
+        assert!(inspect(br#"{"model":""}"#).is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! Pure protocol code for codex-gate: no I/O, no async runtime, no HTTP stack.
+//!
+//! Map of the crate:
+//! - [`sse`]: incremental Server-Sent-Events decoder (bytes split anywhere → events) and encoder.
+//! - [`error`]: the OpenAI error envelope `{"error":{"message","type","code"}}`.
+//! - [`usage`]: token usage normalized across the Responses and Chat Completions APIs.
+//! - [`body`]: cheap inspection of request bodies (model, stream) and byte-exact model rewriting.
+//! - [`observe`]: stream observers that read usage and terminal events while bytes are relayed.
+//!
+//! Everything here is synchronous and deterministic so it can be unit-, snapshot- and
+//! property-tested without sockets.
+
+pub mod body;
+pub mod error;
+pub mod observe;
+pub mod sse;
+pub mod usage;
+
+/// Which OpenAI API a request, response or upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// `POST /v1/responses` (the API Codex speaks).
+    Responses,
+    /// `POST /v1/chat/completions`.
+    Chat,
+}
+
+impl Api {
+    /// Short stable name, used in logs, metrics labels and the request log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Responses => "responses",
+            Api::Chat => "chat",
+        }
+    }
+}

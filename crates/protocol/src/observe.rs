@@ -1,0 +1,263 @@
+//! Stream observers: they read the events of a relayed stream (usage, terminal event, errors)
+//! without changing a byte of it. The relay feeds them decoded SSE events as chunks pass by.
+
+use crate::sse::SseEvent;
+use crate::usage::Usage;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// How a response ended, as far as the observer saw.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// No terminal event (yet).
+    #[default]
+    Unfinished,
+    /// `response.completed`, or a chat stream's `finish_reason` / `[DONE]`.
+    Completed,
+    /// `response.incomplete` or chat `finish_reason: length`, with the reason.
+    Incomplete(String),
+    /// `response.failed` or an error object in the stream.
+    Failed { code: Option<String>, message: String },
+}
+
+impl Outcome {
+    /// A terminal event was seen.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Outcome::Unfinished)
+    }
+
+    /// The error code recorded for this outcome (for the request log), if it is not a success.
+    pub fn error_code(&self) -> Option<String> {
+        match self {
+            Outcome::Unfinished => Some("stream_incomplete".into()),
+            Outcome::Completed => None,
+            Outcome::Incomplete(r) => Some(format!("incomplete:{r}")),
+            Outcome::Failed { code, .. } => Some(code.clone().unwrap_or_else(|| "response_failed".into())),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponsesEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    response: Option<&'a RawValue>,
+}
+
+/// Observer of a Responses API event stream.
+#[derive(Debug, Default)]
+pub struct ResponsesObserver {
+    pub outcome: Outcome,
+    pub usage: Option<Usage>,
+    /// `response.created` was seen.
+    pub created: bool,
+    /// Events seen, including ones that were not JSON.
+    pub events: u64,
+}
+
+impl ResponsesObserver {
+    /// Look at one event.
+    pub fn observe(&mut self, ev: &SseEvent) {
+        self.events += 1;
+        let Ok(head) = serde_json::from_str::<ResponsesEvent>(&ev.data) else {
+            return;
+        };
+        match head.kind.as_ref() {
+            "response.created" => self.created = true,
+            "response.completed" | "response.incomplete" | "response.failed" | "response.done" => {
+                let resp: Value = head
+                    .response
+                    .and_then(|r| serde_json::from_str(r.get()).ok())
+                    .unwrap_or(Value::Null);
+                self.read_terminal(&head.kind, &resp);
+            }
+            "error" => {
+                // Wrapped error frames carry the error at the top level.
+                let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                self.outcome = failed_from(v.get("error").unwrap_or(&v));
+            }
+            _ => {}
+        }
+    }
+
+    fn read_terminal(&mut self, kind: &str, resp: &Value) {
+        if let Some(u) = resp.get("usage").and_then(Usage::from_responses) {
+            self.usage = Some(u);
+        }
+        self.outcome = match kind {
+            "response.failed" => failed_from(resp.get("error").unwrap_or(&Value::Null)),
+            "response.incomplete" => Outcome::Incomplete(
+                resp.pointer("/incomplete_details/reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_owned(),
+            ),
+            _ => match resp.get("status").and_then(Value::as_str) {
+                Some("failed") => failed_from(resp.get("error").unwrap_or(&Value::Null)),
+                _ => Outcome::Completed,
+            },
+        };
+    }
+
+    /// Read a non-streaming Responses object.
+    pub fn observe_body(&mut self, body: &[u8]) {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let kind = match v.get("status").and_then(Value::as_str) {
+            Some("failed") => "response.failed",
+            Some("incomplete") => "response.incomplete",
+            _ => "response.completed",
+        };
+        self.read_terminal(kind, &v);
+    }
+}
+
+fn failed_from(err: &Value) -> Outcome {
+    let s = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
+    Outcome::Failed {
+        code: s("code").or_else(|| s("type")),
+        message: s("message").unwrap_or_else(|| "response failed".into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+    choices: Option<Vec<ChatChoice<'a>>>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChatChoice<'a> {
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// Observer of a Chat Completions chunk stream.
+#[derive(Debug, Default)]
+pub struct ChatObserver {
+    pub outcome: Outcome,
+    pub usage: Option<Usage>,
+    /// The `[DONE]` sentinel was seen.
+    pub done: bool,
+    pub events: u64,
+}
+
+impl ChatObserver {
+    /// Look at one event.
+    pub fn observe(&mut self, ev: &SseEvent) {
+        self.events += 1;
+        if ev.data.trim() == "[DONE]" {
+            self.done = true;
+            if !self.outcome.is_terminal() {
+                self.outcome = Outcome::Completed;
+            }
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<ChatChunk>(&ev.data) else {
+            return;
+        };
+        self.read_chunk(chunk);
+    }
+
+    fn read_chunk(&mut self, chunk: ChatChunk) {
+        if let Some(u) = chunk.usage.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
+            if let Some(u) = Usage::from_chat(&u) {
+                self.usage = Some(u);
+            }
+        }
+        if let Some(err) = chunk.error.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
+            if !err.is_null() {
+                self.outcome = failed_from(&err);
+                return;
+            }
+        }
+        for c in chunk.choices.into_iter().flatten() {
+            match c.finish_reason.as_deref() {
+                None => {}
+                Some("length") => self.outcome = Outcome::Incomplete("max_output_tokens".into()),
+                Some("content_filter") => self.outcome = Outcome::Incomplete("content_filter".into()),
+                Some(_) => self.outcome = Outcome::Completed,
+            }
+        }
+    }
+
+    /// Read a non-streaming chat completion.
+    pub fn observe_body(&mut self, body: &[u8]) {
+        if let Ok(chunk) = serde_json::from_slice::<ChatChunk>(body) {
+            self.read_chunk(chunk);
+        }
+        if !self.outcome.is_terminal() {
+            self.outcome = Outcome::Completed;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent { event: None, data: data.into() }
+    }
+
+    #[test]
+    fn responses_completed_with_usage() {
+        let mut o = ResponsesObserver::default();
+        o.observe(&ev(r#"{"type":"response.created","response":{"id":"r"}}"#));
+        o.observe(&ev(r#"{"type":"response.output_text.delta","delta":"hi"}"#));
+        o.observe(&ev("not json"));
+        assert_eq!(o.outcome, Outcome::Unfinished);
+        o.observe(&ev(
+            r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":3,"output_tokens":2,"total_tokens":5}}}"#,
+        ));
+        assert!(o.created);
+        assert_eq!(o.outcome, Outcome::Completed);
+        assert_eq!(o.usage.unwrap().total_tokens, 5);
+        assert_eq!(o.events, 4);
+    }
+
+    #[test]
+    fn responses_failed_and_incomplete() {
+        let mut o = ResponsesObserver::default();
+        o.observe(&ev(
+            r#"{"type":"response.failed","response":{"id":"r","error":{"code":"rate_limit_exceeded","message":"try again in 1s"}}}"#,
+        ));
+        assert_eq!(
+            o.outcome,
+            Outcome::Failed { code: Some("rate_limit_exceeded".into()), message: "try again in 1s".into() }
+        );
+        o.observe(&ev(r#"{"type":"response.incomplete","response":{"incomplete_details":{"reason":"max_output_tokens"}}}"#));
+        assert_eq!(o.outcome.error_code().as_deref(), Some("incomplete:max_output_tokens"));
+    }
+
+    #[test]
+    fn chat_stream_usage_finish_and_done() {
+        let mut o = ChatObserver::default();
+        o.observe(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":null}"#));
+        assert_eq!(o.outcome, Outcome::Unfinished);
+        o.observe(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#));
+        o.observe(&ev(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":1,"total_tokens":8}}"#));
+        o.observe(&ev("[DONE]"));
+        assert!(o.done);
+        assert_eq!(o.outcome, Outcome::Incomplete("max_output_tokens".into()));
+        assert_eq!(o.usage.unwrap().input_tokens, 7);
+    }
+
+    #[test]
+    fn chat_error_chunk_and_bodies() {
+        let mut o = ChatObserver::default();
+        o.observe(&ev(r#"{"error":{"message":"boom","type":"server_error","code":"overloaded"}}"#));
+        assert_eq!(o.outcome.error_code().as_deref(), Some("overloaded"));
+        let mut o = ChatObserver::default();
+        o.observe_body(br#"{"choices":[{"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
+        assert_eq!((o.outcome.clone(), o.usage.unwrap().total_tokens), (Outcome::Completed, 3));
+        let mut r = ResponsesObserver::default();
+        r.observe_body(br#"{"id":"r","status":"completed","usage":{"input_tokens":1,"output_tokens":1,"total_tokens":2}}"#);
+        assert_eq!(r.outcome, Outcome::Completed);
+    }
+}

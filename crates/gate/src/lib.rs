@@ -1,1 +1,37 @@
-//! placeholder
+//! codex-gate: one endpoint for Codex, OpenClaw and OpenAI-SDK clients in front of API-key
+//! providers (and, later, pools of ChatGPT subscription accounts).
+//!
+//! Map of the crate:
+//! - [`config`]: TOML → validated [`config::Config`]; errors name the file and the key.
+//! - [`routing`]: requested model → ordered targets.
+//! - [`server`]: the router (`router(app)`) and `serve(listener, app, shutdown)`.
+//! - [`routes`]: thin HTTP handlers, one file per API surface.
+//! - [`upstream`]: the shared HTTP client, request building, the relay with failover.
+//! - [`tally`]: per-request accounting (metrics + one request-log record).
+//! - [`ledger`]: the batched request-log writer; [`store`]: SQLite / PostgreSQL.
+//! - [`metrics`]: Prometheus registry; [`error`]: the one error enum.
+//! - [`cli`], [`commands`]: the `codex-gate` command line.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod ledger;
+pub mod metrics;
+pub mod routes;
+pub mod routing;
+pub mod server;
+pub mod store;
+pub mod tally;
+pub mod upstream;
+
+pub use app::App;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

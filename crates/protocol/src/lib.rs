@@ -6,6 +6,7 @@
 //! - [`usage`]: token usage normalized across the Responses and Chat Completions APIs.
 //! - [`body`]: cheap inspection of request bodies (model, stream) and byte-exact model rewriting.
 //! - [`observe`]: stream observers that read usage and terminal events while bytes are relayed.
+//! - [`synth`]: events the gateway writes itself (a terminal failure after the first byte).
 //!
 //! Everything here is synchronous and deterministic so it can be unit-, snapshot- and
 //! property-tested without sockets.
@@ -14,6 +15,7 @@ pub mod body;
 pub mod error;
 pub mod observe;
 pub mod sse;
+pub mod synth;
 pub mod usage;
 
 /// Which OpenAI API a request, response or upstream speaks.

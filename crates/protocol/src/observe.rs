@@ -54,6 +54,8 @@ pub struct ResponsesObserver {
     pub usage: Option<Usage>,
     /// `response.created` was seen.
     pub created: bool,
+    /// The upstream's response id, from `response.created`.
+    pub response_id: Option<String>,
     /// Events seen, including ones that were not JSON.
     pub events: u64,
 }
@@ -66,7 +68,14 @@ impl ResponsesObserver {
             return;
         };
         match head.kind.as_ref() {
-            "response.created" => self.created = true,
+            "response.created" => {
+                self.created = true;
+                #[derive(Deserialize)]
+                struct Id {
+                    id: Option<String>,
+                }
+                self.response_id = head.response.and_then(|r| serde_json::from_str::<Id>(r.get()).ok()).and_then(|r| r.id);
+            }
             "response.completed" | "response.incomplete" | "response.failed" | "response.done" => {
                 let resp: Value = head
                     .response
@@ -216,6 +225,7 @@ mod tests {
             r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":3,"output_tokens":2,"total_tokens":5}}}"#,
         ));
         assert!(o.created);
+        assert_eq!(o.response_id.as_deref(), Some("r"));
         assert_eq!(o.outcome, Outcome::Completed);
         assert_eq!(o.usage.unwrap().total_tokens, 5);
         assert_eq!(o.events, 4);

@@ -1,0 +1,71 @@
+//! `codex-gate serve`: open the store, start the request-log writer, bind, serve until a
+//! signal, drain, flush.
+
+use crate::app::App;
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::ledger::{Ledger, Retention};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(path)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(url) = args.store {
+        config.store.url = url;
+    }
+    let url = super::redact_url(&config.store.url);
+    let store = Store::open(&config.store.url).await.with_context(|| format!("cannot open the store at {url}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let retention = Retention {
+        max_age: config.store.retention,
+        max_rows: config.store.max_rows,
+        every: Duration::from_secs(3600),
+    };
+    let (ledger, writer) = Ledger::start(store.clone(), config.store.writer_queue, retention, metrics.clone());
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
+    let app = App::new(config, ledger, metrics);
+    tracing::info!(
+        listen = %listener.local_addr()?, store = %url, providers = app.config.providers.len(),
+        routes = app.config.routes.len(), "codex-gate is serving; point clients at http://{}/v1", listen
+    );
+    crate::server::serve(listener, app, shutdown_signal()).await?;
+    // Handlers are gone; the writer ends once it has flushed what is queued.
+    if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
+        tracing::warn!("request log writer did not finish in 10 s");
+    }
+    store.close().await;
+    tracing::info!("codex-gate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,333 @@
+//! Configuration: load a TOML file (or none), interpolate `${ENV}`, refuse unknown keys, wrong
+//! types and invalid values with an error that names the file and the key, and produce the
+//! validated [`Config`] the rest of the gateway uses.
+
+mod interp;
+mod raw;
+
+pub use interp::{default_config_path, default_data_dir, interpolate};
+
+use http::{HeaderName, HeaderValue};
+use raw::{RawConfig, RawKind};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A config error: which file, which key, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("config error in {file}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// A secret string (API key): never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Which API an upstream provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Chat,
+    Responses,
+}
+
+impl ProviderKind {
+    pub fn api(self) -> codex_gate_protocol::Api {
+        match self {
+            ProviderKind::Chat => codex_gate_protocol::Api::Chat,
+            ProviderKind::Responses => codex_gate_protocol::Api::Responses,
+        }
+    }
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// From sending the request to the first byte of the response body.
+    pub first_byte: Duration,
+    /// Longest silence between two chunks of a streamed body.
+    pub idle: Duration,
+}
+
+/// An API-key upstream.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Without a trailing slash, e.g. `https://api.deepseek.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub models: Vec<String>,
+    pub timeouts: Timeouts,
+}
+
+/// An explicit route: a client-facing model name and its ordered targets (`provider/model`).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub model: String,
+    pub targets: Vec<(String, String)>,
+    /// Try the next target on a retryable failure before the first byte (false: fail closed).
+    pub fallback: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest accepted request body, after decompression.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for open streams.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+    pub retention: Duration,
+    pub max_rows: u64,
+    /// Request-log records buffered between the request path and the writer.
+    pub writer_queue: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (`None`: built-in defaults only).
+    pub source: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub providers: Vec<Provider>,
+    pub routes: Vec<Route>,
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Load from `path` if given (it must exist), else from the default path if it exists,
+    /// else built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = |k: &str| std::env::var(k).ok();
+        match path {
+            Some(p) => Self::from_file(p, &env),
+            None => {
+                let p = default_config_path();
+                if p.exists() {
+                    Self::from_file(&p, &env)
+                } else {
+                    Self::from_toml_str("", None, &env)
+                }
+            }
+        }
+    }
+
+    fn from_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            key: "-".into(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Self::from_toml_str(&text, Some(path), env)
+    }
+
+    /// Parse and validate TOML text. `env` resolves `${VAR}` references.
+    pub fn from_toml_str(
+        text: &str,
+        source: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = source.map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string());
+        let err = |key: &str, message: String| ConfigError { file: file.clone(), key: key.to_owned(), message };
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            err("-", format!("invalid TOML: {}", e.to_string().trim_end()))
+        })?;
+        interpolate_tree(&mut value, &mut String::new(), env).map_err(|(k, m)| err(&k, m))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            err(if key == "." { "-" } else { &key }, e.into_inner().to_string())
+        })?;
+        validate(raw, source).map_err(|(k, m)| err(&k, m))
+    }
+}
+
+type KeyError = (String, String);
+
+fn interpolate_tree(
+    v: &mut toml::Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), KeyError> {
+    match v {
+        toml::Value::String(s) => {
+            *s = interpolate(s, env).map_err(|m| (path.clone(), m))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                interpolate_tree(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                interpolate_tree(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn ms(key: String, v: Option<u64>, default: u64) -> Result<Duration, KeyError> {
+    match v.unwrap_or(default) {
+        0 => Err((key, "must be greater than 0".into())),
+        n => Ok(Duration::from_millis(n)),
+    }
+}
+
+fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
+    let listen_s = raw.server.listen.unwrap_or_else(|| "127.0.0.1:2455".into());
+    let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
+        ("server.listen".to_owned(), format!("{listen_s:?} is not an address like \"127.0.0.1:2455\""))
+    })?;
+    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(32 << 20);
+    if max_body_bytes < 1024 {
+        return Err(("server.max_body_bytes".into(), "must be at least 1024".into()));
+    }
+    let server = ServerConfig {
+        listen,
+        max_body_bytes: max_body_bytes as usize,
+        drain_timeout: Duration::from_secs(raw.server.drain_timeout_secs.unwrap_or(30)),
+    };
+
+    let url = match raw.store.url {
+        Some(u) => u,
+        None => format!("sqlite://{}", default_data_dir().join("codex-gate.db").display()),
+    };
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(("store.url".into(), format!("{url:?} must start with sqlite:// or postgres://")));
+    }
+    let store = StoreConfig {
+        url,
+        retention: Duration::from_secs(raw.store.request_log_retention_days.unwrap_or(30) * 86_400),
+        max_rows: raw.store.request_log_max_rows.unwrap_or(1_000_000),
+        writer_queue: raw.store.writer_queue.unwrap_or(10_000).max(1) as usize,
+    };
+
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    let mut names = HashSet::new();
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let key = |k: &str| format!("providers[{i}].{k}");
+        if p.name.is_empty() || p.name.contains('/') || p.name.chars().any(char::is_whitespace) {
+            return Err((key("name"), format!("{:?} must be non-empty, without '/' or spaces", p.name)));
+        }
+        if !names.insert(p.name.clone()) {
+            return Err((key("name"), format!("provider {:?} is defined twice", p.name)));
+        }
+        let base_url = p.base_url.trim_end_matches('/').to_owned();
+        let uri = base_url.parse::<http::Uri>().ok().filter(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+        });
+        if uri.is_none() {
+            return Err((key("base_url"), format!("{:?} is not an http:// or https:// URL", p.base_url)));
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &p.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| (key(&format!("headers.{k}")), "is not a valid header name".to_owned()))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| (key(&format!("headers.{k}")), "is not a valid header value".to_owned()))?;
+            headers.push((name, value));
+        }
+        if p.api_key.as_deref().is_some_and(|k| k.contains(['\r', '\n'])) {
+            return Err((key("api_key"), "must not contain line breaks".into()));
+        }
+        providers.push(Provider {
+            name: p.name,
+            kind: match p.kind {
+                RawKind::Chat => ProviderKind::Chat,
+                RawKind::Responses => ProviderKind::Responses,
+            },
+            base_url,
+            api_key: p.api_key.filter(|k| !k.is_empty()).map(Secret),
+            headers,
+            models: p.models,
+            timeouts: Timeouts {
+                connect: ms(key("connect_timeout_ms"), p.connect_timeout_ms, 10_000)?,
+                first_byte: ms(key("first_byte_timeout_ms"), p.first_byte_timeout_ms, 120_000)?,
+                idle: ms(key("idle_timeout_ms"), p.idle_timeout_ms, 240_000)?,
+            },
+        });
+    }
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut route_names = HashSet::new();
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        if r.model.is_empty() {
+            return Err((format!("routes[{i}].model"), "must not be empty".into()));
+        }
+        if !route_names.insert(r.model.clone()) {
+            return Err((format!("routes[{i}].model"), format!("route {:?} is defined twice", r.model)));
+        }
+        if r.targets.is_empty() {
+            return Err((format!("routes[{i}].targets"), "needs at least one target".into()));
+        }
+        let mut targets = Vec::new();
+        for (j, t) in r.targets.iter().enumerate() {
+            let k = format!("routes[{i}].targets[{j}]");
+            targets.push(parse_target(t, &names).map_err(|m| (k, m))?);
+        }
+        routes.push(Route { model: r.model, targets, fallback: r.fallback.unwrap_or(true) });
+    }
+
+    for (alias, target) in &raw.aliases {
+        let known = route_names.contains(target)
+            || parse_target(target, &names).is_ok()
+            || providers.iter().any(|p| p.models.contains(target));
+        if !known {
+            return Err((
+                format!("aliases.{alias}"),
+                format!("{target:?} is not a route, a provider/model reference or a listed model"),
+            ));
+        }
+    }
+
+    Ok(Config { source: source.map(Path::to_path_buf), server, store, providers, routes, aliases: raw.aliases })
+}
+
+fn parse_target(t: &str, providers: &HashSet<String>) -> Result<(String, String), String> {
+    let Some((p, m)) = t.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty()) else {
+        return Err(format!("{t:?} must be written provider/model"));
+    };
+    if !providers.contains(p) {
+        return Err(format!("{t:?} names provider {p:?}, which is not defined in [[providers]]"));
+    }
+    Ok((p.to_owned(), m.to_owned()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! The gateway's one error type. Every failure leaves as an OpenAI-shaped JSON error with the
+//! right status; each variant also says which side failed and whether another target may help,
+//! which is exactly the failover decision.
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use codex_gate_protocol::error::{read_upstream_error, ErrorEnvelope};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+/// Where a failure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something the gateway refuses.
+    Downstream,
+    /// The provider failed or refused.
+    Upstream,
+    /// The gateway itself.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("{message}")]
+    BadRequest { message: String, param: Option<String>, code: &'static str },
+    #[error("the model `{0}` does not exist or is not routed by this gateway")]
+    ModelNotFound(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("unsupported Content-Encoding `{0}`; send identity or zstd")]
+    UnsupportedEncoding(String),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("WebSocket transport is not supported; use HTTP streaming (SSE)")]
+    UpgradeRequired,
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The upstream answered with an error status; its body is relayed in our envelope.
+    #[error("upstream {target} answered {status}")]
+    Upstream { target: String, status: StatusCode, headers: HeaderMap, body: Bytes },
+    /// No HTTP answer: connect error, reset, or a stream that died before its first byte.
+    #[error("upstream {target} is unreachable: {detail}")]
+    Unreachable { target: String, detail: String },
+    #[error("upstream {target} did not answer within {what} timeout of {ms} ms")]
+    Timeout { target: String, what: &'static str, ms: u128 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GateError {
+    pub fn bad_request(message: impl Into<String>, param: Option<String>) -> Self {
+        GateError::BadRequest { message: message.into(), param, code: "invalid_request" }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            GateError::Upstream { .. } | GateError::Unreachable { .. } | GateError::Timeout { .. } => Side::Upstream,
+            GateError::Internal(_) => Side::Internal,
+            _ => Side::Downstream,
+        }
+    }
+
+    /// Another target may succeed where this one failed. Request-shaped refusals (400, 413,
+    /// 422) would fail everywhere; anything else an upstream does is specific to that target.
+    pub fn retryable(&self) -> bool {
+        match self {
+            GateError::Upstream { status, .. } => !matches!(status.as_u16(), 400 | 413 | 422),
+            GateError::Unreachable { .. } | GateError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GateError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            GateError::ModelNotFound(_) | GateError::NotFound(_) => StatusCode::NOT_FOUND,
+            GateError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GateError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GateError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GateError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GateError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            GateError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            // The provider refusing the gateway's own credentials is not the client's fault.
+            GateError::Upstream { status, .. } if matches!(status.as_u16(), 401 | 403 | 407) => StatusCode::BAD_GATEWAY,
+            GateError::Upstream { status, .. } => *status,
+            GateError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            GateError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The error code recorded in the request log and metrics.
+    pub fn code(&self) -> String {
+        match self {
+            GateError::BadRequest { code, .. } => (*code).to_owned(),
+            GateError::ModelNotFound(_) => "model_not_found".into(),
+            GateError::PayloadTooLarge(_) => "payload_too_large".into(),
+            GateError::UnsupportedEncoding(_) => "unsupported_encoding".into(),
+            GateError::Forbidden(_) => "forbidden".into(),
+            GateError::NotFound(_) => "not_found".into(),
+            GateError::MethodNotAllowed => "method_not_allowed".into(),
+            GateError::UpgradeRequired => "websocket_not_supported".into(),
+            GateError::NotImplemented(_) => "not_implemented".into(),
+            GateError::Upstream { status, body, .. } => {
+                let (kind, code, _) = read_upstream_error(body);
+                code.or(kind).unwrap_or_else(|| format!("upstream_{}", status.as_u16()))
+            }
+            GateError::Unreachable { .. } => "upstream_unreachable".into(),
+            GateError::Timeout { what, .. } => format!("upstream_{}_timeout", what.replace(' ', "_")),
+            GateError::Internal(_) => "internal_error".into(),
+        }
+    }
+
+    /// The OpenAI envelope for this error.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        let kind = match self.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "invalid_request_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        };
+        match self {
+            GateError::Upstream { target, status, body, .. } => {
+                // Keep the upstream's own type/code (Codex keys on `usage_limit_reached`,
+                // `insufficient_quota`, `context_length_exceeded`, …) and every extra field
+                // (`plan_type`, `resets_at`).
+                if let Ok(mut env) = serde_json::from_slice::<ErrorEnvelope>(body) {
+                    if matches!(status.as_u16(), 401 | 403 | 407) {
+                        env.error.message = format!("upstream {target} rejected the gateway's credentials: {}", env.error.message);
+                    }
+                    return env;
+                }
+                let (t, code, msg) = read_upstream_error(body);
+                let msg = if msg.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { msg };
+                let code = code.unwrap_or_else(|| self.code());
+                ErrorEnvelope::new(t.as_deref().unwrap_or(kind), Some(&code), format!("upstream {target}: {msg}"))
+            }
+            GateError::BadRequest { param, .. } => {
+                let mut env = ErrorEnvelope::new(kind, Some(&self.code()), self.to_string());
+                env.error.param.clone_from(param);
+                env
+            }
+            _ => ErrorEnvelope::new(kind, Some(&self.code()), self.to_string()),
+        }
+    }
+}
+
+/// Upstream response headers worth relaying with an error: retry hints and Codex's
+/// rate-limit headers (so a usage-limit 429 keeps `x-codex-primary-*`).
+pub fn relayable_error_header(name: &str) -> bool {
+    name == "retry-after" || name.starts_with("x-codex-") || name.starts_with("x-ratelimit-") || name == "x-request-id"
+}
+
+impl IntoResponse for GateError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = self.envelope().to_json();
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let GateError::Upstream { headers, .. } = &self {
+            for (k, v) in headers {
+                if relayable_error_header(k.as_str()) {
+                    h.append(k.clone(), v.clone());
+                }
+            }
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(status: u16, body: &str) -> GateError {
+        GateError::Upstream {
+            target: "p/m".into(),
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn retryability_follows_the_failover_rules() {
+        assert!(upstream(429, "{}").retryable());
+        assert!(upstream(503, "").retryable());
+        assert!(upstream(401, "").retryable());
+        assert!(!upstream(400, "").retryable());
+        assert!(!upstream(422, "").retryable());
+        assert!(GateError::Unreachable { target: "x".into(), detail: "reset".into() }.retryable());
+        assert!(!GateError::ModelNotFound("x".into()).retryable());
+        assert_eq!(GateError::ModelNotFound("x".into()).side(), Side::Downstream);
+    }
+
+    #[test]
+    fn upstream_envelopes_are_kept_and_others_wrapped() {
+        let e = upstream(429, r#"{"error":{"type":"usage_limit_reached","message":"m","plan_type":"plus","resets_at":5}}"#);
+        let env = e.envelope();
+        assert_eq!(env.error.kind, "usage_limit_reached");
+        assert_eq!(env.error.extra["resets_at"], 5);
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        let e = upstream(502, "<html>bad gateway</html>");
+        let env = e.envelope();
+        assert_eq!(env.error.kind, "server_error");
+        assert!(env.error.message.contains("bad gateway"));
+        assert_eq!(upstream(401, "{}").status(), StatusCode::BAD_GATEWAY);
+    }
+}

@@ -1,0 +1,77 @@
+//! The request log's writer: records leave the request path through a bounded channel
+//! (`try_send`; a full queue drops the record and counts it, it never blocks a request) and a
+//! background task writes them to the store in batches. It also enforces retention.
+
+use crate::metrics::Metrics;
+use crate::store::{RequestRecord, Store};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Rows written per store round trip, at most.
+const BATCH: usize = 500;
+
+/// The sending half, cloned into the request path.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<RequestRecord>,
+    metrics: Arc<Metrics>,
+}
+
+/// Retention policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_rows: u64,
+    /// How often to prune.
+    pub every: Duration,
+}
+
+impl Ledger {
+    /// Start the writer task. The task ends, after writing what is queued, once every
+    /// [`Ledger`] clone is dropped.
+    pub fn start(store: Store, queue: usize, retention: Retention, metrics: Arc<Metrics>) -> (Ledger, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let task = tokio::spawn(writer(store, rx, retention, metrics.clone()));
+        (Ledger { tx, metrics }, task)
+    }
+
+    /// Queue a record without waiting; drops (and counts) it when the queue is full.
+    pub fn record(&self, r: RequestRecord) {
+        if self.tx.try_send(r).is_err() {
+            self.metrics.ledger_dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<RequestRecord>, retention: Retention, metrics: Arc<Metrics>) {
+    let mut buf = Vec::with_capacity(BATCH);
+    let mut prune = tokio::time::interval(retention.every);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut buf, BATCH) => {
+                if n == 0 {
+                    break; // every sender is gone and the queue is empty
+                }
+                match store.insert_requests(&buf).await {
+                    Ok(()) => metrics.ledger_written.fetch_add(n as u64, Relaxed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, rows = n, "request log write failed");
+                        metrics.ledger_failed.fetch_add(n as u64, Relaxed)
+                    }
+                };
+                buf.clear();
+            }
+            _ = prune.tick() => {
+                let before = crate::now_ms() - retention.max_age.as_millis() as i64;
+                match store.prune_requests(before, retention.max_rows.max(1) as i64).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "request log pruned"),
+                    Err(e) => tracing::warn!(error = %e, "request log pruning failed"),
+                }
+            }
+        }
+    }
+}

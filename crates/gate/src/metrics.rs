@@ -1,0 +1,199 @@
+//! Prometheus metrics, kept in atomics and rendered as text on `GET /metrics`.
+//!
+//! A request touches one [`Series`] (found once per request under a read lock) and then only
+//! atomics, so the hot path never contends on a mutex.
+
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+const OVERHEAD_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum in nanoseconds.
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_ns: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| s <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let mut cum = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cum += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Everything recorded for one (route, target) pair.
+#[derive(Debug)]
+pub struct Series {
+    statuses: RwLock<Vec<(u16, AtomicU64)>>,
+    errors: RwLock<Vec<(String, AtomicU64)>>,
+    pub latency: Histogram,
+    pub ttfb: Histogram,
+    pub overhead: Histogram,
+}
+
+impl Series {
+    fn new() -> Self {
+        Self {
+            statuses: RwLock::new(Vec::new()),
+            errors: RwLock::new(Vec::new()),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            ttfb: Histogram::new(LATENCY_BUCKETS),
+            overhead: Histogram::new(OVERHEAD_BUCKETS),
+        }
+    }
+
+    pub fn count_status(&self, status: u16) {
+        bump(&self.statuses, status);
+    }
+
+    pub fn count_error(&self, code: &str) {
+        if let Some((_, c)) = self.errors.read().iter().find(|(k, _)| k == code) {
+            c.fetch_add(1, Relaxed);
+            return;
+        }
+        let mut w = self.errors.write();
+        match w.iter().find(|(k, _)| k == code) {
+            Some((_, c)) => c.fetch_add(1, Relaxed),
+            None => {
+                w.push((code.to_owned(), AtomicU64::new(1)));
+                0
+            }
+        };
+    }
+}
+
+fn bump(v: &RwLock<Vec<(u16, AtomicU64)>>, key: u16) {
+    if let Some((_, c)) = v.read().iter().find(|(k, _)| *k == key) {
+        c.fetch_add(1, Relaxed);
+        return;
+    }
+    let mut w = v.write();
+    match w.iter().find(|(k, _)| *k == key) {
+        Some((_, c)) => {
+            c.fetch_add(1, Relaxed);
+        }
+        None => w.push((key, AtomicU64::new(1))),
+    }
+}
+
+/// The gateway's metrics registry.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    series: RwLock<HashMap<(Arc<str>, Arc<str>), Arc<Series>>>,
+    pub in_flight: AtomicI64,
+    pub failovers: AtomicU64,
+    pub ledger_dropped: AtomicU64,
+    pub ledger_written: AtomicU64,
+    pub ledger_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// The series for (route, target), created on first use.
+    pub fn series(&self, route: &Arc<str>, target: &Arc<str>) -> Arc<Series> {
+        let key = (route.clone(), target.clone());
+        if let Some(s) = self.series.read().get(&key) {
+            return s.clone();
+        }
+        self.series.write().entry(key).or_insert_with(|| Arc::new(Series::new())).clone()
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let series = self.series.read();
+        let mut keys: Vec<_> = series.keys().cloned().collect();
+        keys.sort();
+        let labels = |(r, t): &(Arc<str>, Arc<str>)| format!("route=\"{}\",target=\"{}\"", esc(r), esc(t));
+        out.push_str("# HELP codex_gate_requests_total Requests answered, by route, target and HTTP status.\n# TYPE codex_gate_requests_total counter\n");
+        for k in &keys {
+            for (status, c) in series[k].statuses.read().iter() {
+                let _ = writeln!(out, "codex_gate_requests_total{{{},status=\"{status}\"}} {}", labels(k), c.load(Relaxed));
+            }
+        }
+        out.push_str("# HELP codex_gate_errors_total Failed requests and failed attempts, by route, target and error code.\n# TYPE codex_gate_errors_total counter\n");
+        for k in &keys {
+            for (code, c) in series[k].errors.read().iter() {
+                let _ = writeln!(out, "codex_gate_errors_total{{{},code=\"{}\"}} {}", labels(k), esc(code), c.load(Relaxed));
+            }
+        }
+        type Pick = fn(&Series) -> &Histogram;
+        let hists: [(&str, &str, Pick); 3] = [
+            ("codex_gate_request_duration_seconds", "Total request time, until the last byte.", |s| &s.latency),
+            ("codex_gate_time_to_first_byte_seconds", "Time until the first response byte left the gateway.", |s| &s.ttfb),
+            ("codex_gate_overhead_seconds", "Time spent inside the gateway, excluding waiting on the upstream.", |s| &s.overhead),
+        ];
+        for (name, help, pick) in hists {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for k in &keys {
+                pick(&series[k]).render(name, &labels(k), &mut out);
+            }
+        }
+        let gauges = [
+            ("codex_gate_in_flight_requests", "gauge", "Requests being served now.", self.in_flight.load(Relaxed)),
+            ("codex_gate_failovers_total", "counter", "Attempts moved to the next target.", self.failovers.load(Relaxed) as i64),
+            ("codex_gate_request_log_dropped_total", "counter", "Request-log records dropped because the writer queue was full.", self.ledger_dropped.load(Relaxed) as i64),
+            ("codex_gate_request_log_written_total", "counter", "Request-log records written to the store.", self.ledger_written.load(Relaxed) as i64),
+            ("codex_gate_request_log_failed_total", "counter", "Request-log records lost to store errors.", self.ledger_failed.load(Relaxed) as i64),
+        ];
+        for (name, kind, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        out
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        let s = m.series(&Arc::from("coder"), &Arc::from("p/\"m\""));
+        s.count_status(200);
+        s.count_status(200);
+        s.count_error("upstream_503");
+        s.latency.observe(Duration::from_millis(30));
+        s.overhead.observe(Duration::from_micros(80));
+        let text = m.render();
+        assert!(text.contains(r#"codex_gate_requests_total{route="coder",target="p/\"m\"",status="200"} 2"#), "{text}");
+        assert!(text.contains(r#"codex_gate_errors_total{route="coder",target="p/\"m\"",code="upstream_503"} 1"#));
+        assert!(text.contains(r#"codex_gate_request_duration_seconds_bucket{route="coder",target="p/\"m\"",le="0.025"} 0"#));
+        assert!(text.contains(r#"codex_gate_request_duration_seconds_bucket{route="coder",target="p/\"m\"",le="0.05"} 1"#));
+        assert!(text.contains(r#"codex_gate_overhead_seconds_bucket{route="coder",target="p/\"m\"",le="0.0001"} 1"#));
+        assert!(text.contains(r#"codex_gate_overhead_seconds_count{route="coder",target="p/\"m\""} 1"#));
+        assert!(Arc::ptr_eq(&s, &m.series(&Arc::from("coder"), &Arc::from("p/\"m\""))));
+    }
+}

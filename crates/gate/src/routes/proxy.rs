@@ -1,0 +1,35 @@
+//! `POST /v1/responses` (also `/backend-api/codex/responses`) and `POST /v1/chat/completions`.
+
+use super::input::read_body;
+use crate::app::App;
+use crate::error::GateError;
+use crate::tally::Tally;
+use crate::upstream::relay::{fail, relay, Inbound};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use codex_gate_protocol::body::inspect;
+use codex_gate_protocol::Api;
+use std::sync::Arc;
+
+pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
+    proxy(app, Api::Responses, req).await
+}
+
+pub async fn chat_completions(State(app): State<Arc<App>>, req: Request) -> Response {
+    proxy(app, Api::Chat, req).await
+}
+
+async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
+    let tally = Tally::open(&app, api);
+    let (parts, body) = req.into_parts();
+    let read = async {
+        let body = read_body(body, &parts.headers, app.config.server.max_body_bytes).await?;
+        let head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
+        let resolved = app.router.resolve(&head.model).ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
+        Ok::<_, GateError>((Inbound { api, head, body, headers: parts.headers }, resolved))
+    };
+    match read.await {
+        Ok((inbound, resolved)) => relay(&app, tally, inbound, resolved).await,
+        Err(e) => fail(tally, e),
+    }
+}

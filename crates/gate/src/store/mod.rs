@@ -1,0 +1,242 @@
+//! Persistent state behind one interface with two real backends: SQLite (embedded default, WAL)
+//! and PostgreSQL. Each backend has its own migrations; the queries are shared where the SQL is.
+//!
+//! Nothing on the request path awaits the store: request-log records reach it through the
+//! batched writer in `crate::ledger`.
+
+mod migrations;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// One row of the request log.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequestRecord {
+    pub id: String,
+    /// Unix milliseconds when the request arrived.
+    pub ts_ms: i64,
+    /// `responses` or `chat` (the client's API).
+    pub api: String,
+    pub route: String,
+    /// `provider/model` that answered (or was tried last).
+    pub target: String,
+    /// The model the client asked for.
+    pub model: String,
+    pub stream: bool,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub attempts: u32,
+    pub input_tokens: i64,
+    pub cached_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub latency_ms: i64,
+    pub ttfb_ms: Option<i64>,
+    pub overhead_us: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store url {0:?} is not sqlite://… or postgres://…")]
+    BadUrl(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The store: one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+const COLUMNS: &str = "id, ts_ms, api, route, target, model, stream, status, error_code, attempts, input_tokens, \
+     cached_tokens, output_tokens, reasoning_tokens, latency_ms, ttfb_ms, overhead_us";
+
+impl Store {
+    /// Open (creating if needed) the store at `url` and bring its schema up to date.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5));
+            let path = opts.get_filename();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+            }
+            Store::Sqlite(SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            Store::Postgres(PgPoolOptions::new().max_connections(8).connect_with(opts).await?)
+        } else {
+            return Err(StoreError::BadUrl(url.to_owned()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A PostgreSQL store from ready connect options (tests use a private schema this way).
+    pub async fn open_postgres(opts: PgConnectOptions) -> Result<Store, StoreError> {
+        let store = Store::Postgres(PgPoolOptions::new().max_connections(4).connect_with(opts).await?);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(p) => migrations::run_sqlite(p).await,
+            Store::Postgres(p) => migrations::run_postgres(p).await,
+        }
+    }
+
+    /// The schema version (number of applied migrations).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let q = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+        Ok(match self {
+            Store::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await?,
+            Store::Postgres(p) => sqlx::query_scalar::<_, i32>(q).fetch_one(p).await?.into(),
+        })
+    }
+
+    /// Insert a batch of request-log rows in one statement.
+    pub async fn insert_requests(&self, rows: &[RequestRecord]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // 17 columns × 500 rows stays under SQLite's bound-parameter limit.
+        for chunk in rows.chunks(500) {
+            match self {
+                Store::Sqlite(p) => build_insert(chunk).build().execute(p).await?.rows_affected(),
+                Store::Postgres(p) => build_insert(chunk).build().execute(p).await?.rows_affected(),
+            };
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` rows, newest first.
+    pub async fn recent_requests(&self, limit: i64) -> Result<Vec<RequestRecord>, StoreError> {
+        let q = format!("SELECT {COLUMNS} FROM request_log ORDER BY ts_ms DESC, id DESC LIMIT $1");
+        Ok(match self {
+            Store::Sqlite(p) => sqlx::query(&q).bind(limit).fetch_all(p).await?.iter().map(row_sqlite).collect(),
+            Store::Postgres(p) => sqlx::query(&q).bind(limit).fetch_all(p).await?.iter().map(row_pg).collect(),
+        })
+    }
+
+    /// Number of rows in the request log.
+    pub async fn count_requests(&self) -> Result<i64, StoreError> {
+        let q = "SELECT COUNT(*) FROM request_log";
+        Ok(match self {
+            Store::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await?,
+            Store::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await?,
+        })
+    }
+
+    /// Enforce retention: delete rows older than `before_ms`, then all but the newest `max_rows`.
+    /// Returns the number of rows deleted.
+    pub async fn prune_requests(&self, before_ms: i64, max_rows: i64) -> Result<u64, StoreError> {
+        let by_age = "DELETE FROM request_log WHERE ts_ms < $1";
+        let by_count = "DELETE FROM request_log WHERE ts_ms < (SELECT ts_ms FROM request_log ORDER BY ts_ms DESC LIMIT 1 OFFSET $1)";
+        Ok(match self {
+            Store::Sqlite(p) => {
+                sqlx::query(by_age).bind(before_ms).execute(p).await?.rows_affected()
+                    + sqlx::query(by_count).bind(max_rows - 1).execute(p).await?.rows_affected()
+            }
+            Store::Postgres(p) => {
+                sqlx::query(by_age).bind(before_ms).execute(p).await?.rows_affected()
+                    + sqlx::query(by_count).bind(max_rows - 1).execute(p).await?.rows_affected()
+            }
+        })
+    }
+
+    /// Close the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(p) => p.close().await,
+            Store::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+fn build_insert<'a, DB>(rows: &'a [RequestRecord]) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!("INSERT INTO request_log ({COLUMNS}) "));
+    qb.push_values(rows, |mut b, r| {
+        b.push_bind(r.id.as_str())
+            .push_bind(r.ts_ms)
+            .push_bind(r.api.as_str())
+            .push_bind(r.route.as_str())
+            .push_bind(r.target.as_str())
+            .push_bind(r.model.as_str())
+            .push_bind(r.stream)
+            .push_bind(i32::from(r.status))
+            .push_bind(r.error_code.as_deref())
+            .push_bind(r.attempts as i32)
+            .push_bind(r.input_tokens)
+            .push_bind(r.cached_tokens)
+            .push_bind(r.output_tokens)
+            .push_bind(r.reasoning_tokens)
+            .push_bind(r.latency_ms)
+            .push_bind(r.ttfb_ms)
+            .push_bind(r.overhead_us);
+    });
+    qb.push(" ON CONFLICT (id) DO NOTHING");
+    qb
+}
+
+macro_rules! read_row {
+    ($row:expr) => {{
+        let r = $row;
+        RequestRecord {
+            id: r.get("id"),
+            ts_ms: r.get("ts_ms"),
+            api: r.get("api"),
+            route: r.get("route"),
+            target: r.get("target"),
+            model: r.get("model"),
+            stream: r.get("stream"),
+            status: r.get::<i32, _>("status") as u16,
+            error_code: r.get("error_code"),
+            attempts: r.get::<i32, _>("attempts") as u32,
+            input_tokens: r.get("input_tokens"),
+            cached_tokens: r.get("cached_tokens"),
+            output_tokens: r.get("output_tokens"),
+            reasoning_tokens: r.get("reasoning_tokens"),
+            latency_ms: r.get("latency_ms"),
+            ttfb_ms: r.get("ttfb_ms"),
+            overhead_us: r.get("overhead_us"),
+        }
+    }};
+}
+
+fn row_sqlite(r: &sqlx::sqlite::SqliteRow) -> RequestRecord {
+    read_row!(r)
+}
+
+fn row_pg(r: &sqlx::postgres::PgRow) -> RequestRecord {
+    read_row!(r)
+}

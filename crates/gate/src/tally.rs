@@ -1,0 +1,149 @@
+//! Per-request accounting. A [`Tally`] is opened when a request arrives and closed exactly once —
+//! on success, on error, or (via `Drop`) when the client goes away mid-stream — and then feeds
+//! the metrics and sends one record to the request log.
+
+use crate::app::App;
+use crate::metrics::Series;
+use crate::store::RequestRecord;
+use codex_gate_protocol::usage::Usage;
+use codex_gate_protocol::Api;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Tally {
+    app: Arc<App>,
+    id: String,
+    pub record: RequestRecord,
+    started: Instant,
+    /// Time spent waiting on upstreams (excluded from overhead).
+    pub upstream_wait: Duration,
+    /// Time spent in the gateway after the response was committed (stream observation).
+    pub stream_work: Duration,
+    pub ttfb: Option<Duration>,
+    route: Arc<str>,
+    target: Arc<str>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tally").field("id", &self.record.id).finish()
+    }
+}
+
+fn request_id() -> String {
+    format!("req_{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
+}
+
+impl Tally {
+    pub fn open(app: &Arc<App>, api: Api) -> Tally {
+        app.metrics.in_flight.fetch_add(1, Relaxed);
+        let id = request_id();
+        Tally {
+            app: app.clone(),
+            record: RequestRecord { id: id.clone(), ts_ms: crate::now_ms(), api: api.as_str().into(), ..Default::default() },
+            started: Instant::now(),
+            upstream_wait: Duration::ZERO,
+            stream_work: Duration::ZERO,
+            ttfb: None,
+            route: Arc::from("-"),
+            target: Arc::from("-"),
+            closed: false,
+            id,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn set_route(&mut self, route: &Arc<str>, model: &str, stream: bool) {
+        self.route = route.clone();
+        self.record.route = route.to_string();
+        self.record.model = model.to_owned();
+        self.record.stream = stream;
+    }
+
+    pub fn set_target(&mut self, target: &Arc<str>) {
+        self.target = target.clone();
+        self.record.target = target.to_string();
+        self.record.attempts += 1;
+    }
+
+    /// The metrics series of the current (route, target).
+    pub fn series(&self) -> Arc<Series> {
+        self.app.metrics.series(&self.route, &self.target)
+    }
+
+    /// Gateway time so far: elapsed minus upstream waiting.
+    pub fn overhead(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.upstream_wait) + self.stream_work
+    }
+
+    /// Overhead until the response headers, for `x-codex-gate-overhead-ms`; marks the first byte.
+    pub fn commit(&mut self) -> Duration {
+        self.ttfb = Some(self.started.elapsed());
+        self.started.elapsed().saturating_sub(self.upstream_wait)
+    }
+
+    /// A failed attempt on the current target (before any byte reached the client).
+    pub fn attempt_failed(&self, code: &str) {
+        self.series().count_error(code);
+    }
+
+    /// Close the tally: metrics, one log line and one request-log record.
+    pub fn close(&mut self, status: u16, error_code: Option<String>, usage: Option<Usage>) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let m = &self.app.metrics;
+        m.in_flight.fetch_sub(1, Relaxed);
+        let latency = self.started.elapsed();
+        let overhead = if self.ttfb.is_some() {
+            // After commit the clock ran through the stream; only count measured stream work.
+            self.ttfb.unwrap_or_default().saturating_sub(self.upstream_wait) + self.stream_work
+        } else {
+            self.overhead()
+        };
+        let series = self.series();
+        series.count_status(status);
+        if let Some(code) = &error_code {
+            series.count_error(code);
+        }
+        series.latency.observe(latency);
+        series.overhead.observe(overhead);
+        if let Some(t) = self.ttfb {
+            series.ttfb.observe(t);
+        }
+        let r = &mut self.record;
+        r.status = status;
+        r.error_code = error_code;
+        if let Some(u) = usage {
+            r.input_tokens = u.input_tokens as i64;
+            r.cached_tokens = u.cached_input_tokens as i64;
+            r.output_tokens = u.output_tokens as i64;
+            r.reasoning_tokens = u.reasoning_tokens as i64;
+        }
+        r.latency_ms = latency.as_millis() as i64;
+        r.ttfb_ms = self.ttfb.map(|t| t.as_millis() as i64);
+        r.overhead_us = overhead.as_micros() as i64;
+        tracing::info!(
+            id = %r.id, api = %r.api, route = %r.route, target = %r.target, status = r.status,
+            error = r.error_code.as_deref().unwrap_or(""), attempts = r.attempts,
+            input_tokens = r.input_tokens, output_tokens = r.output_tokens,
+            latency_ms = r.latency_ms, overhead_us = r.overhead_us, "request"
+        );
+        self.app.ledger.record(std::mem::take(r));
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if !self.closed {
+            // Dropped before close: the client went away (the response body was dropped).
+            self.close(499, Some("client_disconnected".into()), None);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Upstreams: the shared HTTP client, building a request for a target, the relay with failover
+//! before the first byte, and the streaming body that observes what it relays.
+
+pub mod body;
+pub mod client;
+pub mod relay;

@@ -1,0 +1,311 @@
+//! The relay: try the route's targets in order, commit on the first byte, fail over before it.
+//!
+//! A request is committed when the upstream has answered 2xx *and* sent its first body chunk;
+//! only then do response headers go to the client. So an upstream that errors, resets, times
+//! out or closes an empty stream is still invisible to the client, and the next target is
+//! tried (unless the route fails closed or the failure would repeat everywhere).
+
+use super::body::RelayBody;
+use crate::app::App;
+use crate::error::GateError;
+use crate::routing::{Resolved, Target};
+use crate::tally::Tally;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use codex_gate_protocol::body::{rewrite_model, RequestHead};
+use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
+use codex_gate_protocol::Api;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::time::timeout_at;
+
+/// Largest non-streaming upstream answer the gateway will hold.
+const MAX_WHOLE_BODY: usize = 64 << 20;
+/// Largest upstream error body kept for the client.
+const MAX_ERROR_BODY: usize = 1 << 20;
+const USER_AGENT: &str = concat!("codex-gate/", env!("CARGO_PKG_VERSION"));
+
+/// A client request, read and inspected.
+#[derive(Debug)]
+pub struct Inbound {
+    pub api: Api,
+    pub head: RequestHead,
+    pub body: Bytes,
+    pub headers: HeaderMap,
+}
+
+enum Answer {
+    Stream { parts: http::response::Parts, first: Bytes, body: Incoming },
+    Whole { parts: http::response::Parts, body: Bytes },
+}
+
+/// Headers a client sends that must reach the upstream to keep prompt caches, sticky routing
+/// and turn state working (codex-protocol §2.2).
+fn is_continuity_header(name: &str) -> bool {
+    matches!(
+        name,
+        "session-id" | "session_id" | "thread-id" | "x-client-request-id" | "x-openai-subagent" | "traceparent" | "tracestate"
+    ) || name.starts_with("x-codex-")
+}
+
+/// Upstream response headers passed back to the client.
+fn is_relayed_response_header(name: &str) -> bool {
+    matches!(name, "openai-model" | "x-request-id" | "x-reasoning-included" | "x-models-etag" | "openai-processing-ms")
+        || name.starts_with("x-codex-")
+        || name.starts_with("x-ratelimit-")
+}
+
+fn build_request(t: &Target, inb: &Inbound) -> Result<Request<Full<Bytes>>, GateError> {
+    let path = match inb.api {
+        Api::Responses => "/responses",
+        Api::Chat => "/chat/completions",
+    };
+    let body = if inb.head.model == t.model {
+        inb.body.clone()
+    } else {
+        Bytes::from(rewrite_model(&inb.body, inb.head.model_span.clone(), &t.model))
+    };
+    let accept = if inb.head.stream { "text/event-stream" } else { "application/json" };
+    let mut req = Request::post(format!("{}{path}", t.provider.base_url))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, accept)
+        .header(header::USER_AGENT, USER_AGENT)
+        .body(Full::new(body))
+        .map_err(|e| GateError::Internal(format!("bad upstream request for {}: {e}", t.label)))?;
+    let h = req.headers_mut();
+    for (k, v) in &inb.headers {
+        if is_continuity_header(k.as_str()) {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    // The client's Authorization is never forwarded: the provider gets its own key.
+    if let Some(key) = &t.provider.api_key {
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            .map_err(|_| GateError::Internal(format!("provider {} has an invalid api_key", t.provider.name)))?;
+        v.set_sensitive(true);
+        h.insert(header::AUTHORIZATION, v);
+    }
+    for (k, v) in &t.provider.headers {
+        h.insert(k.clone(), v.clone());
+    }
+    Ok(req)
+}
+
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Read a whole body: the first frame by `first_deadline`, then at most `idle` between frames.
+async fn read_all(body: &mut Incoming, first_deadline: tokio::time::Instant, idle: Duration, limit: usize, target: &str)
+    -> Result<Bytes, GateError> {
+    let mut buf = BytesMut::new();
+    let mut deadline = first_deadline;
+    loop {
+        let frame = match timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                let what = if buf.is_empty() { "first byte" } else { "idle" };
+                let ms = if buf.is_empty() { 0 } else { idle.as_millis() };
+                return Err(GateError::Timeout { target: target.into(), what, ms });
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => return Err(GateError::Unreachable { target: target.into(), detail: describe(&e) }),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(d) = frame.into_data() {
+            if buf.len() + d.len() > limit {
+                return Err(GateError::Unreachable { target: target.into(), detail: format!("answer larger than {limit} bytes") });
+            }
+            buf.extend_from_slice(&d);
+        }
+        deadline = tokio::time::Instant::now() + idle;
+    }
+}
+
+async fn attempt(app: &App, t: &Target, req: Request<Full<Bytes>>, stream: bool) -> Result<Answer, GateError> {
+    let to = t.provider.timeouts;
+    let label = &*t.label;
+    let deadline = tokio::time::Instant::now() + to.first_byte;
+    let first_byte_timeout = || GateError::Timeout { target: label.into(), what: "first byte", ms: to.first_byte.as_millis() };
+    let resp = match timeout_at(deadline, app.client.request(req)).await {
+        Err(_) => return Err(first_byte_timeout()),
+        Ok(Err(e)) => return Err(GateError::Unreachable { target: label.into(), detail: describe(&e) }),
+        Ok(Ok(r)) => r,
+    };
+    let (parts, mut body) = resp.into_parts();
+    if !parts.status.is_success() {
+        let err_deadline = tokio::time::Instant::now() + to.idle.min(Duration::from_secs(30));
+        let bytes = read_all(&mut body, err_deadline, to.idle, MAX_ERROR_BODY, label).await.unwrap_or_default();
+        return Err(GateError::Upstream { target: label.into(), status: parts.status, headers: parts.headers, body: bytes });
+    }
+    if !stream {
+        let body = read_all(&mut body, deadline, to.idle, MAX_WHOLE_BODY, label).await.map_err(|e| match e {
+            GateError::Timeout { what: "first byte", .. } => first_byte_timeout(),
+            e => e,
+        })?;
+        return Ok(Answer::Whole { parts, body });
+    }
+    loop {
+        match timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(first_byte_timeout()),
+            Ok(None) => {
+                return Err(GateError::Unreachable { target: label.into(), detail: "stream closed before its first byte".into() })
+            }
+            Ok(Some(Err(e))) => return Err(GateError::Unreachable { target: label.into(), detail: describe(&e) }),
+            Ok(Some(Ok(f))) => {
+                if let Ok(first) = f.into_data() {
+                    if !first.is_empty() {
+                        return Ok(Answer::Stream { parts, first, body });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serve `inb` over the targets of `resolved`.
+pub async fn relay(app: &Arc<App>, mut tally: Tally, inb: Inbound, resolved: Arc<Resolved>) -> Response {
+    tally.set_route(&resolved.route, &inb.head.model, inb.head.stream);
+    let mut last = None;
+    let n = resolved.targets.len();
+    for (i, t) in resolved.targets.iter().enumerate() {
+        if t.provider.kind.api() != inb.api {
+            last = Some(GateError::NotImplemented(format!(
+                "target {} speaks the {} API and this request uses the {} API; translation between them is not available yet",
+                t.label,
+                t.provider.kind.api().as_str(),
+                inb.api.as_str()
+            )));
+            continue;
+        }
+        tally.set_target(&t.label);
+        let req = match build_request(t, &inb) {
+            Ok(r) => r,
+            Err(e) => return fail(tally, e),
+        };
+        let sent = Instant::now();
+        let result = attempt(app, t, req, inb.head.stream).await;
+        tally.upstream_wait += sent.elapsed();
+        match result {
+            Ok(answer) => return commit(tally, inb.api, t, answer),
+            Err(e) => {
+                let more = resolved.fallback && i + 1 < n;
+                tracing::warn!(id = %tally.id(), target = %t.label, error = %e, failover = e.retryable() && more, "upstream attempt failed");
+                if !(e.retryable() && more) {
+                    return fail(tally, e);
+                }
+                tally.attempt_failed(&e.code());
+                app.metrics.failovers.fetch_add(1, Relaxed);
+                last = Some(e);
+            }
+        }
+    }
+    fail(tally, last.unwrap_or_else(|| GateError::Internal("route has no targets".into())))
+}
+
+/// Answer with `e` and close the tally.
+pub fn fail(mut tally: Tally, e: GateError) -> Response {
+    let overhead = tally.commit();
+    let status = e.status();
+    tally.close(status.as_u16(), Some(e.code()), None);
+    let mut resp = e.into_response();
+    gate_headers(resp.headers_mut(), &tally, overhead, None);
+    resp
+}
+
+fn gate_headers(h: &mut HeaderMap, tally: &Tally, overhead: Duration, target: Option<&str>) {
+    static OVERHEAD: HeaderName = HeaderName::from_static("x-codex-gate-overhead-ms");
+    static REQUEST_ID: HeaderName = HeaderName::from_static("x-codex-gate-request-id");
+    static TARGET: HeaderName = HeaderName::from_static("x-codex-gate-target");
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
+        h.insert(OVERHEAD.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(tally.id()) {
+        h.insert(REQUEST_ID.clone(), v);
+    }
+    if let Some(v) = target.and_then(|t| HeaderValue::from_str(t).ok()) {
+        h.insert(TARGET.clone(), v);
+    }
+}
+
+fn commit(mut tally: Tally, api: Api, t: &Target, answer: Answer) -> Response {
+    let overhead = tally.commit();
+    let (parts, body) = match answer {
+        Answer::Whole { parts, body } => {
+            let (outcome, usage) = match api {
+                Api::Responses => {
+                    let mut o = ResponsesObserver::default();
+                    o.observe_body(&body);
+                    (o.outcome, o.usage)
+                }
+                Api::Chat => {
+                    let mut o = ChatObserver::default();
+                    o.observe_body(&body);
+                    (o.outcome, o.usage)
+                }
+            };
+            let error = (outcome != Outcome::Completed).then(|| outcome.error_code()).flatten();
+            tally.close(parts.status.as_u16(), error, usage);
+            (parts, Body::from(body))
+        }
+        Answer::Stream { parts, first, body } => {
+            let idle = t.provider.timeouts.idle;
+            // The tally moves into the body; it is closed when the stream ends or is dropped.
+            let mut headers = HeaderMap::new();
+            copy_headers(&parts.headers, &mut headers);
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            gate_headers(&mut headers, &tally, overhead, Some(&t.label));
+            let status = parts.status;
+            let body = Body::new(RelayBody::new(api, first, body, idle, tally));
+            let mut resp = Response::new(body);
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            return resp;
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = if parts.status.is_success() { parts.status } else { StatusCode::BAD_GATEWAY };
+    copy_headers(&parts.headers, resp.headers_mut());
+    gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
+    resp
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    if let Some(ct) = from.get(header::CONTENT_TYPE) {
+        to.insert(header::CONTENT_TYPE, ct.clone());
+    }
+    for (k, v) in from {
+        if is_relayed_response_header(k.as_str()) {
+            to.append(k.clone(), v.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_policies() {
+        for h in ["session-id", "session_id", "thread-id", "x-client-request-id", "x-codex-turn-state", "x-codex-window-id"] {
+            assert!(is_continuity_header(h), "{h}");
+        }
+        for h in ["authorization", "cookie", "host", "content-length", "openai-organization"] {
+            assert!(!is_continuity_header(h), "{h}");
+        }
+        assert!(is_relayed_response_header("x-codex-primary-used-percent"));
+        assert!(!is_relayed_response_header("set-cookie"));
+    }
+}

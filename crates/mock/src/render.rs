@@ -1,0 +1,74 @@
+//! Rendering of the mock's answers: Responses events, Chat chunks and whole JSON bodies.
+
+use crate::Scenario;
+use serde_json::{json, Value};
+
+/// One delta's text: `size` bytes of a repeated word, distinct per index so tests can check order.
+pub fn delta_text(i: usize, size: usize) -> String {
+    let head = format!("d{i} ");
+    if size <= head.len() {
+        return head;
+    }
+    let mut s = head;
+    while s.len() < size {
+        s.push('x');
+    }
+    s
+}
+
+pub fn full_text(sc: &Scenario) -> String {
+    (0..sc.deltas).map(|i| delta_text(i, sc.size)).collect()
+}
+
+pub fn usage_responses() -> Value {
+    json!({"input_tokens": 120, "input_tokens_details": {"cached_tokens": 100},
+           "output_tokens": 30, "output_tokens_details": {"reasoning_tokens": 8}, "total_tokens": 150})
+}
+
+pub fn usage_chat() -> Value {
+    json!({"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,
+           "prompt_tokens_details": {"cached_tokens": 100}, "completion_tokens_details": {"reasoning_tokens": 8}})
+}
+
+pub fn sse(v: &Value) -> String {
+    format!("event: {}\ndata: {}\n\n", v["type"].as_str().unwrap_or("message"), v)
+}
+
+pub fn sse_data(v: &str) -> String {
+    format!("data: {v}\n\n")
+}
+
+/// The tool call the `tool` scenario asks for.
+pub fn tool_call() -> (&'static str, &'static str, String) {
+    ("call_mock_1", "exec_command", json!({"cmd": "echo mock-tool-ran"}).to_string())
+}
+
+pub fn message_item(id: &str, text: &str) -> Value {
+    json!({"type": "message", "id": id, "status": "completed", "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+pub fn function_item() -> Value {
+    let (call_id, name, args) = tool_call();
+    json!({"type": "function_call", "id": "fc_mock_1", "status": "completed", "call_id": call_id,
+           "name": name, "arguments": args})
+}
+
+pub fn response_obj(id: &str, model: &str, status: &str, output: Vec<Value>, usage: Option<Value>) -> Value {
+    json!({"id": id, "object": "response", "created_at": 1_755_000_000, "status": status,
+           "model": model, "output": output, "usage": usage})
+}
+
+pub fn chat_chunk(model: &str, delta: Value, finish: Option<&str>) -> Value {
+    json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_755_000_000, "model": model,
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+}
+
+pub fn chat_completion(model: &str, message: Value, finish: &str) -> Value {
+    json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1_755_000_000, "model": model,
+           "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage_chat()})
+}
+
+pub fn error_body(kind: &str, code: &str, message: &str) -> Value {
+    json!({"error": {"message": message, "type": kind, "code": code, "param": null}})
+}

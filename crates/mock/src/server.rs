@@ -1,0 +1,413 @@
+//! The mock's HTTP server: an accept loop on hyper, request recording, and scripted answers
+//! played step by step so delays and cuts happen on the wire, not in a buffer.
+
+use crate::render::*;
+use crate::Scenario;
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+type MockBody = BoxBody<Bytes, io::Error>;
+
+/// Defaults for scenarios that do not set their own parameters.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Text deltas per answer.
+    pub deltas: usize,
+    /// Bytes per delta.
+    pub delta_bytes: usize,
+    /// Time between deltas.
+    pub delay: Duration,
+    /// Time before the first byte of the answer.
+    pub ttft: Duration,
+    /// Keep copies of the last this-many requests (0: record nothing, for benchmarks).
+    pub record: usize,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        Self { deltas: 5, delta_bytes: 0, delay: Duration::ZERO, ttft: Duration::ZERO, record: 1000 }
+    }
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl RecordedRequest {
+    /// A header's value as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON (Null if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+struct Shared {
+    opts: MockOptions,
+    hits: AtomicUsize,
+    log: Mutex<VecDeque<RecordedRequest>>,
+}
+
+/// A running mock upstream; stops accepting when dropped.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for MockUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockUpstream").field("addr", &self.addr).finish()
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockUpstream {
+    /// Bind 127.0.0.1 on an ephemeral port and start serving.
+    pub async fn start(opts: MockOptions) -> io::Result<MockUpstream> {
+        Self::start_on("127.0.0.1:0", opts).await
+    }
+
+    /// Bind `addr` and start serving.
+    pub async fn start_on(addr: &str, opts: MockOptions) -> io::Result<MockUpstream> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared { opts, hits: AtomicUsize::new(0), log: Mutex::new(VecDeque::new()) });
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(MockUpstream { addr, shared, task })
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, the base URL a provider config points at.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests received so far (including ones answered with errors or resets).
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::Relaxed)
+    }
+
+    /// Copies of the recorded requests, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.log.lock().iter().cloned().collect()
+    }
+
+    /// The most recent request.
+    pub fn last_request(&self) -> Option<RecordedRequest> {
+        self.shared.log.lock().back().cloned()
+    }
+}
+
+#[derive(Debug)]
+struct Reset;
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mock reset")
+    }
+}
+impl std::error::Error for Reset {}
+
+enum Step {
+    Send(String),
+    Sleep(u64),
+    Cut,
+    Hang,
+}
+
+fn full(status: StatusCode, v: &Value) -> Response<MockBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(v.to_string())).map_err(|e| match e {}).boxed())
+        .unwrap()
+}
+
+async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
+    s.hits.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let raw = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = if parts.headers.get(header::CONTENT_ENCODING).is_some_and(|v| v == "zstd") {
+        let mut out = Vec::new();
+        let ok = ruzstd::decoding::StreamingDecoder::new(&raw[..]).is_ok_and(|mut d| d.read_to_end(&mut out).is_ok());
+        match ok {
+            true => Bytes::from(out),
+            false => return Ok(full(StatusCode::BAD_REQUEST, &error_body("invalid_request_error", "bad_zstd", "bad zstd"))),
+        }
+    } else {
+        raw
+    };
+    if s.opts.record > 0 {
+        let mut log = s.log.lock();
+        if log.len() >= s.opts.record {
+            log.pop_front();
+        }
+        log.push_back(RecordedRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    }
+    let path = parts.uri.path();
+    if parts.method == Method::GET && path.ends_with("/models") {
+        return Ok(full(StatusCode::OK, &json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]})));
+    }
+    let chat = path.ends_with("/chat/completions");
+    if parts.method != Method::POST || !(chat || path.ends_with("/responses")) {
+        return Ok(full(StatusCode::NOT_FOUND, &error_body("invalid_request_error", "not_found", "no such mock route")));
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = v["model"].as_str().unwrap_or("ok").to_owned();
+    let stream = v["stream"].as_bool().unwrap_or(false);
+    let sc = Scenario::parse(&model, &s.opts);
+    let has_tool_output = memfind(&body, b"function_call_output") || memfind(&body, b"\"role\":\"tool\"");
+
+    match sc.name.as_str() {
+        "reset" => return Err(Reset),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Err(Reset);
+        }
+        "429" => {
+            let mut r = full(
+                StatusCode::TOO_MANY_REQUESTS,
+                &error_body("requests", "rate_limit_exceeded", "Rate limit reached. Please try again in 1s."),
+            );
+            r.headers_mut().insert("retry-after", sc.retry_after.into());
+            return Ok(r);
+        }
+        "usage-limit" => {
+            let mut r = full(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                                  "plan_type": "plus", "resets_at": 1_900_000_000}}),
+            );
+            let h = r.headers_mut();
+            h.insert("x-codex-primary-used-percent", "100.0".parse().unwrap());
+            h.insert("x-codex-primary-window-minutes", "300".parse().unwrap());
+            h.insert("x-codex-primary-reset-at", "1900000000".parse().unwrap());
+            return Ok(r);
+        }
+        "400" => return Ok(full(StatusCode::BAD_REQUEST, &error_body("invalid_request_error", "invalid_value", "mock says the request is invalid"))),
+        "500" => return Ok(full(StatusCode::INTERNAL_SERVER_ERROR, &error_body("server_error", "internal_error", "mock internal error"))),
+        _ => {}
+    }
+    let tool = sc.name == "tool" && !has_tool_output;
+    if !stream {
+        if sc.ttft_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(sc.ttft_ms)).await;
+        }
+        let out = if chat { chat_whole(&sc, &model, tool) } else { responses_whole(&sc, &model, tool) };
+        return Ok(full(StatusCode::OK, &out));
+    }
+    let include_usage = v["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    let steps = if chat { chat_steps(&sc, &model, tool, include_usage) } else { responses_steps(&sc, &model, tool) };
+    let frames = futures_util::stream::unfold(steps.into_iter(), |mut it| async move {
+        loop {
+            match it.next()? {
+                Step::Send(s) => return Some((Ok(Frame::data(Bytes::from(s))), it)),
+                Step::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                Step::Cut => return Some((Err(io::Error::other("mock cut")), it)),
+                Step::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+            }
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header("x-codex-turn-state", "mock-turn-state")
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .unwrap())
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
+    let id = "resp_mock";
+    let mut steps = Vec::with_capacity(sc.deltas * 2 + 8);
+    if sc.ttft_ms > 0 {
+        steps.push(Step::Sleep(sc.ttft_ms));
+    }
+    let created = response_obj(id, model, "in_progress", vec![], None);
+    steps.push(Step::Send(sse(&json!({"type": "response.created", "sequence_number": 0, "response": created}))));
+    if sc.name == "stall" {
+        steps.push(Step::Hang);
+        return steps;
+    }
+    steps.push(Step::Send(sse(&json!({"type": "response.in_progress", "sequence_number": 1, "response": created}))));
+    if tool {
+        let mut item = function_item();
+        let args = item["arguments"].as_str().unwrap_or_default().to_owned();
+        item["arguments"] = json!("");
+        item["status"] = json!("in_progress");
+        let done = function_item();
+        steps.push(Step::Send(
+            sse(&json!({"type": "response.output_item.added", "output_index": 0, "item": item}))
+                + &sse(&json!({"type": "response.function_call_arguments.delta", "item_id": "fc_mock_1", "output_index": 0, "delta": args}))
+                + &sse(&json!({"type": "response.function_call_arguments.done", "item_id": "fc_mock_1", "output_index": 0, "arguments": args}))
+                + &sse(&json!({"type": "response.output_item.done", "output_index": 0, "item": done})),
+        ));
+        let resp = response_obj(id, model, "completed", vec![done], Some(usage_responses()));
+        steps.push(Step::Send(sse(&json!({"type": "response.completed", "response": resp}))));
+        return steps;
+    }
+    let mid = "msg_mock_1";
+    steps.push(Step::Send(
+        sse(&json!({"type": "response.output_item.added", "output_index": 0,
+                    "item": {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}}))
+            + &sse(&json!({"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
+                           "part": {"type": "output_text", "text": "", "annotations": []}})),
+    ));
+    let n = match sc.name.as_str() {
+        "truncated" => sc.deltas.min(2),
+        "failed" => sc.deltas.min(1),
+        _ => sc.deltas,
+    };
+    for i in 0..n {
+        if i > 0 && sc.delay_ms > 0 {
+            steps.push(Step::Sleep(sc.delay_ms));
+        }
+        steps.push(Step::Send(sse(&json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0,
+                                          "content_index": 0, "delta": delta_text(i, sc.size)}))));
+    }
+    match sc.name.as_str() {
+        "truncated" => steps.push(Step::Cut),
+        "no-terminal" => {}
+        "failed" => {
+            let code = sc.code.as_deref().unwrap_or("server_error");
+            let mut resp = response_obj(id, model, "failed", vec![], None);
+            resp["error"] = json!({"code": code, "message": format!("mock failure ({code})")});
+            steps.push(Step::Send(sse(&json!({"type": "response.failed", "response": resp}))));
+        }
+        _ => {
+            let text = full_text(sc);
+            let item = message_item(mid, &text);
+            let resp = response_obj(id, model, "completed", vec![item.clone()], Some(usage_responses()));
+            steps.push(Step::Send(
+                sse(&json!({"type": "response.output_text.done", "item_id": mid, "output_index": 0, "content_index": 0, "text": text}))
+                    + &sse(&json!({"type": "response.content_part.done", "item_id": mid, "output_index": 0, "content_index": 0,
+                                   "part": {"type": "output_text", "text": text, "annotations": []}}))
+                    + &sse(&json!({"type": "response.output_item.done", "output_index": 0, "item": item}))
+                    + &sse(&json!({"type": "response.completed", "response": resp})),
+            ));
+        }
+    }
+    steps
+}
+
+fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Vec<Step> {
+    let mut steps = Vec::with_capacity(sc.deltas * 2 + 6);
+    if sc.ttft_ms > 0 {
+        steps.push(Step::Sleep(sc.ttft_ms));
+    }
+    steps.push(Step::Send(sse_data(&chat_chunk(model, json!({"role": "assistant", "content": ""}), None).to_string())));
+    if sc.name == "stall" {
+        steps.push(Step::Hang);
+        return steps;
+    }
+    let finish = if tool {
+        let (id, name, args) = tool_call();
+        let (a, b) = args.split_at(args.len() / 2);
+        steps.push(Step::Send(sse_data(
+            &chat_chunk(model, json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": a}}]}), None)
+                .to_string(),
+        )));
+        steps.push(Step::Send(sse_data(
+            &chat_chunk(model, json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}), None).to_string(),
+        )));
+        "tool_calls"
+    } else {
+        let n = match sc.name.as_str() {
+            "truncated" => sc.deltas.min(2),
+            "failed" => sc.deltas.min(1),
+            _ => sc.deltas,
+        };
+        for i in 0..n {
+            if i > 0 && sc.delay_ms > 0 {
+                steps.push(Step::Sleep(sc.delay_ms));
+            }
+            steps.push(Step::Send(sse_data(&chat_chunk(model, json!({"content": delta_text(i, sc.size)}), None).to_string())));
+        }
+        "stop"
+    };
+    match sc.name.as_str() {
+        "truncated" => steps.push(Step::Cut),
+        "no-terminal" => {}
+        "failed" => {
+            let code = sc.code.as_deref().unwrap_or("server_error");
+            steps.push(Step::Send(sse_data(&error_body("server_error", code, &format!("mock failure ({code})")).to_string())));
+        }
+        _ => {
+            let mut tail = sse_data(&chat_chunk(model, json!({}), Some(finish)).to_string());
+            if include_usage {
+                let u = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_755_000_000,
+                               "model": model, "choices": [], "usage": usage_chat()});
+                tail += &sse_data(&u.to_string());
+            }
+            tail += &sse_data("[DONE]");
+            steps.push(Step::Send(tail));
+        }
+    }
+    steps
+}
+
+fn responses_whole(sc: &Scenario, model: &str, tool: bool) -> Value {
+    let output = if tool { vec![function_item()] } else { vec![message_item("msg_mock_1", &full_text(sc))] };
+    response_obj("resp_mock", model, "completed", output, Some(usage_responses()))
+}
+
+fn chat_whole(sc: &Scenario, model: &str, tool: bool) -> Value {
+    if tool {
+        let (id, name, args) = tool_call();
+        let msg = json!({"role": "assistant", "content": null,
+                         "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args}}]});
+        return chat_completion(model, msg, "tool_calls");
+    }
+    chat_completion(model, json!({"role": "assistant", "content": full_text(sc)}), "stop")
+}

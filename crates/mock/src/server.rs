@@ -317,7 +317,8 @@ fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
                                           "content_index": 0, "delta": delta_text(i, sc.size)}))));
     }
     match sc.name.as_str() {
-        "truncated" => steps.push(Step::Cut),
+        // Pause first so what was sent is flushed: the cut then lands mid-stream, after bytes.
+        "truncated" => steps.extend([Step::Sleep(50), Step::Cut]),
         "no-terminal" => {}
         "failed" => {
             let code = sc.code.as_deref().unwrap_or("server_error");
@@ -377,7 +378,8 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         "stop"
     };
     match sc.name.as_str() {
-        "truncated" => steps.push(Step::Cut),
+        // Pause first so what was sent is flushed: the cut then lands mid-stream, after bytes.
+        "truncated" => steps.extend([Step::Sleep(50), Step::Cut]),
         "no-terminal" => {}
         "failed" => {
             let code = sc.code.as_deref().unwrap_or("server_error");

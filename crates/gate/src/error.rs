@@ -40,7 +40,7 @@ pub enum GateError {
     NotImplemented(String),
     /// The upstream answered with an error status; its body is relayed in our envelope.
     #[error("upstream {target} answered {status}")]
-    Upstream { target: String, status: StatusCode, headers: HeaderMap, body: Bytes },
+    Upstream { target: String, status: StatusCode, headers: Box<HeaderMap>, body: Bytes },
     /// No HTTP answer: connect error, reset, or a stream that died before its first byte.
     #[error("upstream {target} is unreachable: {detail}")]
     Unreachable { target: String, detail: String },
@@ -131,7 +131,8 @@ impl GateError {
                 // (`plan_type`, `resets_at`).
                 if let Ok(mut env) = serde_json::from_slice::<ErrorEnvelope>(body) {
                     if matches!(status.as_u16(), 401 | 403 | 407) {
-                        env.error.message = format!("upstream {target} rejected the gateway's credentials: {}", env.error.message);
+                        env.error.message =
+                            format!("upstream {target} rejected the gateway's credentials: {}", env.error.message);
                     }
                     return env;
                 }
@@ -164,7 +165,7 @@ impl IntoResponse for GateError {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let GateError::Upstream { headers, .. } = &self {
-            for (k, v) in headers {
+            for (k, v) in headers.iter() {
                 if relayable_error_header(k.as_str()) {
                     h.append(k.clone(), v.clone());
                 }
@@ -182,7 +183,7 @@ mod tests {
         GateError::Upstream {
             target: "p/m".into(),
             status: StatusCode::from_u16(status).unwrap(),
-            headers: HeaderMap::new(),
+            headers: Box::default(),
             body: Bytes::from(body.to_owned()),
         }
     }
@@ -201,7 +202,8 @@ mod tests {
 
     #[test]
     fn upstream_envelopes_are_kept_and_others_wrapped() {
-        let e = upstream(429, r#"{"error":{"type":"usage_limit_reached","message":"m","plan_type":"plus","resets_at":5}}"#);
+        let e =
+            upstream(429, r#"{"error":{"type":"usage_limit_reached","message":"m","plan_type":"plus","resets_at":5}}"#);
         let env = e.envelope();
         assert_eq!(env.error.kind, "usage_limit_reached");
         assert_eq!(env.error.extra["resets_at"], 5);

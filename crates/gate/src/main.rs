@@ -7,11 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = cli
-        .log_level
-        .clone()
-        .or_else(|| std::env::var("CODEX_GATE_LOG").ok())
-        .unwrap_or_else(|| "info".into());
+    let filter =
+        cli.log_level.clone().or_else(|| std::env::var("CODEX_GATE_LOG").ok()).unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {

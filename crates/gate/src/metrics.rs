@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
 const OVERHEAD_BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
 
 #[derive(Debug)]
@@ -24,7 +25,12 @@ pub struct Histogram {
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Self {
-        Self { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_ns: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
 
     pub fn observe(&self, d: Duration) {
@@ -104,10 +110,13 @@ fn bump(v: &RwLock<Vec<(u16, AtomicU64)>>, key: u16) {
     }
 }
 
+/// (route, target).
+type SeriesKey = (Arc<str>, Arc<str>);
+
 /// The gateway's metrics registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    series: RwLock<HashMap<(Arc<str>, Arc<str>), Arc<Series>>>,
+    series: RwLock<HashMap<SeriesKey, Arc<Series>>>,
     pub in_flight: AtomicI64,
     pub failovers: AtomicU64,
     pub ledger_dropped: AtomicU64,
@@ -131,24 +140,35 @@ impl Metrics {
         let series = self.series.read();
         let mut keys: Vec<_> = series.keys().cloned().collect();
         keys.sort();
-        let labels = |(r, t): &(Arc<str>, Arc<str>)| format!("route=\"{}\",target=\"{}\"", esc(r), esc(t));
+        let labels = |(r, t): &SeriesKey| format!("route=\"{}\",target=\"{}\"", esc(r), esc(t));
         out.push_str("# HELP codex_gate_requests_total Requests answered, by route, target and HTTP status.\n# TYPE codex_gate_requests_total counter\n");
         for k in &keys {
             for (status, c) in series[k].statuses.read().iter() {
-                let _ = writeln!(out, "codex_gate_requests_total{{{},status=\"{status}\"}} {}", labels(k), c.load(Relaxed));
+                let _ =
+                    writeln!(out, "codex_gate_requests_total{{{},status=\"{status}\"}} {}", labels(k), c.load(Relaxed));
             }
         }
         out.push_str("# HELP codex_gate_errors_total Failed requests and failed attempts, by route, target and error code.\n# TYPE codex_gate_errors_total counter\n");
         for k in &keys {
             for (code, c) in series[k].errors.read().iter() {
-                let _ = writeln!(out, "codex_gate_errors_total{{{},code=\"{}\"}} {}", labels(k), esc(code), c.load(Relaxed));
+                let _ = writeln!(
+                    out,
+                    "codex_gate_errors_total{{{},code=\"{}\"}} {}",
+                    labels(k),
+                    esc(code),
+                    c.load(Relaxed)
+                );
             }
         }
         type Pick = fn(&Series) -> &Histogram;
         let hists: [(&str, &str, Pick); 3] = [
             ("codex_gate_request_duration_seconds", "Total request time, until the last byte.", |s| &s.latency),
-            ("codex_gate_time_to_first_byte_seconds", "Time until the first response byte left the gateway.", |s| &s.ttfb),
-            ("codex_gate_overhead_seconds", "Time spent inside the gateway, excluding waiting on the upstream.", |s| &s.overhead),
+            ("codex_gate_time_to_first_byte_seconds", "Time until the first response byte left the gateway.", |s| {
+                &s.ttfb
+            }),
+            ("codex_gate_overhead_seconds", "Time spent inside the gateway, excluding waiting on the upstream.", |s| {
+                &s.overhead
+            }),
         ];
         for (name, help, pick) in hists {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -158,10 +178,30 @@ impl Metrics {
         }
         let gauges = [
             ("codex_gate_in_flight_requests", "gauge", "Requests being served now.", self.in_flight.load(Relaxed)),
-            ("codex_gate_failovers_total", "counter", "Attempts moved to the next target.", self.failovers.load(Relaxed) as i64),
-            ("codex_gate_request_log_dropped_total", "counter", "Request-log records dropped because the writer queue was full.", self.ledger_dropped.load(Relaxed) as i64),
-            ("codex_gate_request_log_written_total", "counter", "Request-log records written to the store.", self.ledger_written.load(Relaxed) as i64),
-            ("codex_gate_request_log_failed_total", "counter", "Request-log records lost to store errors.", self.ledger_failed.load(Relaxed) as i64),
+            (
+                "codex_gate_failovers_total",
+                "counter",
+                "Attempts moved to the next target.",
+                self.failovers.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_request_log_dropped_total",
+                "counter",
+                "Request-log records dropped because the writer queue was full.",
+                self.ledger_dropped.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_request_log_written_total",
+                "counter",
+                "Request-log records written to the store.",
+                self.ledger_written.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_request_log_failed_total",
+                "counter",
+                "Request-log records lost to store errors.",
+                self.ledger_failed.load(Relaxed) as i64,
+            ),
         ];
         for (name, kind, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -190,8 +230,12 @@ mod tests {
         let text = m.render();
         assert!(text.contains(r#"codex_gate_requests_total{route="coder",target="p/\"m\"",status="200"} 2"#), "{text}");
         assert!(text.contains(r#"codex_gate_errors_total{route="coder",target="p/\"m\"",code="upstream_503"} 1"#));
-        assert!(text.contains(r#"codex_gate_request_duration_seconds_bucket{route="coder",target="p/\"m\"",le="0.025"} 0"#));
-        assert!(text.contains(r#"codex_gate_request_duration_seconds_bucket{route="coder",target="p/\"m\"",le="0.05"} 1"#));
+        assert!(
+            text.contains(r#"codex_gate_request_duration_seconds_bucket{route="coder",target="p/\"m\"",le="0.025"} 0"#)
+        );
+        assert!(
+            text.contains(r#"codex_gate_request_duration_seconds_bucket{route="coder",target="p/\"m\"",le="0.05"} 1"#)
+        );
         assert!(text.contains(r#"codex_gate_overhead_seconds_bucket{route="coder",target="p/\"m\"",le="0.0001"} 1"#));
         assert!(text.contains(r#"codex_gate_overhead_seconds_count{route="coder",target="p/\"m\""} 1"#));
         assert!(Arc::ptr_eq(&s, &m.series(&Arc::from("coder"), &Arc::from("p/\"m\""))));

@@ -31,7 +31,11 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// Serve until `shutdown` resolves, then give open streams `drain_timeout` to finish.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let drain = app.config.server.drain_timeout;
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = listener.tap_io(|tcp| {

@@ -42,7 +42,12 @@ impl Tally {
         let id = request_id();
         Tally {
             app: app.clone(),
-            record: RequestRecord { id: id.clone(), ts_ms: crate::now_ms(), api: api.as_str().into(), ..Default::default() },
+            record: RequestRecord {
+                id: id.clone(),
+                ts_ms: crate::now_ms(),
+                api: api.as_str().into(),
+                ..Default::default()
+            },
             started: Instant::now(),
             upstream_wait: Duration::ZERO,
             stream_work: Duration::ZERO,

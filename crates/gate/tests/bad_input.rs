@@ -3,9 +3,9 @@
 
 mod common;
 
+use codex_gate_mock::{MockOptions, MockUpstream};
 use common::http::{post, send};
 use common::{provider, Gate};
-use codex_gate_mock::{MockOptions, MockUpstream};
 use serde_json::json;
 
 async fn setup() -> (MockUpstream, Gate) {
@@ -26,11 +26,18 @@ async fn bad_requests_get_openai_shaped_4xx_and_the_gateway_keeps_serving() {
     let json_ct = [("content-type", "application/json")];
     let big = format!(r#"{{"model":"ok","input":"{}"}}"#, "x".repeat(5000));
     let bomb = zstd(format!(r#"{{"model":"ok","input":"{}"}}"#, "y".repeat(100_000)).as_bytes());
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("malformed JSON", b"{\"model\": ".to_vec(), json_ct.to_vec(), 400, "invalid_request"),
         ("not an object", b"[1,2,3]".to_vec(), json_ct.to_vec(), 400, "invalid_request"),
         ("empty body", b"".to_vec(), json_ct.to_vec(), 400, "invalid_request"),
-        ("wrong type for stream", br#"{"model":"ok","stream":"yes"}"#.to_vec(), json_ct.to_vec(), 400, "invalid_request"),
+        (
+            "wrong type for stream",
+            br#"{"model":"ok","stream":"yes"}"#.to_vec(),
+            json_ct.to_vec(),
+            400,
+            "invalid_request",
+        ),
         ("wrong type for model", br#"{"model":42}"#.to_vec(), json_ct.to_vec(), 400, "invalid_request"),
         ("missing model", br#"{"input":"x"}"#.to_vec(), json_ct.to_vec(), 400, "invalid_request"),
         ("unknown model", br#"{"model":"gpt-nope","input":"x"}"#.to_vec(), json_ct.to_vec(), 404, "model_not_found"),
@@ -93,7 +100,12 @@ async fn websocket_upgrades_get_426() {
             "GET",
             &gate.url(path),
             Vec::new(),
-            &[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13"), ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")],
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
         )
         .await;
         assert_eq!(resp.status, 426, "{path}");
@@ -109,7 +121,11 @@ async fn only_loopback_clients_are_served() {
     let router = codex_gate::server::router(gate.app.clone());
     let call = |ip: &str, path: &str| {
         let method = if path == "/metrics" { "GET" } else { "POST" };
-        let mut req = http::Request::builder().method(method).uri(path).body(axum::body::Body::from(r#"{"model":"ok","input":"x"}"#)).unwrap();
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::from(r#"{"model":"ok","input":"x"}"#))
+            .unwrap();
         let addr: std::net::SocketAddr = format!("{ip}:5555").parse().unwrap();
         req.extensions_mut().insert(ConnectInfo(addr));
         router.clone().oneshot(req)

@@ -27,12 +27,18 @@ fn help_lists_the_commands() {
 fn bad_config_is_refused_with_file_and_key() {
     let dir = TempDir::new();
     let path = dir.path().join("gate.toml");
-    std::fs::write(&path, "[[providers]]\nname = \"x\"\nkind = \"chat\"\nbase_url = \"http://h\"\ntimeout = 5\n").unwrap();
+    std::fs::write(&path, "[[providers]]\nname = \"x\"\nkind = \"chat\"\nbase_url = \"http://h\"\ntimeout = 5\n")
+        .unwrap();
     for cmd in ["check", "serve"] {
         let out = bin().args(["--config", path.to_str().unwrap(), cmd]).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(path.to_str().unwrap()) && err.contains("providers[0]") && err.contains("unknown field `timeout`"), "{cmd}: {err}");
+        assert!(
+            err.contains(path.to_str().unwrap())
+                && err.contains("providers[0]")
+                && err.contains("unknown field `timeout`"),
+            "{cmd}: {err}"
+        );
     }
     let out = bin().args(["check"]).env("CODEX_GATE_CONFIG", path.to_str().unwrap()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "CODEX_GATE_CONFIG is read");
@@ -47,7 +53,11 @@ fn check_prints_the_resolved_routes() {
         "[[providers]]\nname = \"ds\"\nkind = \"chat\"\nbase_url = \"http://h/v1\"\napi_key = \"${CG_TEST_KEY}\"\nmodels = [\"m\"]\n[[routes]]\nmodel = \"coder\"\ntargets = [\"ds/m\"]\nfallback = false\n",
     )
     .unwrap();
-    let out = bin().args(["--config", path.to_str().unwrap(), "check"]).env("CG_TEST_KEY", "sk-should-not-print").output().unwrap();
+    let out = bin()
+        .args(["--config", path.to_str().unwrap(), "check"])
+        .env("CG_TEST_KEY", "sk-should-not-print")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("model coder -> ds/m (fail-closed)"), "{text}");

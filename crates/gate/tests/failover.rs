@@ -3,9 +3,9 @@
 
 mod common;
 
+use codex_gate_mock::{MockOptions, MockUpstream};
 use common::http::post;
 use common::{provider, Gate};
-use codex_gate_mock::{MockOptions, MockUpstream};
 use serde_json::json;
 
 /// Two providers on two mocks; route `r` = [a/<first>, b/ok].
@@ -41,7 +41,10 @@ async fn retryable_failures_before_the_first_byte_move_to_the_next_target() {
         assert_eq!((rec.status, rec.attempts, rec.target.as_str()), (200, 2, "b/ok"), "{scenario}");
         let metrics = common::http::get(&gate.url("/metrics")).await.text();
         assert!(metrics.contains("codex_gate_failovers_total 1"), "{scenario}");
-        assert!(metrics.contains(&format!("codex_gate_errors_total{{route=\"r\",target=\"a/{scenario}\"")), "{scenario}: {metrics}");
+        assert!(
+            metrics.contains(&format!("codex_gate_errors_total{{route=\"r\",target=\"a/{scenario}\"")),
+            "{scenario}: {metrics}"
+        );
     }
 }
 
@@ -105,7 +108,9 @@ async fn failures_after_the_first_byte_end_the_responses_stream_with_response_fa
         ("stall", "upstream_idle_timeout"),
         ("failed:code=rate_limit_exceeded", "rate_limit_exceeded"),
     ] {
-        let resp = post(&gate.url("/v1/responses"), &json!({"model": format!("a/{scenario}"), "input": "x", "stream": true})).await;
+        let resp =
+            post(&gate.url("/v1/responses"), &json!({"model": format!("a/{scenario}"), "input": "x", "stream": true}))
+                .await;
         assert_eq!(resp.status, 200, "{scenario}");
         let events = resp.events();
         let last = events.last().unwrap();
@@ -126,8 +131,16 @@ async fn failures_after_the_first_byte_end_the_responses_stream_with_response_fa
 async fn failures_after_the_first_byte_end_the_chat_stream_with_an_error_chunk() {
     let a = MockUpstream::start(MockOptions::default()).await.unwrap();
     let gate = Gate::start(&provider("a", "chat", &a.url(), "idle_timeout_ms = 300")).await;
-    for (scenario, code) in [("truncated", "upstream_stream_error"), ("stall", "upstream_idle_timeout"), ("no-terminal", "stream_incomplete")] {
-        let resp = post(&gate.url("/v1/chat/completions"), &json!({"model": format!("a/{scenario}"), "messages": [], "stream": true})).await;
+    for (scenario, code) in [
+        ("truncated", "upstream_stream_error"),
+        ("stall", "upstream_idle_timeout"),
+        ("no-terminal", "stream_incomplete"),
+    ] {
+        let resp = post(
+            &gate.url("/v1/chat/completions"),
+            &json!({"model": format!("a/{scenario}"), "messages": [], "stream": true}),
+        )
+        .await;
         assert_eq!(resp.status, 200);
         let last = resp.events().last().cloned().unwrap();
         assert_eq!(last["error"]["code"], code, "{scenario}: {}", resp.text());

@@ -3,9 +3,9 @@
 
 mod common;
 
+use codex_gate_mock::{MockOptions, MockUpstream};
 use common::http::{post, send};
 use common::{provider, Gate};
-use codex_gate_mock::{MockOptions, MockUpstream};
 use serde_json::json;
 use std::time::Duration;
 
@@ -59,8 +59,14 @@ async fn responses_body_goes_upstream_unchanged_but_for_the_model() {
     assert_eq!(resp.header("x-codex-gate-target"), Some("resp/ok"));
 
     let rec = &gate.records(1).await[0];
-    assert_eq!((rec.api.as_str(), rec.route.as_str(), rec.target.as_str(), rec.model.as_str()), ("responses", "coder", "resp/ok", "coder"));
-    assert_eq!((rec.status, rec.input_tokens, rec.cached_tokens, rec.output_tokens, rec.reasoning_tokens), (200, 120, 100, 30, 8));
+    assert_eq!(
+        (rec.api.as_str(), rec.route.as_str(), rec.target.as_str(), rec.model.as_str()),
+        ("responses", "coder", "resp/ok", "coder")
+    );
+    assert_eq!(
+        (rec.status, rec.input_tokens, rec.cached_tokens, rec.output_tokens, rec.reasoning_tokens),
+        (200, 120, 100, 30, 8)
+    );
     assert_eq!(rec.error_code, None);
     assert!(!rec.stream);
     assert_eq!(rec.id, resp.header("x-codex-gate-request-id").unwrap());
@@ -69,7 +75,9 @@ async fn responses_body_goes_upstream_unchanged_but_for_the_model() {
 #[tokio::test]
 async fn responses_stream_is_relayed_byte_for_byte_and_recorded() {
     let (r, _c, gate) = setup().await;
-    let resp = post(&gate.url("/backend-api/codex/responses"), &json!({"model": "resp/ok", "input": "x", "stream": true})).await;
+    let resp =
+        post(&gate.url("/backend-api/codex/responses"), &json!({"model": "resp/ok", "input": "x", "stream": true}))
+            .await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("text/event-stream"));
     assert_eq!(resp.header("x-codex-turn-state"), Some("mock-turn-state"), "x-codex-* headers come back");
@@ -108,7 +116,11 @@ async fn chat_stream_and_whole_pass_through() {
 #[tokio::test]
 async fn streaming_is_incremental_not_buffered() {
     let (_r, _c, gate) = setup().await;
-    let resp = post(&gate.url("/v1/responses"), &json!({"model": "resp/slow:deltas=4,delay_ms=200", "input": "x", "stream": true})).await;
+    let resp = post(
+        &gate.url("/v1/responses"),
+        &json!({"model": "resp/slow:deltas=4,delay_ms=200", "input": "x", "stream": true}),
+    )
+    .await;
     assert_eq!(resp.status, 200);
     // Find when each delta arrived.
     let mut arrivals = Vec::new();
@@ -152,7 +164,9 @@ async fn client_disconnect_mid_stream_stops_upstream_work_and_is_recorded() {
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let body = json!({"model": "resp/slow:deltas=50,delay_ms=100", "input": "x", "stream": true}).to_string();
-    let req = http::Request::post(gate.url("/v1/responses")).body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap();
+    let req = http::Request::post(gate.url("/v1/responses"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();

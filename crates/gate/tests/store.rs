@@ -76,7 +76,8 @@ async fn sqlite_backend() {
 
 /// A store in a fresh private schema, or `None` (after a loud skip) without PostgreSQL.
 pub async fn pg_store() -> Option<(Store, sqlx::PgPool, String)> {
-    let url = std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url =
+        std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let admin = match sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(3))

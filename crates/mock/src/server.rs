@@ -175,7 +175,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         let ok = ruzstd::decoding::StreamingDecoder::new(&raw[..]).is_ok_and(|mut d| d.read_to_end(&mut out).is_ok());
         match ok {
             true => Bytes::from(out),
-            false => return Ok(full(StatusCode::BAD_REQUEST, &error_body("invalid_request_error", "bad_zstd", "bad zstd"))),
+            false => {
+                return Ok(full(StatusCode::BAD_REQUEST, &error_body("invalid_request_error", "bad_zstd", "bad zstd")))
+            }
         }
     } else {
         raw
@@ -194,11 +196,17 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
     }
     let path = parts.uri.path();
     if parts.method == Method::GET && path.ends_with("/models") {
-        return Ok(full(StatusCode::OK, &json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]})));
+        return Ok(full(
+            StatusCode::OK,
+            &json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}),
+        ));
     }
     let chat = path.ends_with("/chat/completions");
     if parts.method != Method::POST || !(chat || path.ends_with("/responses")) {
-        return Ok(full(StatusCode::NOT_FOUND, &error_body("invalid_request_error", "not_found", "no such mock route")));
+        return Ok(full(
+            StatusCode::NOT_FOUND,
+            &error_body("invalid_request_error", "not_found", "no such mock route"),
+        ));
     }
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = v["model"].as_str().unwrap_or("ok").to_owned();
@@ -232,8 +240,18 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             h.insert("x-codex-primary-reset-at", "1900000000".parse().unwrap());
             return Ok(r);
         }
-        "400" => return Ok(full(StatusCode::BAD_REQUEST, &error_body("invalid_request_error", "invalid_value", "mock says the request is invalid"))),
-        "500" => return Ok(full(StatusCode::INTERNAL_SERVER_ERROR, &error_body("server_error", "internal_error", "mock internal error"))),
+        "400" => {
+            return Ok(full(
+                StatusCode::BAD_REQUEST,
+                &error_body("invalid_request_error", "invalid_value", "mock says the request is invalid"),
+            ))
+        }
+        "500" => {
+            return Ok(full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error_body("server_error", "internal_error", "mock internal error"),
+            ))
+        }
         _ => {}
     }
     let tool = sc.name == "tool" && !has_tool_output;
@@ -373,7 +391,9 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
             if i > 0 && sc.delay_ms > 0 {
                 steps.push(Step::Sleep(sc.delay_ms));
             }
-            steps.push(Step::Send(sse_data(&chat_chunk(model, json!({"content": delta_text(i, sc.size)}), None).to_string())));
+            steps.push(Step::Send(sse_data(
+                &chat_chunk(model, json!({"content": delta_text(i, sc.size)}), None).to_string(),
+            )));
         }
         "stop"
     };
@@ -383,7 +403,9 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         "no-terminal" => {}
         "failed" => {
             let code = sc.code.as_deref().unwrap_or("server_error");
-            steps.push(Step::Send(sse_data(&error_body("server_error", code, &format!("mock failure ({code})")).to_string())));
+            steps.push(Step::Send(sse_data(
+                &error_body("server_error", code, &format!("mock failure ({code})")).to_string(),
+            )));
         }
         _ => {
             let mut tail = sse_data(&chat_chunk(model, json!({}), Some(finish)).to_string());

@@ -74,10 +74,8 @@ pub fn inspect(body: &[u8]) -> Result<RequestHead, BodyError> {
         param: Some("model".into()),
         message: "missing required parameter: 'model'".into(),
     })?;
-    let model: String = serde_json::from_str(raw.get()).map_err(|_| BodyError {
-        param: Some("model".into()),
-        message: "'model' must be a string".into(),
-    })?;
+    let model: String = serde_json::from_str(raw.get())
+        .map_err(|_| BodyError { param: Some("model".into()), message: "'model' must be a string".into() })?;
     if model.is_empty() {
         return Err(BodyError { param: Some("model".into()), message: "'model' must not be empty".into() });
     }

@@ -76,7 +76,8 @@ mod tests {
 
     #[test]
     fn reads_various_upstream_bodies() {
-        let (t, c, m) = read_upstream_error(br#"{"error":{"type":"usage_limit_reached","message":"limit","plan_type":"plus"}}"#);
+        let (t, c, m) =
+            read_upstream_error(br#"{"error":{"type":"usage_limit_reached","message":"limit","plan_type":"plus"}}"#);
         assert_eq!((t.as_deref(), c, m.as_str()), (Some("usage_limit_reached"), None, "limit"));
         let (_, _, m) = read_upstream_error(br#"{"detail":"Unsupported parameter: max_output_tokens"}"#);
         assert_eq!(m, "Unsupported parameter: max_output_tokens");

@@ -74,13 +74,11 @@ impl ResponsesObserver {
                 struct Id {
                     id: Option<String>,
                 }
-                self.response_id = head.response.and_then(|r| serde_json::from_str::<Id>(r.get()).ok()).and_then(|r| r.id);
+                self.response_id =
+                    head.response.and_then(|r| serde_json::from_str::<Id>(r.get()).ok()).and_then(|r| r.id);
             }
             "response.completed" | "response.incomplete" | "response.failed" | "response.done" => {
-                let resp: Value = head
-                    .response
-                    .and_then(|r| serde_json::from_str(r.get()).ok())
-                    .unwrap_or(Value::Null);
+                let resp: Value = head.response.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null);
                 self.read_terminal(&head.kind, &resp);
             }
             "error" => {
@@ -99,10 +97,7 @@ impl ResponsesObserver {
         self.outcome = match kind {
             "response.failed" => failed_from(resp.get("error").unwrap_or(&Value::Null)),
             "response.incomplete" => Outcome::Incomplete(
-                resp.pointer("/incomplete_details/reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .to_owned(),
+                resp.pointer("/incomplete_details/reason").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
             ),
             _ => match resp.get("status").and_then(Value::as_str) {
                 Some("failed") => failed_from(resp.get("error").unwrap_or(&Value::Null)),
@@ -241,14 +236,18 @@ mod tests {
             o.outcome,
             Outcome::Failed { code: Some("rate_limit_exceeded".into()), message: "try again in 1s".into() }
         );
-        o.observe(&ev(r#"{"type":"response.incomplete","response":{"incomplete_details":{"reason":"max_output_tokens"}}}"#));
+        o.observe(&ev(
+            r#"{"type":"response.incomplete","response":{"incomplete_details":{"reason":"max_output_tokens"}}}"#,
+        ));
         assert_eq!(o.outcome.error_code().as_deref(), Some("incomplete:max_output_tokens"));
     }
 
     #[test]
     fn chat_stream_usage_finish_and_done() {
         let mut o = ChatObserver::default();
-        o.observe(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":null}"#));
+        o.observe(&ev(
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":null}"#,
+        ));
         assert_eq!(o.outcome, Outcome::Unfinished);
         o.observe(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#));
         o.observe(&ev(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":1,"total_tokens":8}}"#));
@@ -267,7 +266,9 @@ mod tests {
         o.observe_body(br#"{"choices":[{"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
         assert_eq!((o.outcome.clone(), o.usage.unwrap().total_tokens), (Outcome::Completed, 3));
         let mut r = ResponsesObserver::default();
-        r.observe_body(br#"{"id":"r","status":"completed","usage":{"input_tokens":1,"output_tokens":1,"total_tokens":2}}"#);
+        r.observe_body(
+            br#"{"id":"r","status":"completed","usage":{"input_tokens":1,"output_tokens":1,"total_tokens":2}}"#,
+        );
         assert_eq!(r.outcome, Outcome::Completed);
     }
 }

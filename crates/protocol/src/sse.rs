@@ -52,14 +52,7 @@ impl Default for SseDecoder {
 impl SseDecoder {
     /// A decoder that refuses events (or lines) larger than `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        Self {
-            line: Vec::new(),
-            data: String::new(),
-            has_data: false,
-            event: None,
-            skip_lf: false,
-            limit,
-        }
+        Self { line: Vec::new(), data: String::new(), has_data: false, event: None, skip_lf: false, limit }
     }
 
     /// Decode `chunk`, appending every completed event to `out`.
@@ -145,10 +138,7 @@ impl SseDecoder {
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
         if self.has_data {
-            out.push(SseEvent {
-                event: self.event.take(),
-                data: std::mem::take(&mut self.data),
-            });
+            out.push(SseEvent { event: self.event.take(), data: std::mem::take(&mut self.data) });
         }
         self.event = None;
         self.has_data = false;
@@ -191,9 +181,7 @@ mod tests {
     #[test]
     fn decodes_basic_events_with_every_line_ending() {
         for sep in ["\n", "\r\n", "\r"] {
-            let s = format!(
-                "event: a{sep}data: {{\"x\":1}}{sep}{sep}: comment{sep}data:two{sep}data: lines{sep}{sep}"
-            );
+            let s = format!("event: a{sep}data: {{\"x\":1}}{sep}{sep}: comment{sep}data:two{sep}data: lines{sep}{sep}");
             let evs = decode_split(s.as_bytes(), &[]);
             assert_eq!(evs.len(), 2, "sep {sep:?}");
             assert_eq!(evs[0].event.as_deref(), Some("a"));

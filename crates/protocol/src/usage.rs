@@ -55,7 +55,10 @@ mod tests {
         let u = Usage::from_responses(&json!({"input_tokens":10,"input_tokens_details":{"cached_tokens":4},
             "output_tokens":5,"output_tokens_details":{"reasoning_tokens":2},"total_tokens":15}))
         .unwrap();
-        assert_eq!(u, Usage { input_tokens: 10, cached_input_tokens: 4, output_tokens: 5, reasoning_tokens: 2, total_tokens: 15 });
+        assert_eq!(
+            u,
+            Usage { input_tokens: 10, cached_input_tokens: 4, output_tokens: 5, reasoning_tokens: 2, total_tokens: 15 }
+        );
         assert_eq!(Usage::from_responses(&json!({})), None);
         assert_eq!(Usage::from_responses(&json!({"input_tokens":1,"output_tokens":2})).unwrap().total_tokens, 3);
     }

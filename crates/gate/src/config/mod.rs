@@ -155,9 +155,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let file = source.map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string());
         let err = |key: &str, message: String| ConfigError { file: file.clone(), key: key.to_owned(), message };
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
-            err("-", format!("invalid TOML: {}", e.to_string().trim_end()))
-        })?;
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| err("-", format!("invalid TOML: {}", e.to_string().trim_end())))?;
         interpolate_tree(&mut value, &mut String::new(), env).map_err(|(k, m)| err(&k, m))?;
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
@@ -211,9 +210,9 @@ fn ms(key: String, v: Option<u64>, default: u64) -> Result<Duration, KeyError> {
 
 fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
     let listen_s = raw.server.listen.unwrap_or_else(|| "127.0.0.1:2455".into());
-    let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
-        ("server.listen".to_owned(), format!("{listen_s:?} is not an address like \"127.0.0.1:2455\""))
-    })?;
+    let listen = listen_s
+        .parse::<SocketAddr>()
+        .map_err(|_| ("server.listen".to_owned(), format!("{listen_s:?} is not an address like \"127.0.0.1:2455\"")))?;
     let max_body_bytes = raw.server.max_body_bytes.unwrap_or(32 << 20);
     if max_body_bytes < 1024 {
         return Err(("server.max_body_bytes".into(), "must be at least 1024".into()));
@@ -249,9 +248,10 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
             return Err((key("name"), format!("provider {:?} is defined twice", p.name)));
         }
         let base_url = p.base_url.trim_end_matches('/').to_owned();
-        let uri = base_url.parse::<http::Uri>().ok().filter(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
-        });
+        let uri = base_url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
         if uri.is_none() {
             return Err((key("base_url"), format!("{:?} is not an http:// or https:// URL", p.base_url)));
         }

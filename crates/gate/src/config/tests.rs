@@ -41,7 +41,11 @@ fast = "deepseek/deepseek-chat"
 fn defaults_without_a_file() {
     let c = Config::from_toml_str("", None, &env).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:2455");
-    assert!(c.store.url.starts_with("sqlite://") && c.store.url.ends_with("codex-gate/codex-gate.db"), "{}", c.store.url);
+    assert!(
+        c.store.url.starts_with("sqlite://") && c.store.url.ends_with("codex-gate/codex-gate.db"),
+        "{}",
+        c.store.url
+    );
     assert!(c.providers.is_empty() && c.routes.is_empty());
 }
 

@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "in_flight": app.metrics.in_flight.load(Relaxed)}))
+    Json(
+        json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "in_flight": app.metrics.in_flight.load(Relaxed)}),
+    )
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -31,7 +33,8 @@ pub async fn loopback_only(req: Request, next: Next) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|ConnectInfo(a)| a.ip().to_canonical().is_loopback());
     if !local {
-        return GateError::Forbidden("codex-gate serves only loopback clients until client keys are configured").into_response();
+        return GateError::Forbidden("codex-gate serves only loopback clients until client keys are configured")
+            .into_response();
     }
     next.run(req).await
 }

@@ -51,10 +51,13 @@ CREATE INDEX request_log_ts ON request_log (ts_ms);
 "#];
 
 pub async fn run_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")
-        .execute(pool)
-        .await?;
-    let applied: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(pool).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(pool).await?;
     for (i, sql) in SQLITE.iter().enumerate().skip(applied as usize) {
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
@@ -72,10 +75,13 @@ pub async fn run_postgres(pool: &PgPool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     // Several gateway instances may start together: one migrates, the others wait.
     sqlx::query("SELECT pg_advisory_xact_lock(7245342151)").execute(&mut *tx).await?;
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)")
-        .execute(&mut *tx)
-        .await?;
-    let applied: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(&mut *tx).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: i32 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(&mut *tx).await?;
     for (i, sql) in POSTGRES.iter().enumerate().skip(applied as usize) {
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")

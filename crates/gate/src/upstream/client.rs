@@ -72,7 +72,8 @@ impl UpstreamClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let timed = TimedConnector { inner: http, by_authority: Arc::new(by_authority), default: Duration::from_secs(10) };
+        let timed =
+            TimedConnector { inner: http, by_authority: Arc::new(by_authority), default: Duration::from_secs(10) };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -89,7 +90,8 @@ impl UpstreamClient {
     pub fn request(
         &self,
         req: http::Request<Full<Bytes>>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper_util::client::legacy::Error>> + Send + 'static {
+    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper_util::client::legacy::Error>> + Send + 'static
+    {
         self.client.request(req)
     }
 }

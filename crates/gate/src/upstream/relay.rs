@@ -49,7 +49,13 @@ enum Answer {
 fn is_continuity_header(name: &str) -> bool {
     matches!(
         name,
-        "session-id" | "session_id" | "thread-id" | "x-client-request-id" | "x-openai-subagent" | "traceparent" | "tracestate"
+        "session-id"
+            | "session_id"
+            | "thread-id"
+            | "x-client-request-id"
+            | "x-openai-subagent"
+            | "traceparent"
+            | "tracestate"
     ) || name.starts_with("x-codex-")
 }
 
@@ -108,8 +114,13 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Read a whole body: the first frame by `first_deadline`, then at most `idle` between frames.
-async fn read_all(body: &mut Incoming, first_deadline: tokio::time::Instant, idle: Duration, limit: usize, target: &str)
-    -> Result<Bytes, GateError> {
+async fn read_all(
+    body: &mut Incoming,
+    first_deadline: tokio::time::Instant,
+    idle: Duration,
+    limit: usize,
+    target: &str,
+) -> Result<Bytes, GateError> {
     let mut buf = BytesMut::new();
     let mut deadline = first_deadline;
     loop {
@@ -125,7 +136,10 @@ async fn read_all(body: &mut Incoming, first_deadline: tokio::time::Instant, idl
         };
         if let Ok(d) = frame.into_data() {
             if buf.len() + d.len() > limit {
-                return Err(GateError::Unreachable { target: target.into(), detail: format!("answer larger than {limit} bytes") });
+                return Err(GateError::Unreachable {
+                    target: target.into(),
+                    detail: format!("answer larger than {limit} bytes"),
+                });
             }
             buf.extend_from_slice(&d);
         }
@@ -137,7 +151,8 @@ async fn attempt(app: &App, t: &Target, req: Request<Full<Bytes>>, stream: bool)
     let to = t.provider.timeouts;
     let label = &*t.label;
     let deadline = tokio::time::Instant::now() + to.first_byte;
-    let first_byte_timeout = || GateError::Timeout { target: label.into(), what: "first byte", ms: to.first_byte.as_millis() };
+    let first_byte_timeout =
+        || GateError::Timeout { target: label.into(), what: "first byte", ms: to.first_byte.as_millis() };
     let resp = match timeout_at(deadline, app.client.request(req)).await {
         Err(_) => return Err(first_byte_timeout()),
         Ok(Err(e)) => return Err(GateError::Unreachable { target: label.into(), detail: describe(&e) }),
@@ -147,7 +162,12 @@ async fn attempt(app: &App, t: &Target, req: Request<Full<Bytes>>, stream: bool)
     if !parts.status.is_success() {
         let err_deadline = tokio::time::Instant::now() + to.idle.min(Duration::from_secs(30));
         let bytes = read_all(&mut body, err_deadline, to.idle, MAX_ERROR_BODY, label).await.unwrap_or_default();
-        return Err(GateError::Upstream { target: label.into(), status: parts.status, headers: parts.headers, body: bytes });
+        return Err(GateError::Upstream {
+            target: label.into(),
+            status: parts.status,
+            headers: Box::new(parts.headers),
+            body: bytes,
+        });
     }
     if !stream {
         let body = read_all(&mut body, deadline, to.idle, MAX_WHOLE_BODY, label).await.map_err(|e| match e {
@@ -160,7 +180,10 @@ async fn attempt(app: &App, t: &Target, req: Request<Full<Bytes>>, stream: bool)
         match timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(first_byte_timeout()),
             Ok(None) => {
-                return Err(GateError::Unreachable { target: label.into(), detail: "stream closed before its first byte".into() })
+                return Err(GateError::Unreachable {
+                    target: label.into(),
+                    detail: "stream closed before its first byte".into(),
+                })
             }
             Ok(Some(Err(e))) => return Err(GateError::Unreachable { target: label.into(), detail: describe(&e) }),
             Ok(Some(Ok(f))) => {
@@ -299,7 +322,9 @@ mod tests {
 
     #[test]
     fn header_policies() {
-        for h in ["session-id", "session_id", "thread-id", "x-client-request-id", "x-codex-turn-state", "x-codex-window-id"] {
+        for h in
+            ["session-id", "session_id", "thread-id", "x-client-request-id", "x-codex-turn-state", "x-codex-window-id"]
+        {
             assert!(is_continuity_header(h), "{h}");
         }
         for h in ["authorization", "cookie", "host", "content-length", "openai-organization"] {

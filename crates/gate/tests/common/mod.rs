@@ -68,7 +68,8 @@ impl Gate {
     pub async fn start_with(toml: &str, store: Store, dir: TempDir) -> Gate {
         let config = Config::from_toml_str(toml, None, &|k| std::env::var(k).ok()).expect("test config");
         let metrics = Arc::new(Metrics::default());
-        let retention = Retention { max_age: Duration::from_secs(86_400), max_rows: 100_000, every: Duration::from_secs(3600) };
+        let retention =
+            Retention { max_age: Duration::from_secs(86_400), max_rows: 100_000, every: Duration::from_secs(3600) };
         let (ledger, _writer) = Ledger::start(store.clone(), 1000, retention, metrics.clone());
         let app = App::new(config, ledger, metrics);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,56 @@
+//! End to end with the official OpenAI Python SDK as the client (tests/e2e/openai_sdk.py).
+//! Python with `openai` comes from CODEX_GATE_PYTHON, else `.venv/bin/python` at the workspace
+//! root (made by `.ci/run`), else `python3` if it can import openai; otherwise a loud skip.
+
+mod common;
+
+use codex_gate_mock::{MockOptions, MockUpstream};
+use common::{provider, skip, Gate};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn python() -> Option<String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = [
+        std::env::var("CODEX_GATE_PYTHON").ok(),
+        Some(root.join(".venv/bin/python").display().to_string()),
+        Some("python3".to_owned()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|py| Command::new(py).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_python_sdk_responses_and_chat_streaming_and_not() {
+    let Some(py) = python() else {
+        skip("no Python with the `openai` package (run .ci/run, or set CODEX_GATE_PYTHON)");
+        return;
+    };
+    let r = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let c = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!(
+        "{}{}[[routes]]\nmodel = \"coder\"\ntargets = [\"resp/ok\"]\n[[routes]]\nmodel = \"chatty\"\ntargets = [\"chat/ok\"]\n\
+         [[routes]]\nmodel = \"limited\"\ntargets = [\"resp/usage-limit\"]\n",
+        provider("resp", "responses", &r.url(), ""),
+        provider("chat", "chat", &c.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openai_sdk.py");
+    let out = tokio::process::Command::new(&py).arg(script).arg(gate.url("/v1")).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "SDK script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for k in ["responses", "responses_stream", "chat", "chat_stream"] {
+        assert_eq!(v[k], "d0 d1 d2 d3 d4 ", "{k}");
+    }
+    assert_eq!(v["not_found"], "model_not_found");
+    assert_eq!(v["usage_limit"], "usage_limit_reached");
+    // The SDK's own Authorization never reached an upstream.
+    for req in r.requests().iter().chain(c.requests().iter()) {
+        assert_ne!(req.header("authorization"), Some("Bearer sdk-client-key"));
+    }
+    let recs = gate.records(6).await;
+    assert_eq!(recs.iter().filter(|x| x.status == 200).count(), 4);
+}

@@ -180,3 +180,23 @@ async fn client_disconnect_mid_stream_stops_upstream_work_and_is_recorded() {
     let health = common::http::get(&gate.url("/health")).await.json();
     assert_eq!(health["in_flight"], 0);
 }
+
+#[tokio::test]
+async fn tool_call_streams_pass_through_with_the_full_item() {
+    let (_r, _c, gate) = setup().await;
+    let resp =
+        post(&gate.url("/v1/responses"), &json!({"model": "resp/tool", "input": "run it", "stream": true})).await;
+    let done: Vec<_> = resp.events().into_iter().filter(|e| e["type"] == "response.output_item.done").collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["item"]["type"], "function_call");
+    assert_eq!(done[0]["item"]["name"], "exec_command");
+    assert_eq!(done[0]["item"]["arguments"], r#"{"cmd":"echo mock-tool-ran"}"#);
+    let body = json!({"model": "chat/tool", "messages": [{"role": "user", "content": "x"}], "stream": true});
+    let resp = post(&gate.url("/v1/chat/completions"), &body).await;
+    let args: String = resp
+        .events()
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(args, r#"{"cmd":"echo mock-tool-ran"}"#);
+}

@@ -6,6 +6,8 @@
 //! - [`usage`]: token usage normalized across the Responses and Chat Completions APIs.
 //! - [`body`]: cheap inspection of request bodies (model, stream) and byte-exact model rewriting.
 //! - [`observe`]: stream observers that read usage and terminal events while bytes are relayed.
+//! - [`translate`]: Responses ⇄ Chat Completions, requests and streams, both ways.
+//! - [`grammar`]: checkers of the Responses and Chat stream grammars (used by the tests).
 //! - [`synth`]: events the gateway writes itself (a terminal failure after the first byte).
 //!
 //! Everything here is synchronous and deterministic so it can be unit-, snapshot- and
@@ -13,9 +15,11 @@
 
 pub mod body;
 pub mod error;
+pub mod grammar;
 pub mod observe;
 pub mod sse;
 pub mod synth;
+pub mod translate;
 pub mod usage;
 
 /// Which OpenAI API a request, response or upstream speaks.

@@ -1,0 +1,582 @@
+//! [`ChatToResponses`]: Chat Completions chunks in, Responses API events out, as they arrive.
+//!
+//! Grammar produced (codex-protocol §3): `response.created`, `response.in_progress`; per item
+//! `output_item.added` before any of its deltas and `output_item.done` with the full item;
+//! reasoning as a reasoning item with summary-text deltas; text as a message item with a content
+//! part; tool calls as `function_call` (or `custom_tool_call`, or namespaced `function_call`,
+//! restored through the [`ToolMap`]) with argument deltas; then exactly one terminal event —
+//! `response.completed` with the whole `output` and complete `usage` (or none at all),
+//! `response.incomplete` for `finish_reason: length`, or `response.failed`.
+
+use super::request::{ToolMap, ToolOrigin};
+use crate::sse::encode;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+enum Item {
+    Reasoning { id: String, text: String },
+    Message { id: String, text: String },
+    Call { id: String, call_id: Option<String>, name: String, args: String, added: bool, chat_index: u64 },
+}
+
+#[derive(Debug)]
+pub struct ChatToResponses {
+    id: String,
+    model: String,
+    created_at: u64,
+    tools: ToolMap,
+    recover_leaks: bool,
+    seq: u64,
+    started: bool,
+    finished: bool,
+    items: Vec<Item>,
+    open: Vec<usize>,
+    /// Text held back because it may be a tool call the model wrote as JSON.
+    held: Option<String>,
+    finish_reason: Option<String>,
+    usage: Option<Value>,
+    /// The response object of the terminal event, once sent.
+    terminal: Option<Value>,
+}
+
+/// Chat usage → Responses usage (all three required integers, plus details).
+pub fn usage_to_responses(u: &Value) -> Option<Value> {
+    let input = u.get("prompt_tokens")?.as_u64()?;
+    let output = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let total = u.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output);
+    let cached = u.pointer("/prompt_tokens_details/cached_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let reasoning = u.pointer("/completion_tokens_details/reasoning_tokens").and_then(Value::as_u64).unwrap_or(0);
+    Some(json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": cached},
+                "output_tokens": output, "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": total}))
+}
+
+fn delta_text(v: Option<&Value>) -> Option<&str> {
+    match v? {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => o.get("text").or_else(|| o.get("content")).and_then(Value::as_str),
+        _ => None,
+    }
+    .filter(|s| !s.is_empty())
+}
+
+impl ChatToResponses {
+    /// `id` is the response id to use (`resp_…`), `model` the model name to report.
+    pub fn new(
+        id: impl Into<String>,
+        model: impl Into<String>,
+        created_at: u64,
+        tools: ToolMap,
+        recover_leaks: bool,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            model: model.into(),
+            created_at,
+            tools,
+            recover_leaks,
+            seq: 0,
+            started: false,
+            finished: false,
+            items: Vec::new(),
+            open: Vec::new(),
+            held: None,
+            finish_reason: None,
+            usage: None,
+            terminal: None,
+        }
+    }
+
+    /// A terminal event has been written.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The response object of the terminal event (for non-streaming answers).
+    pub fn terminal_response(&self) -> Option<&Value> {
+        self.terminal.as_ref()
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>, ty: &str, mut v: Value) {
+        v["type"] = json!(ty);
+        v["sequence_number"] = json!(self.seq);
+        self.seq += 1;
+        encode(Some(ty), &v.to_string(), out);
+    }
+
+    fn response(&self, status: &str) -> Value {
+        json!({"id": self.id, "object": "response", "created_at": self.created_at, "status": status,
+               "model": self.model, "output": []})
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            let r = self.response("in_progress");
+            self.emit(out, "response.created", json!({"response": r}));
+            self.emit(out, "response.in_progress", json!({"response": r}));
+        }
+    }
+
+    /// One chunk's `data` (a JSON chat chunk, or `[DONE]`).
+    pub fn push(&mut self, data: &str, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        if data.trim() == "[DONE]" {
+            return self.finish(out);
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else { return };
+        self.push_value(&chunk, out);
+    }
+
+    /// One parsed chunk.
+    pub fn push_value(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.start(out);
+        if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
+            let code = err
+                .get("code")
+                .and_then(|c| c.as_str().map(str::to_owned).or_else(|| c.as_u64().map(|n| n.to_string())));
+            let code = code
+                .or_else(|| err.get("type").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "upstream_error".into());
+            let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error").to_owned();
+            return self.fail(&code, &message, out);
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()).and_then(usage_to_responses) {
+            self.usage = Some(u);
+        }
+        let Some(choice) = chunk.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else { return };
+        let delta = choice.get("delta").or_else(|| choice.get("message"));
+        if let Some(d) = delta {
+            if let Some(r) = delta_text(d.get("reasoning_content")).or_else(|| delta_text(d.get("reasoning"))) {
+                self.reasoning_delta(r, out);
+            }
+            match d.get("content") {
+                Some(Value::String(s)) if !s.is_empty() => self.text_delta(s, out),
+                Some(Value::Array(parts)) => {
+                    let s: String = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect();
+                    if !s.is_empty() {
+                        self.text_delta(&s, out);
+                    }
+                }
+                _ => {}
+            }
+            for (n, tc) in d.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                self.tool_delta(tc, n as u64, out);
+            }
+        }
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(f.to_owned());
+        }
+    }
+
+    fn next_id(&self, prefix: &str) -> String {
+        format!("{prefix}_{}_{}", self.id.trim_start_matches("resp_"), self.items.len())
+    }
+
+    fn open_of(&self, want: fn(&Item) -> bool) -> Option<usize> {
+        self.open.iter().copied().find(|&i| want(&self.items[i]))
+    }
+
+    fn reasoning_delta(&mut self, text: &str, out: &mut Vec<u8>) {
+        let idx = match self.open_of(|i| matches!(i, Item::Reasoning { .. })) {
+            Some(i) => i,
+            None => {
+                self.close_non_calls(out);
+                let id = self.next_id("rs");
+                self.items.push(Item::Reasoning { id: id.clone(), text: String::new() });
+                let idx = self.items.len() - 1;
+                self.open.push(idx);
+                self.emit(
+                    out,
+                    "response.output_item.added",
+                    json!({"output_index": idx, "item": {"type": "reasoning", "id": id, "summary": []}}),
+                );
+                self.emit(out, "response.reasoning_summary_part.added", json!({"item_id": id, "output_index": idx, "summary_index": 0,
+                                                                                  "part": {"type": "summary_text", "text": ""}}));
+                idx
+            }
+        };
+        if let Item::Reasoning { id, text: t } = &mut self.items[idx] {
+            t.push_str(text);
+            let id = id.clone();
+            self.emit(
+                out,
+                "response.reasoning_summary_text.delta",
+                json!({"item_id": id, "output_index": idx, "summary_index": 0, "delta": text}),
+            );
+        }
+    }
+
+    fn might_be_leaked_call(&self, text: &str) -> bool {
+        let t = text.trim_start();
+        self.recover_leaks && self.tools.has_tools() && (t.is_empty() || t.starts_with('{') || t.starts_with("```"))
+    }
+
+    fn text_delta(&mut self, text: &str, out: &mut Vec<u8>) {
+        if self.open_of(|i| matches!(i, Item::Message { .. })).is_none() {
+            // Hold back text that may be a tool call written as JSON; release it as soon as it
+            // clearly is prose.
+            if let Some(h) = self.held.as_mut() {
+                h.push_str(text);
+                let h = h.clone();
+                if !self.might_be_leaked_call(&h) {
+                    self.held = None;
+                    self.open_message(&h, out);
+                }
+                return;
+            }
+            if self.might_be_leaked_call(text) && !self.items.iter().any(|i| matches!(i, Item::Call { .. })) {
+                self.held = Some(text.to_owned());
+                return;
+            }
+            self.open_message(text, out);
+            return;
+        }
+        self.message_delta(text, out);
+    }
+
+    fn open_message(&mut self, text: &str, out: &mut Vec<u8>) {
+        self.close_non_calls(out);
+        let id = self.next_id("msg");
+        self.items.push(Item::Message { id: id.clone(), text: String::new() });
+        let idx = self.items.len() - 1;
+        self.open.push(idx);
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": idx,
+            "item": {"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []}}),
+        );
+        self.emit(
+            out,
+            "response.content_part.added",
+            json!({"item_id": id, "output_index": idx, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}}),
+        );
+        self.message_delta(text, out);
+    }
+
+    fn message_delta(&mut self, text: &str, out: &mut Vec<u8>) {
+        let Some(idx) = self.open_of(|i| matches!(i, Item::Message { .. })) else { return };
+        if let Item::Message { id, text: t } = &mut self.items[idx] {
+            t.push_str(text);
+            let id = id.clone();
+            self.emit(
+                out,
+                "response.output_text.delta",
+                json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": text}),
+            );
+        }
+    }
+
+    fn call_item_json(&self, idx: usize, done: bool) -> Value {
+        let Item::Call { id, call_id, name, args, .. } = &self.items[idx] else { return Value::Null };
+        let call_id = call_id.clone().unwrap_or_else(|| format!("call_{}", id.trim_start_matches("fc_")));
+        let status = if done { "completed" } else { "in_progress" };
+        match self.tools.origin(name) {
+            ToolOrigin::Custom { name } => {
+                let input = if done {
+                    serde_json::from_str::<Value>(args)
+                        .ok()
+                        .and_then(|v| v.get("input").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_else(|| args.clone())
+                } else {
+                    String::new()
+                };
+                json!({"type": "custom_tool_call", "id": id, "status": status, "call_id": call_id, "name": name, "input": input})
+            }
+            origin => {
+                let args = if !done {
+                    String::new()
+                } else if args.trim().is_empty() {
+                    "{}".to_owned()
+                } else {
+                    args.clone()
+                };
+                let mut v = json!({"type": "function_call", "id": id, "status": status, "call_id": call_id, "name": name, "arguments": args});
+                if let ToolOrigin::Namespaced { namespace, name } = origin {
+                    v["namespace"] = json!(namespace);
+                    v["name"] = json!(name);
+                }
+                v
+            }
+        }
+    }
+
+    fn tool_delta(&mut self, tc: &Value, position: u64, out: &mut Vec<u8>) {
+        let chat_index = tc.get("index").and_then(Value::as_u64);
+        let tc_id = tc.get("id").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let found = self.open.iter().copied().find(|&i| match &self.items[i] {
+            Item::Call { chat_index: ci, call_id, .. } => match (chat_index, tc_id) {
+                (Some(want), _) => *ci == want,
+                (None, Some(id)) => call_id.as_deref() == Some(id),
+                (None, None) => *ci == position,
+            },
+            _ => false,
+        });
+        let idx = match found {
+            Some(i) => i,
+            None => {
+                // Text before a real tool call was not a leaked call.
+                if let Some(h) = self.held.take() {
+                    self.open_message(&h, out);
+                }
+                self.close_non_calls(out);
+                let id = self.next_id("fc");
+                let n = self.items.len();
+                self.items.push(Item::Call {
+                    id,
+                    call_id: tc_id.map(str::to_owned),
+                    name: String::new(),
+                    args: String::new(),
+                    added: false,
+                    chat_index: chat_index.unwrap_or(position),
+                });
+                self.open.push(n);
+                n
+            }
+        };
+        let f = tc.get("function");
+        let name_part = f.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default();
+        let args_part = f.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or_default();
+        let mut newly_added = false;
+        if let Item::Call { name, args, added, call_id, .. } = &mut self.items[idx] {
+            if name.is_empty() && !name_part.is_empty() {
+                *name = name_part.to_owned();
+            }
+            if call_id.is_none() {
+                *call_id = tc_id.map(str::to_owned);
+            }
+            args.push_str(args_part);
+            if !*added && !name.is_empty() {
+                *added = true;
+                newly_added = true;
+            }
+        }
+        let (item_id, custom, added, all_args) = match &self.items[idx] {
+            Item::Call { id, name, added, args, .. } => {
+                (id.clone(), matches!(self.tools.origin(name), ToolOrigin::Custom { .. }), *added, args.clone())
+            }
+            _ => return,
+        };
+        if newly_added {
+            let item = self.call_item_json(idx, false);
+            self.emit(out, "response.output_item.added", json!({"output_index": idx, "item": item}));
+            // Arguments that came with (or before) the name are sent now, not lost.
+            if !custom && !all_args.is_empty() {
+                self.emit(
+                    out,
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": item_id, "output_index": idx, "delta": all_args}),
+                );
+            }
+        } else if added && !custom && !args_part.is_empty() {
+            self.emit(
+                out,
+                "response.function_call_arguments.delta",
+                json!({"item_id": item_id, "output_index": idx, "delta": args_part}),
+            );
+        }
+    }
+
+    fn close_item(&mut self, idx: usize, out: &mut Vec<u8>) {
+        self.open.retain(|&i| i != idx);
+        match self.items[idx].clone() {
+            Item::Reasoning { id, text } => {
+                self.emit(
+                    out,
+                    "response.reasoning_summary_text.done",
+                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "text": text}),
+                );
+                self.emit(
+                    out,
+                    "response.reasoning_summary_part.done",
+                    json!({"item_id": id, "output_index": idx, "summary_index": 0,
+                    "part": {"type": "summary_text", "text": text}}),
+                );
+                self.emit(out, "response.output_item.done", json!({"output_index": idx, "item": self.done_item(idx)}));
+            }
+            Item::Message { id, text } => {
+                self.emit(
+                    out,
+                    "response.output_text.done",
+                    json!({"item_id": id, "output_index": idx, "content_index": 0, "text": text}),
+                );
+                self.emit(
+                    out,
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": idx, "content_index": 0,
+                    "part": {"type": "output_text", "text": text, "annotations": []}}),
+                );
+                self.emit(out, "response.output_item.done", json!({"output_index": idx, "item": self.done_item(idx)}));
+            }
+            Item::Call { id, added, .. } => {
+                if !added {
+                    if let Item::Call { added, .. } = &mut self.items[idx] {
+                        *added = true;
+                    }
+                    let item = self.call_item_json(idx, false);
+                    self.emit(out, "response.output_item.added", json!({"output_index": idx, "item": item}));
+                }
+                let item = self.done_item(idx);
+                if item["type"] == "function_call" {
+                    self.emit(
+                        out,
+                        "response.function_call_arguments.done",
+                        json!({"item_id": id, "output_index": idx, "arguments": item["arguments"]}),
+                    );
+                }
+                self.emit(out, "response.output_item.done", json!({"output_index": idx, "item": item}));
+            }
+        }
+    }
+
+    fn done_item(&self, idx: usize) -> Value {
+        match &self.items[idx] {
+            Item::Reasoning { id, text } => {
+                json!({"type": "reasoning", "id": id, "summary": [{"type": "summary_text", "text": text}]})
+            }
+            Item::Message { id, text } => {
+                json!({"type": "message", "id": id, "status": "completed", "role": "assistant",
+                                                 "content": [{"type": "output_text", "text": text, "annotations": []}]})
+            }
+            Item::Call { .. } => self.call_item_json(idx, true),
+        }
+    }
+
+    /// Close the open message or reasoning item. Tool calls stay open until the end: their
+    /// argument fragments may still be coming, interleaved with anything else.
+    fn close_non_calls(&mut self, out: &mut Vec<u8>) {
+        let closing: Vec<usize> =
+            self.open.iter().copied().filter(|&i| !matches!(self.items[i], Item::Call { .. })).collect();
+        for i in closing {
+            self.close_item(i, out);
+        }
+    }
+
+    fn close_all(&mut self, out: &mut Vec<u8>) {
+        while let Some(&i) = self.open.first() {
+            self.close_item(i, out);
+        }
+    }
+
+    /// A tool call the model wrote as JSON text instead of a tool call, if `text` is one.
+    fn leaked_calls(&self, text: &str) -> Option<Vec<(String, String)>> {
+        let t = text.trim();
+        let t = t
+            .strip_prefix("```json")
+            .or_else(|| t.strip_prefix("```"))
+            .map_or(t, |s| s.trim_end().trim_end_matches("```"))
+            .trim();
+        let v: Value = serde_json::from_str(t).ok()?;
+        let list: Vec<&Value> = match v.get("tool_calls").and_then(Value::as_array) {
+            Some(calls) => calls.iter().collect(),
+            None => vec![&v],
+        };
+        let mut calls = Vec::new();
+        for c in list {
+            let c = c.get("function").unwrap_or(c);
+            let name = c.get("name").or_else(|| c.get("tool")).and_then(Value::as_str)?;
+            if !self.tools.names.contains_key(name) {
+                return None;
+            }
+            let args = c
+                .get("arguments")
+                .or_else(|| c.get("parameters"))
+                .or_else(|| c.get("input"))
+                .cloned()
+                .unwrap_or(json!({}));
+            let args = match args {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            calls.push((name.to_owned(), args));
+        }
+        (!calls.is_empty()).then_some(calls)
+    }
+
+    /// End of the upstream stream (`[DONE]` or a clean end): close every item, then the
+    /// terminal event.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.start(out);
+        if let Some(h) = self.held.take() {
+            match self.leaked_calls(&h) {
+                Some(calls) => {
+                    for (i, (name, args)) in calls.into_iter().enumerate() {
+                        let tc = json!({"index": 10_000 + i, "function": {"name": name, "arguments": args}});
+                        self.tool_delta(&tc, 10_000 + i as u64, out);
+                    }
+                    self.finish_reason = Some("tool_calls".into());
+                }
+                None if !h.trim().is_empty() => self.open_message(&h, out),
+                None => {}
+            }
+        }
+        self.close_all(out);
+        let output: Vec<Value> = (0..self.items.len()).map(|i| self.done_item(i)).collect();
+        let (ty, status) = match self.finish_reason.as_deref() {
+            Some("length") => ("response.incomplete", "incomplete"),
+            Some("content_filter") => ("response.incomplete", "incomplete"),
+            _ => ("response.completed", "completed"),
+        };
+        let mut r = self.response(status);
+        r["output"] = Value::Array(output);
+        if let Some(u) = &self.usage {
+            r["usage"] = u.clone();
+        }
+        if status == "incomplete" {
+            let reason =
+                if self.finish_reason.as_deref() == Some("length") { "max_output_tokens" } else { "content_filter" };
+            r["incomplete_details"] = json!({"reason": reason});
+        }
+        self.emit(out, ty, json!({"response": r}));
+        self.terminal = Some(r);
+        self.finished = true;
+    }
+
+    /// The upstream failed: one final `response.failed`.
+    pub fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        self.start(out);
+        let mut r = self.response("failed");
+        r["error"] = json!({"code": code, "message": message});
+        self.emit(out, "response.failed", json!({"response": r}));
+        self.terminal = Some(r);
+        self.finished = true;
+    }
+}
+
+/// A whole chat completion → a Responses object, by running it through the stream machine.
+pub fn completion_to_response(
+    completion: &Value,
+    id: &str,
+    model: &str,
+    created_at: u64,
+    tools: ToolMap,
+    recover: bool,
+) -> Value {
+    let mut m = ChatToResponses::new(id, model, created_at, tools, recover);
+    let mut sink = Vec::new();
+    let mut chunk = completion.clone();
+    if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in choices.iter_mut() {
+            if let Some(calls) = c.pointer_mut("/message/tool_calls").and_then(Value::as_array_mut) {
+                for (i, tc) in calls.iter_mut().enumerate() {
+                    tc["index"] = json!(i);
+                }
+            }
+        }
+    }
+    m.push_value(&chunk, &mut sink);
+    m.finish(&mut sink);
+    m.terminal.unwrap_or(Value::Null)
+}

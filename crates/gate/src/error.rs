@@ -36,8 +36,6 @@ pub enum GateError {
     MethodNotAllowed,
     #[error("WebSocket transport is not supported; use HTTP streaming (SSE)")]
     UpgradeRequired,
-    #[error("{0}")]
-    NotImplemented(String),
     /// The upstream answered with an error status; its body is relayed in our envelope.
     #[error("upstream {target} answered {status}")]
     Upstream { target: String, status: StatusCode, headers: Box<HeaderMap>, body: Bytes },
@@ -82,7 +80,6 @@ impl GateError {
             GateError::Forbidden(_) => StatusCode::FORBIDDEN,
             GateError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GateError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
-            GateError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             // The provider refusing the gateway's own credentials is not the client's fault.
             GateError::Upstream { status, .. } if matches!(status.as_u16(), 401 | 403 | 407) => StatusCode::BAD_GATEWAY,
             GateError::Upstream { status, .. } => *status,
@@ -103,7 +100,6 @@ impl GateError {
             GateError::NotFound(_) => "not_found".into(),
             GateError::MethodNotAllowed => "method_not_allowed".into(),
             GateError::UpgradeRequired => "websocket_not_supported".into(),
-            GateError::NotImplemented(_) => "not_implemented".into(),
             GateError::Upstream { status, body, .. } => {
                 let (kind, code, _) = read_upstream_error(body);
                 code.or(kind).unwrap_or_else(|| format!("upstream_{}", status.as_u16()))

@@ -32,7 +32,8 @@ async fn openai_python_sdk_responses_and_chat_streaming_and_not() {
     let c = MockUpstream::start(MockOptions::default()).await.unwrap();
     let cfg = format!(
         "{}{}[[routes]]\nmodel = \"coder\"\ntargets = [\"resp/ok\"]\n[[routes]]\nmodel = \"chatty\"\ntargets = [\"chat/ok\"]\n\
-         [[routes]]\nmodel = \"limited\"\ntargets = [\"resp/usage-limit\"]\n",
+         [[routes]]\nmodel = \"limited\"\ntargets = [\"resp/usage-limit\"]\n[[routes]]\nmodel = \"coder-x\"\ntargets = [\"chat/ok\"]\n\
+         [[routes]]\nmodel = \"chatty-x\"\ntargets = [\"resp/ok\"]\n[[routes]]\nmodel = \"tools-x\"\ntargets = [\"resp/tool\"]\n",
         provider("resp", "responses", &r.url(), ""),
         provider("chat", "chat", &c.url(), ""),
     );
@@ -47,10 +48,11 @@ async fn openai_python_sdk_responses_and_chat_streaming_and_not() {
     }
     assert_eq!(v["not_found"], "model_not_found");
     assert_eq!(v["usage_limit"], "usage_limit_reached");
+    assert_eq!(v["chat_tools_x"], "exec_command");
     // The SDK's own Authorization never reached an upstream.
     for req in r.requests().iter().chain(c.requests().iter()) {
         assert_ne!(req.header("authorization"), Some("Bearer sdk-client-key"));
     }
-    let recs = gate.records(6).await;
-    assert_eq!(recs.iter().filter(|x| x.status == 200).count(), 4);
+    let recs = gate.records(11).await;
+    assert_eq!(recs.iter().filter(|x| x.status == 200).count(), 9);
 }

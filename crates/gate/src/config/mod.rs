@@ -7,6 +7,7 @@ mod raw;
 
 pub use interp::{default_config_path, default_data_dir, interpolate};
 
+use codex_gate_protocol::translate::ChatDialect;
 use http::{HeaderName, HeaderValue};
 use raw::{RawConfig, RawKind};
 use std::collections::{BTreeMap, HashSet};
@@ -78,6 +79,8 @@ pub struct Provider {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub models: Vec<String>,
     pub timeouts: Timeouts,
+    /// How to talk to this provider when a request is translated for it (chat providers).
+    pub dialect: ChatDialect,
 }
 
 /// An explicit route: a client-facing model name and its ordered targets (`provider/model`).
@@ -266,7 +269,24 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         if p.api_key.as_deref().is_some_and(|k| k.contains(['\r', '\n'])) {
             return Err((key("api_key"), "must not contain line breaks".into()));
         }
+        let max_tokens_field = match p.max_tokens_field.as_deref() {
+            None | Some("max_tokens") => "max_tokens",
+            Some("max_completion_tokens") => "max_completion_tokens",
+            Some(other) => {
+                return Err((
+                    key("max_tokens_field"),
+                    format!("{other:?} must be \"max_tokens\" or \"max_completion_tokens\""),
+                ))
+            }
+        };
+        let dialect = ChatDialect {
+            reasoning_effort: p.reasoning_effort.unwrap_or(false),
+            reasoning_history: p.reasoning_history.unwrap_or(false),
+            max_tokens_field,
+            recover_leaked_tool_calls: p.recover_tool_calls.unwrap_or(true),
+        };
         providers.push(Provider {
+            dialect,
             name: p.name,
             kind: match p.kind {
                 RawKind::Chat => ProviderKind::Chat,

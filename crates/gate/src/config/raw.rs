@@ -57,6 +57,10 @@ pub struct RawProvider {
     pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub reasoning_effort: Option<bool>,
+    pub reasoning_history: Option<bool>,
+    pub max_tokens_field: Option<String>,
+    pub recover_tool_calls: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,7 +26,7 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
         let body = read_body(body, &parts.headers, app.config.server.max_body_bytes).await?;
         let head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
         let resolved = app.router.resolve(&head.model).ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
-        Ok::<_, GateError>((Inbound { api, head, body, headers: parts.headers }, resolved))
+        Ok::<_, GateError>((Inbound { api, head, body, headers: parts.headers, parsed: None }, resolved))
     };
     match read.await {
         Ok((inbound, resolved)) => relay(&app, tally, inbound, resolved).await,

@@ -1,13 +1,15 @@
 //! [`RelayBody`]: the response body of a committed stream. Each upstream chunk is passed on as
 //! it arrives (never buffered) while an observer decodes it to learn usage and the terminal
-//! event. After the first byte a failure can only be told inside the stream, so an upstream
-//! error, an idle timeout or an end without the terminal event becomes one final synthesized
-//! event, and the stream closes right after it.
+//! event; when client and upstream speak different APIs, a translator turns each decoded event
+//! into the client's API instead. After the first byte a failure can only be told inside the
+//! stream, so an upstream error, an idle timeout or an end without the terminal event becomes
+//! one final event in the client's API, and the stream closes right after it.
 
 use crate::tally::Tally;
 use bytes::Bytes;
 use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
 use codex_gate_protocol::sse::{SseDecoder, SseEvent};
+use codex_gate_protocol::translate::{ChatToResponses, ResponsesToChat};
 use codex_gate_protocol::{synth, Api};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
@@ -23,26 +25,37 @@ enum Observer {
     Chat(ChatObserver),
 }
 
-impl Observer {
-    fn observe(&mut self, ev: &SseEvent) {
+/// How upstream events become client bytes.
+pub enum Translate {
+    /// Same API: the upstream bytes go out unchanged.
+    None,
+    /// Chat upstream, Responses client.
+    ChatToResponses(Box<ChatToResponses>),
+    /// Responses upstream, Chat client.
+    ResponsesToChat(Box<ResponsesToChat>),
+}
+
+impl Translate {
+    fn push(&mut self, data: &str, out: &mut Vec<u8>) {
         match self {
-            Observer::Responses(o) => o.observe(ev),
-            Observer::Chat(o) => o.observe(ev),
+            Translate::None => {}
+            Translate::ChatToResponses(m) => m.push(data, out),
+            Translate::ResponsesToChat(m) => m.push(data, out),
         }
     }
 
-    /// The stream is over as far as the client is concerned.
-    fn ended(&self) -> bool {
+    fn finished(&self) -> bool {
         match self {
-            Observer::Responses(o) => o.outcome.is_terminal(),
-            Observer::Chat(o) => o.done,
+            Translate::None => false,
+            Translate::ChatToResponses(m) => m.is_finished(),
+            Translate::ResponsesToChat(m) => m.is_finished(),
         }
     }
 }
 
 enum State {
     Streaming,
-    /// One last synthesized chunk to send, then the end.
+    /// One last chunk to send, then the end.
     Tail(Bytes),
     Done,
 }
@@ -53,6 +66,8 @@ pub struct RelayBody {
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
     observer: Observer,
+    translate: Translate,
+    out: Vec<u8>,
     decoder: SseDecoder,
     decode_ok: bool,
     events: Vec<SseEvent>,
@@ -62,17 +77,27 @@ pub struct RelayBody {
 }
 
 impl RelayBody {
-    /// `first` is the first chunk, already read to commit the response.
-    pub fn new(api: Api, first: Bytes, inner: Incoming, idle: Duration, tally: Tally) -> RelayBody {
+    /// `first` is the first chunk, already read to commit the response; `upstream` is the API
+    /// the upstream speaks.
+    pub fn new(
+        upstream: Api,
+        translate: Translate,
+        first: Bytes,
+        inner: Incoming,
+        idle: Duration,
+        tally: Tally,
+    ) -> RelayBody {
         RelayBody {
             first: Some(first),
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
-            observer: match api {
+            observer: match upstream {
                 Api::Responses => Observer::Responses(ResponsesObserver::default()),
                 Api::Chat => Observer::Chat(ChatObserver::default()),
             },
+            translate,
+            out: Vec::new(),
             decoder: SseDecoder::default(),
             decode_ok: true,
             events: Vec::new(),
@@ -82,57 +107,92 @@ impl RelayBody {
         }
     }
 
-    fn on_data(&mut self, data: &[u8]) {
+    fn observe_events(&mut self) {
+        for ev in self.events.drain(..) {
+            match &mut self.observer {
+                Observer::Responses(o) => o.observe(&ev),
+                Observer::Chat(o) => o.observe(&ev),
+            }
+            self.translate.push(&ev.data, &mut self.out);
+        }
+    }
+
+    /// The stream is over as far as the client is concerned.
+    fn ended(&self) -> bool {
+        match (&self.translate, &self.observer) {
+            (Translate::None, Observer::Responses(o)) => o.outcome.is_terminal(),
+            (Translate::None, Observer::Chat(o)) => o.done,
+            (t, _) => t.finished(),
+        }
+    }
+
+    /// Bytes for the client from this upstream chunk (`None`: nothing to send yet).
+    fn on_data(&mut self, data: Bytes) -> Option<Bytes> {
         let t = Instant::now();
         if self.decode_ok {
-            if self.decoder.push(data, &mut self.events).is_err() {
-                // Keep relaying; we only lose the ability to read the rest.
+            if self.decoder.push(&data, &mut self.events).is_err() {
+                // Passthrough keeps relaying; we only lose the ability to read the rest.
                 self.decode_ok = false;
+                if !matches!(self.translate, Translate::None) {
+                    self.fail("upstream_event_too_large", "upstream sent an event larger than the gateway accepts");
+                }
             }
-            for ev in self.events.drain(..) {
-                self.observer.observe(&ev);
-            }
+            self.observe_events();
         }
+        let out = match self.translate {
+            Translate::None => Some(data),
+            _ => (!self.out.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.out))),
+        };
         self.tally.stream_work += t.elapsed();
-        if self.observer.ended() {
+        if self.ended() && matches!(self.state, State::Streaming) {
             // Close right after the terminal event: Codex waits for the body to end.
             self.finish();
         }
+        out
     }
 
     fn on_eof(&mut self) {
         if self.decode_ok && self.decoder.finish(&mut self.events).is_ok() {
-            for ev in self.events.drain(..) {
-                self.observer.observe(&ev);
-            }
+            self.observe_events();
         }
-        match &self.observer {
-            Observer::Responses(o) if !o.outcome.is_terminal() => {
-                self.fail("stream_incomplete", "upstream closed the stream before response.completed")
+        match (&mut self.translate, &self.observer) {
+            // A chat upstream that ends cleanly has finished, `finish_reason` or not.
+            (Translate::ChatToResponses(m), _) if !m.is_finished() => m.finish(&mut self.out),
+            (Translate::ResponsesToChat(m), _) if !m.is_finished() => {
+                return self.fail("stream_incomplete", "upstream closed the stream before response.completed")
+            }
+            (Translate::None, Observer::Responses(o)) if !o.outcome.is_terminal() => {
+                return self.fail("stream_incomplete", "upstream closed the stream before response.completed")
             }
             // Some chat servers end after `finish_reason` without `[DONE]`; that is complete.
-            Observer::Chat(o) if !o.done && !o.outcome.is_terminal() => {
-                self.fail("stream_incomplete", "upstream closed the stream before finishing")
+            (Translate::None, Observer::Chat(o)) if !o.done && !o.outcome.is_terminal() => {
+                return self.fail("stream_incomplete", "upstream closed the stream before finishing")
             }
-            _ => self.finish(),
+            _ => {}
         }
+        let tail = std::mem::take(&mut self.out);
+        self.state = if tail.is_empty() { State::Done } else { State::Tail(Bytes::from(tail)) };
     }
 
     fn fail(&mut self, code: &str, message: &str) {
-        let tail = match &self.observer {
-            Observer::Responses(o) => {
-                let id = o.response_id.clone().unwrap_or_else(|| format!("resp_{}", self.tally.id()));
-                synth::responses_failed(&id, code, message)
-            }
-            Observer::Chat(_) => synth::chat_error(code, message),
-        };
         tracing::warn!(id = %self.tally.id(), code, message, "upstream stream failed after the first byte");
         self.failure = Some(code.to_owned());
+        let mut tail = std::mem::take(&mut self.out);
+        match (&mut self.translate, &self.observer) {
+            (Translate::ChatToResponses(m), _) => m.fail(code, message, &mut tail),
+            (Translate::ResponsesToChat(m), _) => m.fail(code, message, &mut tail),
+            (Translate::None, Observer::Responses(o)) => {
+                let id = o.response_id.clone().unwrap_or_else(|| format!("resp_{}", self.tally.id()));
+                tail.extend_from_slice(&synth::responses_failed(&id, code, message));
+            }
+            (Translate::None, Observer::Chat(_)) => tail.extend_from_slice(&synth::chat_error(code, message)),
+        }
         self.state = State::Tail(Bytes::from(tail));
     }
 
+    /// Close the tally once, from what the observer saw.
     fn finish(&mut self) {
-        if !matches!(self.state, State::Tail(_)) {
+        if matches!(self.state, State::Streaming) {
             self.state = State::Done;
         }
         let (outcome, usage) = match &self.observer {
@@ -141,9 +201,25 @@ impl RelayBody {
         };
         let error = self.failure.clone().or_else(|| match outcome {
             Outcome::Completed => None,
+            // A translated chat stream without a terminal chunk was completed by the translator.
+            Outcome::Unfinished if self.translate.finished() => None,
             other => other.error_code(),
         });
         self.tally.close(200, error, usage);
+    }
+
+    /// After on_eof/fail: emit the tail, or end.
+    fn tail_or_end(&mut self) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Tail(bytes) => {
+                self.finish();
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+            _ => {
+                self.finish();
+                Poll::Ready(None)
+            }
+        }
     }
 }
 
@@ -154,15 +230,15 @@ impl Body for RelayBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         if let Some(first) = this.first.take() {
-            this.on_data(&first);
-            return Poll::Ready(Some(Ok(Frame::data(first))));
+            if let Some(out) = this.on_data(first) {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
         }
         match std::mem::replace(&mut this.state, State::Done) {
             State::Done => return Poll::Ready(None),
             State::Tail(bytes) => {
-                this.finish();
-                this.state = State::Done;
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                this.state = State::Tail(bytes);
+                return this.tail_or_end();
             }
             State::Streaming => this.state = State::Streaming,
         }
@@ -175,8 +251,11 @@ impl Body for RelayBody {
                     }
                     let deadline = tokio::time::Instant::now() + this.idle;
                     this.sleep.as_mut().reset(deadline);
-                    this.on_data(&data);
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    match this.on_data(data) {
+                        Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                        None if matches!(this.state, State::Streaming) => continue,
+                        None => return this.tail_or_end(),
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let msg = format!("upstream stream failed: {e}");
@@ -191,14 +270,7 @@ impl Body for RelayBody {
                     this.fail("upstream_idle_timeout", &msg);
                 }
             }
-            // fail/on_eof/finish changed the state: emit the tail or end.
-            return match std::mem::replace(&mut this.state, State::Done) {
-                State::Tail(bytes) => {
-                    this.finish();
-                    Poll::Ready(Some(Ok(Frame::data(bytes))))
-                }
-                _ => Poll::Ready(None),
-            };
+            return this.tail_or_end();
         }
     }
 

@@ -5,7 +5,7 @@
 //! out or closes an empty stream is still invisible to the client, and the next target is
 //! tried (unless the route fails closed or the failure would repeat everywhere).
 
-use super::body::RelayBody;
+use super::body::{RelayBody, Translate};
 use crate::app::App;
 use crate::error::GateError;
 use crate::routing::{Resolved, Target};
@@ -15,10 +15,17 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use codex_gate_protocol::body::{rewrite_model, RequestHead};
 use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
+use codex_gate_protocol::translate::chat_stream::completion_to_response;
+use codex_gate_protocol::translate::responses_stream::response_to_completion;
+use codex_gate_protocol::translate::{
+    chat_to_responses_request, responses_to_chat_request, ChatToResponses, ResponsesToChat, ToolMap,
+};
+use codex_gate_protocol::usage::Usage;
 use codex_gate_protocol::Api;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +44,15 @@ pub struct Inbound {
     pub head: RequestHead,
     pub body: Bytes,
     pub headers: HeaderMap,
+    /// The body parsed, once, when a target needs translation.
+    pub parsed: Option<Value>,
+}
+
+/// What one attempt sends and how its answer is turned back into the client's API.
+struct Plan {
+    upstream: Api,
+    /// Set when a Responses request was translated for a chat upstream.
+    tools: Option<ToolMap>,
 }
 
 enum Answer {
@@ -66,15 +82,43 @@ fn is_relayed_response_header(name: &str) -> bool {
         || name.starts_with("x-ratelimit-")
 }
 
-fn build_request(t: &Target, inb: &Inbound) -> Result<Request<Full<Bytes>>, GateError> {
-    let path = match inb.api {
+fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateError> {
+    let upstream = t.provider.kind.api();
+    if upstream == inb.api {
+        let body = if inb.head.model == t.model {
+            inb.body.clone()
+        } else {
+            Bytes::from(rewrite_model(&inb.body, inb.head.model_span.clone(), &t.model))
+        };
+        return Ok((body, Plan { upstream, tools: None }));
+    }
+    if inb.parsed.is_none() {
+        let v = serde_json::from_slice(&inb.body)
+            .map_err(|e| GateError::bad_request(format!("invalid JSON: {e}"), None))?;
+        inb.parsed = Some(v);
+    }
+    let v = inb.parsed.as_ref().unwrap_or(&Value::Null);
+    let refuse = |e: codex_gate_protocol::body::BodyError| GateError::bad_request(e.message, e.param);
+    match inb.api {
+        Api::Responses => {
+            let r = responses_to_chat_request(v, &t.model, &t.provider.dialect).map_err(refuse)?;
+            if !r.dropped_tools.is_empty() {
+                tracing::debug!(target = %t.label, dropped = ?r.dropped_tools, "hosted tools dropped for a chat upstream");
+            }
+            Ok((Bytes::from(r.body.to_string()), Plan { upstream, tools: Some(r.tools) }))
+        }
+        Api::Chat => {
+            let r = chat_to_responses_request(v, &t.model).map_err(refuse)?;
+            Ok((Bytes::from(r.to_string()), Plan { upstream, tools: None }))
+        }
+    }
+}
+
+fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Full<Bytes>>, Plan), GateError> {
+    let (body, plan) = translated_body(t, inb)?;
+    let path = match plan.upstream {
         Api::Responses => "/responses",
         Api::Chat => "/chat/completions",
-    };
-    let body = if inb.head.model == t.model {
-        inb.body.clone()
-    } else {
-        Bytes::from(rewrite_model(&inb.body, inb.head.model_span.clone(), &t.model))
     };
     let accept = if inb.head.stream { "text/event-stream" } else { "application/json" };
     let mut req = Request::post(format!("{}{path}", t.provider.base_url))
@@ -99,7 +143,7 @@ fn build_request(t: &Target, inb: &Inbound) -> Result<Request<Full<Bytes>>, Gate
     for (k, v) in &t.provider.headers {
         h.insert(k.clone(), v.clone());
     }
-    Ok(req)
+    Ok((req, plan))
 }
 
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
@@ -198,22 +242,13 @@ async fn attempt(app: &App, t: &Target, req: Request<Full<Bytes>>, stream: bool)
 }
 
 /// Serve `inb` over the targets of `resolved`.
-pub async fn relay(app: &Arc<App>, mut tally: Tally, inb: Inbound, resolved: Arc<Resolved>) -> Response {
+pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved: Arc<Resolved>) -> Response {
     tally.set_route(&resolved.route, &inb.head.model, inb.head.stream);
     let mut last = None;
     let n = resolved.targets.len();
     for (i, t) in resolved.targets.iter().enumerate() {
-        if t.provider.kind.api() != inb.api {
-            last = Some(GateError::NotImplemented(format!(
-                "target {} speaks the {} API and this request uses the {} API; translation between them is not available yet",
-                t.label,
-                t.provider.kind.api().as_str(),
-                inb.api.as_str()
-            )));
-            continue;
-        }
         tally.set_target(&t.label);
-        let req = match build_request(t, &inb) {
+        let (req, plan) = match build_request(t, &mut inb) {
             Ok(r) => r,
             Err(e) => return fail(tally, e),
         };
@@ -221,7 +256,7 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, inb: Inbound, resolved: Arc
         let result = attempt(app, t, req, inb.head.stream).await;
         tally.upstream_wait += sent.elapsed();
         match result {
-            Ok(answer) => return commit(tally, inb.api, t, answer),
+            Ok(answer) => return commit(tally, &inb, plan, t, answer),
             Err(e) => {
                 let more = resolved.fallback && i + 1 < n;
                 tracing::warn!(id = %tally.id(), target = %t.label, error = %e, failover = e.retryable() && more, "upstream attempt failed");
@@ -262,36 +297,80 @@ fn gate_headers(h: &mut HeaderMap, tally: &Tally, overhead: Duration, target: Op
     }
 }
 
-fn commit(mut tally: Tally, api: Api, t: &Target, answer: Answer) -> Response {
+fn now_secs() -> u64 {
+    (crate::now_ms() / 1000) as u64
+}
+
+/// The client's bytes for a whole (non-streaming) upstream answer, with its outcome and usage.
+fn whole_answer(tally: &Tally, inb: &Inbound, plan: Plan, t: &Target, body: Bytes) -> (Bytes, Outcome, Option<Usage>) {
+    let (outcome, usage) = match plan.upstream {
+        Api::Responses => {
+            let mut o = ResponsesObserver::default();
+            o.observe_body(&body);
+            (o.outcome, o.usage)
+        }
+        Api::Chat => {
+            let mut o = ChatObserver::default();
+            o.observe_body(&body);
+            (o.outcome, o.usage)
+        }
+    };
+    if plan.upstream == inb.api {
+        return (body, outcome, usage);
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let out = match inb.api {
+        Api::Responses => completion_to_response(
+            &v,
+            &format!("resp_{}", tally.id()),
+            &inb.head.model,
+            now_secs(),
+            plan.tools.unwrap_or_default(),
+            t.provider.dialect.recover_leaked_tool_calls,
+        ),
+        Api::Chat => response_to_completion(&v, &format!("chatcmpl-{}", tally.id()), &inb.head.model, now_secs()),
+    };
+    (Bytes::from(out.to_string()), outcome, usage)
+}
+
+fn commit(mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answer) -> Response {
     let overhead = tally.commit();
+    let translated = plan.upstream != inb.api;
     let (parts, body) = match answer {
         Answer::Whole { parts, body } => {
-            let (outcome, usage) = match api {
-                Api::Responses => {
-                    let mut o = ResponsesObserver::default();
-                    o.observe_body(&body);
-                    (o.outcome, o.usage)
-                }
-                Api::Chat => {
-                    let mut o = ChatObserver::default();
-                    o.observe_body(&body);
-                    (o.outcome, o.usage)
-                }
-            };
+            let (body, outcome, usage) = whole_answer(&tally, inb, plan, t, body);
             let error = (outcome != Outcome::Completed).then(|| outcome.error_code()).flatten();
             tally.close(parts.status.as_u16(), error, usage);
             (parts, Body::from(body))
         }
         Answer::Stream { parts, first, body } => {
             let idle = t.provider.timeouts.idle;
-            // The tally moves into the body; it is closed when the stream ends or is dropped.
+            let translate = match (plan.upstream, inb.api) {
+                (Api::Chat, Api::Responses) => Translate::ChatToResponses(Box::new(ChatToResponses::new(
+                    format!("resp_{}", tally.id()),
+                    inb.head.model.clone(),
+                    now_secs(),
+                    plan.tools.unwrap_or_default(),
+                    t.provider.dialect.recover_leaked_tool_calls,
+                ))),
+                (Api::Responses, Api::Chat) => Translate::ResponsesToChat(Box::new(ResponsesToChat::new(
+                    format!("chatcmpl-{}", tally.id()),
+                    inb.head.model.clone(),
+                    now_secs(),
+                    inb.head.include_usage,
+                ))),
+                _ => Translate::None,
+            };
             let mut headers = HeaderMap::new();
             copy_headers(&parts.headers, &mut headers);
+            if translated {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            }
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             gate_headers(&mut headers, &tally, overhead, Some(&t.label));
             let status = parts.status;
-            let body = Body::new(RelayBody::new(api, first, body, idle, tally));
+            let body = Body::new(RelayBody::new(plan.upstream, translate, first, body, idle, tally));
             let mut resp = Response::new(body);
             *resp.status_mut() = status;
             *resp.headers_mut() = headers;
@@ -301,6 +380,9 @@ fn commit(mut tally: Tally, api: Api, t: &Target, answer: Answer) -> Response {
     let mut resp = Response::new(body);
     *resp.status_mut() = if parts.status.is_success() { parts.status } else { StatusCode::BAD_GATEWAY };
     copy_headers(&parts.headers, resp.headers_mut());
+    if translated {
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
     resp
 }

@@ -73,7 +73,7 @@ async fn responses_body_goes_upstream_unchanged_but_for_the_model() {
 }
 
 #[tokio::test]
-async fn responses_stream_is_relayed_byte_for_byte_and_recorded() {
+async fn responses_stream_is_relayed_and_recorded() {
     let (r, _c, gate) = setup().await;
     let resp =
         post(&gate.url("/backend-api/codex/responses"), &json!({"model": "resp/ok", "input": "x", "stream": true}))

@@ -166,3 +166,47 @@ async fn translated_streams_are_incremental() {
         assert!(w[1] - w[0] >= Duration::from_millis(120), "translated deltas were buffered");
     }
 }
+
+#[tokio::test]
+async fn passthrough_responses_streams_are_repaired() {
+    let (_chat, _resp, gate) = setup().await;
+    let body = json!({"model": "resp/sloppy", "stream": true, "input": "x"});
+    let r = post(&gate.url("/v1/responses"), &body).await;
+    let evs = r.events();
+    check_responses(&evs).unwrap_or_else(|e| panic!("{e}\n{}", r.text()));
+    let done = evs.last().unwrap();
+    assert_eq!(done["response"]["output"][0]["content"][0]["text"], "sloppy", "output backfilled");
+    assert!(done["response"].get("usage").is_none(), "usage {{}} removed, not relayed");
+    assert!(!evs.iter().any(|e| e["type"] == "codex.rate_limits"), "vendor events dropped for non-Codex clients");
+    // Codex keeps its vendor events.
+    let r = common::http::send(
+        "POST",
+        &gate.url("/v1/responses"),
+        body.to_string(),
+        &[("content-type", "application/json"), ("originator", "codex_exec")],
+    )
+    .await;
+    assert!(r.events().iter().any(|e| e["type"] == "codex.rate_limits"));
+}
+
+#[tokio::test]
+async fn keepalives_flow_while_the_upstream_is_silent() {
+    let chat = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let resp = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!(
+        "[server]\nkeepalive_secs = 1\n{}{}",
+        provider("chat", "chat", &chat.url(), "idle_timeout_ms = 2600"),
+        provider("resp", "responses", &resp.url(), "idle_timeout_ms = 2600"),
+    );
+    let gate = Gate::start(&cfg).await;
+    let r = post(&gate.url("/v1/responses"), &json!({"model": "resp/stall", "stream": true, "input": "x"})).await;
+    let types = r.event_types();
+    let keepalives = types.iter().filter(|t| *t == "response.in_progress").count();
+    assert!(keepalives >= 2, "{types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("response.failed"));
+    check_responses(&r.events()).unwrap();
+    let r =
+        post(&gate.url("/v1/chat/completions"), &json!({"model": "chat/stall", "stream": true, "messages": []})).await;
+    assert!(r.text().matches(": keep-alive").count() >= 2, "{}", r.text());
+    assert_eq!(r.events().last().unwrap()["error"]["code"], "upstream_idle_timeout");
+}

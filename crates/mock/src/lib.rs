@@ -19,6 +19,7 @@
 //! | `reset` | connection closed before any response |
 //! | `hang` | never answers (first-byte timeouts) |
 //! | `stall` | sends the first event, then goes silent (idle timeouts) |
+//! | `sloppy` | a Responses stream that breaks the grammar (for the repair) |
 //!
 //! Keys: `deltas`, `size` (bytes per delta), `delay_ms`, `ttft_ms`, `retry_after`, `code`.
 

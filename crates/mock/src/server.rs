@@ -286,7 +286,24 @@ fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A stream that breaks the grammar the way real upstreams have: no `response.created`, deltas
+/// without `output_item.added`, a vendor event, an empty `completed.output` and `usage: {}`.
+fn sloppy_steps(model: &str) -> Vec<Step> {
+    let item = message_item("msg_sloppy", "sloppy");
+    let resp = response_obj("resp_sloppy", model, "completed", vec![], Some(json!({})));
+    vec![Step::Send(
+        sse(
+            &json!({"type": "response.output_text.delta", "item_id": "msg_sloppy", "output_index": 0, "content_index": 0, "delta": "sloppy"}),
+        ) + &sse(&json!({"type": "codex.rate_limits", "rate_limits": {"primary": {"used_percent": 10.0}}}))
+            + &sse(&json!({"type": "response.output_item.done", "output_index": 0, "item": item}))
+            + &sse(&json!({"type": "response.completed", "response": resp})),
+    )]
+}
+
 fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
+    if sc.name == "sloppy" {
+        return sloppy_steps(model);
+    }
     let id = "resp_mock";
     let mut steps = Vec::with_capacity(sc.deltas * 2 + 8);
     if sc.ttft_ms > 0 {

@@ -77,6 +77,7 @@ pub fn check_responses(events: &[Value]) -> Result<(), String> {
                 let at = e.get("output_index").and_then(Value::as_u64).unwrap_or(done_items.len() as u64);
                 done_items.push((at, item.clone()));
             }
+            "response.created" if i > 0 => return Err(format!("event {i}: a second response.created")),
             "response.completed" | "response.incomplete" | "response.failed" => terminal = Some((i, e)),
             _ => {}
         }

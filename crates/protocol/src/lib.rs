@@ -8,6 +8,7 @@
 //! - [`observe`]: stream observers that read usage and terminal events while bytes are relayed.
 //! - [`translate`]: Responses ⇄ Chat Completions, requests and streams, both ways.
 //! - [`grammar`]: checkers of the Responses and Chat stream grammars (used by the tests).
+//! - [`repair`]: Responses stream repair (created first, added before deltas, output backfill, usage).
 //! - [`synth`]: events the gateway writes itself (a terminal failure after the first byte).
 //!
 //! Everything here is synchronous and deterministic so it can be unit-, snapshot- and
@@ -17,6 +18,7 @@ pub mod body;
 pub mod error;
 pub mod grammar;
 pub mod observe;
+pub mod repair;
 pub mod sse;
 pub mod synth;
 pub mod translate;

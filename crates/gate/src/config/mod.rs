@@ -99,6 +99,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for open streams.
     pub drain_timeout: Duration,
+    /// Keep-alive to stream clients after this much upstream silence (`None`: off).
+    pub keepalive: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +226,10 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         listen,
         max_body_bytes: max_body_bytes as usize,
         drain_timeout: Duration::from_secs(raw.server.drain_timeout_secs.unwrap_or(30)),
+        keepalive: match raw.server.keepalive_secs.unwrap_or(15) {
+            0 => None,
+            n => Some(Duration::from_secs(n)),
+        },
     };
 
     let url = match raw.store.url {

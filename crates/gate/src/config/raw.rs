@@ -25,6 +25,7 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
+    pub keepalive_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

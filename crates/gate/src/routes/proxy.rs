@@ -19,6 +19,13 @@ pub async fn chat_completions(State(app): State<Arc<App>>, req: Request) -> Resp
     proxy(app, Api::Chat, req).await
 }
 
+/// Codex identifies itself by `originator` / `User-Agent` (codex-protocol §2.2), or calls the
+/// ChatGPT-backend path.
+fn is_codex(parts: &http::request::Parts) -> bool {
+    let starts = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("codex"));
+    starts("originator") || starts("user-agent") || parts.uri.path().starts_with("/backend-api/codex")
+}
+
 async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
     let tally = Tally::open(&app, api);
     let (parts, body) = req.into_parts();
@@ -26,7 +33,10 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
         let body = read_body(body, &parts.headers, app.config.server.max_body_bytes).await?;
         let head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
         let resolved = app.router.resolve(&head.model).ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
-        Ok::<_, GateError>((Inbound { api, head, body, headers: parts.headers, parsed: None }, resolved))
+        Ok::<_, GateError>((
+            Inbound { api, head, body, codex_client: is_codex(&parts), headers: parts.headers, parsed: None },
+            resolved,
+        ))
     };
     match read.await {
         Ok((inbound, resolved)) => relay(&app, tally, inbound, resolved).await,

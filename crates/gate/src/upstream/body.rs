@@ -8,6 +8,7 @@
 use crate::tally::Tally;
 use bytes::Bytes;
 use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
+use codex_gate_protocol::repair::ResponsesRepair;
 use codex_gate_protocol::sse::{SseDecoder, SseEvent};
 use codex_gate_protocol::translate::{ChatToResponses, ResponsesToChat};
 use codex_gate_protocol::{synth, Api};
@@ -29,6 +30,8 @@ enum Observer {
 pub enum Translate {
     /// Same API: the upstream bytes go out unchanged.
     None,
+    /// Responses on both sides: events pass through the grammar repair.
+    Repair(Box<ResponsesRepair>),
     /// Chat upstream, Responses client.
     ChatToResponses(Box<ChatToResponses>),
     /// Responses upstream, Chat client.
@@ -36,17 +39,19 @@ pub enum Translate {
 }
 
 impl Translate {
-    fn push(&mut self, data: &str, out: &mut Vec<u8>) {
+    fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
         match self {
             Translate::None => {}
-            Translate::ChatToResponses(m) => m.push(data, out),
-            Translate::ResponsesToChat(m) => m.push(data, out),
+            Translate::Repair(m) => m.push(ev, out),
+            Translate::ChatToResponses(m) => m.push(&ev.data, out),
+            Translate::ResponsesToChat(m) => m.push(&ev.data, out),
         }
     }
 
+    /// A translator (not a pass-through) has written its terminal event.
     fn finished(&self) -> bool {
         match self {
-            Translate::None => false,
+            Translate::None | Translate::Repair(_) => false,
             Translate::ChatToResponses(m) => m.is_finished(),
             Translate::ResponsesToChat(m) => m.is_finished(),
         }
@@ -60,11 +65,25 @@ enum State {
     Done,
 }
 
+/// Per-stream settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayOptions {
+    /// The API the upstream speaks.
+    pub upstream: Api,
+    /// The API the client speaks.
+    pub client: Api,
+    /// Longest upstream silence before the stream is failed.
+    pub idle: Duration,
+    /// Upstream silence after which a keep-alive goes to the client (so its idle timer does not fire).
+    pub keepalive: Option<Duration>,
+}
+
 pub struct RelayBody {
     first: Option<Bytes>,
     inner: Incoming,
-    idle: Duration,
+    opts: RelayOptions,
     sleep: Pin<Box<Sleep>>,
+    keepalive: Option<Pin<Box<Sleep>>>,
     observer: Observer,
     translate: Translate,
     out: Vec<u8>,
@@ -79,20 +98,14 @@ pub struct RelayBody {
 impl RelayBody {
     /// `first` is the first chunk, already read to commit the response; `upstream` is the API
     /// the upstream speaks.
-    pub fn new(
-        upstream: Api,
-        translate: Translate,
-        first: Bytes,
-        inner: Incoming,
-        idle: Duration,
-        tally: Tally,
-    ) -> RelayBody {
+    pub fn new(opts: RelayOptions, translate: Translate, first: Bytes, inner: Incoming, tally: Tally) -> RelayBody {
         RelayBody {
             first: Some(first),
             inner,
-            idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
-            observer: match upstream {
+            opts,
+            sleep: Box::pin(tokio::time::sleep(opts.idle)),
+            keepalive: opts.keepalive.map(|k| Box::pin(tokio::time::sleep(k))),
+            observer: match opts.upstream {
                 Api::Responses => Observer::Responses(ResponsesObserver::default()),
                 Api::Chat => Observer::Chat(ChatObserver::default()),
             },
@@ -113,15 +126,15 @@ impl RelayBody {
                 Observer::Responses(o) => o.observe(&ev),
                 Observer::Chat(o) => o.observe(&ev),
             }
-            self.translate.push(&ev.data, &mut self.out);
+            self.translate.push(&ev, &mut self.out);
         }
     }
 
     /// The stream is over as far as the client is concerned.
     fn ended(&self) -> bool {
         match (&self.translate, &self.observer) {
-            (Translate::None, Observer::Responses(o)) => o.outcome.is_terminal(),
-            (Translate::None, Observer::Chat(o)) => o.done,
+            (Translate::None | Translate::Repair(_), Observer::Responses(o)) => o.outcome.is_terminal(),
+            (Translate::None | Translate::Repair(_), Observer::Chat(o)) => o.done,
             (t, _) => t.finished(),
         }
     }
@@ -161,7 +174,7 @@ impl RelayBody {
             (Translate::ResponsesToChat(m), _) if !m.is_finished() => {
                 return self.fail("stream_incomplete", "upstream closed the stream before response.completed")
             }
-            (Translate::None, Observer::Responses(o)) if !o.outcome.is_terminal() => {
+            (Translate::None | Translate::Repair(_), Observer::Responses(o)) if !o.outcome.is_terminal() => {
                 return self.fail("stream_incomplete", "upstream closed the stream before response.completed")
             }
             // Some chat servers end after `finish_reason` without `[DONE]`; that is complete.
@@ -181,11 +194,11 @@ impl RelayBody {
         match (&mut self.translate, &self.observer) {
             (Translate::ChatToResponses(m), _) => m.fail(code, message, &mut tail),
             (Translate::ResponsesToChat(m), _) => m.fail(code, message, &mut tail),
-            (Translate::None, Observer::Responses(o)) => {
+            (_, Observer::Responses(o)) => {
                 let id = o.response_id.clone().unwrap_or_else(|| format!("resp_{}", self.tally.id()));
                 tail.extend_from_slice(&synth::responses_failed(&id, code, message));
             }
-            (Translate::None, Observer::Chat(_)) => tail.extend_from_slice(&synth::chat_error(code, message)),
+            (_, Observer::Chat(_)) => tail.extend_from_slice(&synth::chat_error(code, message)),
         }
         self.state = State::Tail(Bytes::from(tail));
     }
@@ -206,6 +219,32 @@ impl RelayBody {
             other => other.error_code(),
         });
         self.tally.close(200, error, usage);
+    }
+
+    /// A keep-alive for the client when the upstream has been silent for the keep-alive period:
+    /// `response.in_progress` for Responses clients (Codex ignores it but its idle timer sees an
+    /// event), an SSE comment for chat clients.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let (k, every) = (self.keepalive.as_mut()?, self.opts.keepalive?);
+        if k.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        k.as_mut().reset(tokio::time::Instant::now() + every);
+        // Register the timer again so this task is woken for the next keep-alive.
+        let _ = k.as_mut().poll(cx);
+        Some(match self.opts.client {
+            Api::Responses => {
+                let id = match (&self.observer, &self.translate) {
+                    (Observer::Responses(o), _) if o.response_id.is_some() => o.response_id.clone().unwrap_or_default(),
+                    _ => format!("resp_{}", self.tally.id()),
+                };
+                let v = serde_json::json!({"type": "response.in_progress", "response": {"id": id, "object": "response", "status": "in_progress"}});
+                let mut out = Vec::new();
+                codex_gate_protocol::sse::encode(Some("response.in_progress"), &v.to_string(), &mut out);
+                Bytes::from(out)
+            }
+            Api::Chat => Bytes::from_static(b": keep-alive\n\n"),
+        })
     }
 
     /// After on_eof/fail: emit the tail, or end.
@@ -249,8 +288,11 @@ impl Body for RelayBody {
                     if data.is_empty() {
                         continue;
                     }
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    this.sleep.as_mut().reset(deadline);
+                    let now = tokio::time::Instant::now();
+                    this.sleep.as_mut().reset(now + this.opts.idle);
+                    if let (Some(k), Some(every)) = (this.keepalive.as_mut(), this.opts.keepalive) {
+                        k.as_mut().reset(now + every);
+                    }
                     match this.on_data(data) {
                         Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         None if matches!(this.state, State::Streaming) => continue,
@@ -264,9 +306,12 @@ impl Body for RelayBody {
                 Poll::Ready(None) => this.on_eof(),
                 Poll::Pending => {
                     if this.sleep.as_mut().poll(cx).is_pending() {
+                        if let Some(frame) = this.poll_keepalive(cx) {
+                            return Poll::Ready(Some(Ok(Frame::data(frame))));
+                        }
                         return Poll::Pending;
                     }
-                    let msg = format!("upstream sent nothing for {} ms", this.idle.as_millis());
+                    let msg = format!("upstream sent nothing for {} ms", this.opts.idle.as_millis());
                     this.fail("upstream_idle_timeout", &msg);
                 }
             }

@@ -5,7 +5,7 @@
 //! out or closes an empty stream is still invisible to the client, and the next target is
 //! tried (unless the route fails closed or the failure would repeat everywhere).
 
-use super::body::{RelayBody, Translate};
+use super::body::{RelayBody, RelayOptions, Translate};
 use crate::app::App;
 use crate::error::GateError;
 use crate::routing::{Resolved, Target};
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use codex_gate_protocol::body::{rewrite_model, RequestHead};
 use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
+use codex_gate_protocol::repair::ResponsesRepair;
 use codex_gate_protocol::translate::chat_stream::completion_to_response;
 use codex_gate_protocol::translate::responses_stream::response_to_completion;
 use codex_gate_protocol::translate::{
@@ -46,6 +47,8 @@ pub struct Inbound {
     pub headers: HeaderMap,
     /// The body parsed, once, when a target needs translation.
     pub parsed: Option<Value>,
+    /// The client is Codex (it keeps `codex.*` vendor events).
+    pub codex_client: bool,
 }
 
 /// What one attempt sends and how its answer is turned back into the client's API.
@@ -256,7 +259,7 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
         let result = attempt(app, t, req, inb.head.stream).await;
         tally.upstream_wait += sent.elapsed();
         match result {
-            Ok(answer) => return commit(tally, &inb, plan, t, answer),
+            Ok(answer) => return commit(app, tally, &inb, plan, t, answer),
             Err(e) => {
                 let more = resolved.fallback && i + 1 < n;
                 tracing::warn!(id = %tally.id(), target = %t.label, error = %e, failover = e.retryable() && more, "upstream attempt failed");
@@ -333,7 +336,7 @@ fn whole_answer(tally: &Tally, inb: &Inbound, plan: Plan, t: &Target, body: Byte
     (Bytes::from(out.to_string()), outcome, usage)
 }
 
-fn commit(mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answer) -> Response {
+fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answer) -> Response {
     let overhead = tally.commit();
     let translated = plan.upstream != inb.api;
     let (parts, body) = match answer {
@@ -344,7 +347,12 @@ fn commit(mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answe
             (parts, Body::from(body))
         }
         Answer::Stream { parts, first, body } => {
-            let idle = t.provider.timeouts.idle;
+            let opts = RelayOptions {
+                upstream: plan.upstream,
+                client: inb.api,
+                idle: t.provider.timeouts.idle,
+                keepalive: app.config.server.keepalive,
+            };
             let translate = match (plan.upstream, inb.api) {
                 (Api::Chat, Api::Responses) => Translate::ChatToResponses(Box::new(ChatToResponses::new(
                     format!("resp_{}", tally.id()),
@@ -359,7 +367,10 @@ fn commit(mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answe
                     now_secs(),
                     inb.head.include_usage,
                 ))),
-                _ => Translate::None,
+                (Api::Responses, Api::Responses) => {
+                    Translate::Repair(Box::new(ResponsesRepair::new(inb.codex_client, format!("resp_{}", tally.id()))))
+                }
+                (Api::Chat, Api::Chat) => Translate::None,
             };
             let mut headers = HeaderMap::new();
             copy_headers(&parts.headers, &mut headers);
@@ -370,7 +381,7 @@ fn commit(mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answe
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             gate_headers(&mut headers, &tally, overhead, Some(&t.label));
             let status = parts.status;
-            let body = Body::new(RelayBody::new(plan.upstream, translate, first, body, idle, tally));
+            let body = Body::new(RelayBody::new(opts, translate, first, body, tally));
             let mut resp = Response::new(body);
             *resp.status_mut() = status;
             *resp.headers_mut() = headers;

@@ -1,0 +1,222 @@
+//! [`ResponsesRepair`]: makes any Responses stream that codex-gate relays follow the grammar
+//! Codex relies on (codex-protocol §3), touching only what is wrong:
+//! - `response.created` comes first (synthesized if the upstream skipped it);
+//! - text and reasoning deltas come after an `output_item.added` for their item (synthesized);
+//! - an empty `response.completed.output` is backfilled from the `output_item.done` items
+//!   (the ChatGPT backend has been seen to send it empty);
+//! - `usage` is complete (`total_tokens` derived) or removed — never `{}`;
+//! - `codex.*` vendor events reach Codex clients only.
+//!
+//! Events that need no change are re-encoded as they came.
+
+use crate::sse::{encode, SseEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    item_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug)]
+pub struct ResponsesRepair {
+    codex_client: bool,
+    fallback_id: String,
+    created: bool,
+    open: HashSet<String>,
+    done: Vec<(u64, Value)>,
+    /// Repairs made, for a debug log and tests.
+    pub repairs: Vec<&'static str>,
+}
+
+impl ResponsesRepair {
+    /// `fallback_id` is used if the upstream never names its response.
+    pub fn new(codex_client: bool, fallback_id: impl Into<String>) -> Self {
+        Self {
+            codex_client,
+            fallback_id: fallback_id.into(),
+            created: false,
+            open: HashSet::new(),
+            done: Vec::new(),
+            repairs: Vec::new(),
+        }
+    }
+
+    fn synth(&mut self, out: &mut Vec<u8>, ty: &str, v: Value, why: &'static str) {
+        self.repairs.push(why);
+        encode(Some(ty), &v.to_string(), out);
+    }
+
+    /// One upstream event in, the client's bytes out.
+    pub fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        let Ok(head) = serde_json::from_str::<Head>(&ev.data) else {
+            // Not JSON (e.g. a stray `[DONE]`): Codex skips it, so pass it on.
+            encode(ev.event.as_deref(), &ev.data, out);
+            return;
+        };
+        let kind = head.kind.as_ref();
+        if kind.starts_with("codex.") && !self.codex_client {
+            self.repairs.push("dropped codex.* event for a non-Codex client");
+            return;
+        }
+        if !self.created && kind != "response.created" {
+            let r = json!({"type": "response.created", "response": {"id": self.fallback_id, "object": "response", "status": "in_progress", "output": []}});
+            self.synth(out, "response.created", r, "synthesized response.created");
+            self.created = true;
+        }
+        match kind {
+            "response.created" => self.created = true,
+            "response.output_text.delta"
+            | "response.content_part.added"
+            | "response.reasoning_summary_text.delta"
+            | "response.reasoning_summary_part.added"
+            | "response.reasoning_text.delta" => {
+                if let Some(id) = head.item_id.as_deref().filter(|id| !self.open.contains(*id)) {
+                    let item = if kind.contains("reasoning") {
+                        json!({"type": "reasoning", "id": id, "summary": []})
+                    } else {
+                        json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []})
+                    };
+                    let id = id.to_owned();
+                    self.synth(
+                        out,
+                        "response.output_item.added",
+                        json!({"type": "response.output_item.added", "item": item}),
+                        "synthesized output_item.added",
+                    );
+                    self.open.insert(id);
+                }
+            }
+            "response.output_item.added" | "response.output_item.done" => {
+                let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                if let Some(id) = v.pointer("/item/id").and_then(Value::as_str) {
+                    if kind.ends_with("added") {
+                        self.open.insert(id.to_owned());
+                    } else {
+                        self.open.remove(id);
+                    }
+                }
+                if kind.ends_with("done") {
+                    let at = v.get("output_index").and_then(Value::as_u64).unwrap_or(self.done.len() as u64);
+                    self.done.push((at, v["item"].clone()));
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                if let Some(fixed) = self.fix_terminal(&ev.data) {
+                    encode(Some(kind), &fixed, out);
+                    return;
+                }
+            }
+            _ => {}
+        }
+        encode(ev.event.as_deref().or(Some(kind)), &ev.data, out);
+    }
+
+    /// The repaired terminal event, or `None` when it is fine as it is.
+    fn fix_terminal(&mut self, data: &str) -> Option<String> {
+        let mut v: Value = serde_json::from_str(data).ok()?;
+        let resp = v.get_mut("response")?.as_object_mut()?;
+        let mut changed = false;
+        let empty = resp.get("output").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        if empty && !self.done.is_empty() {
+            let mut done = self.done.clone();
+            done.sort_by_key(|(at, _)| *at);
+            resp.insert("output".into(), Value::Array(done.into_iter().map(|(_, i)| i).collect()));
+            self.repairs.push("backfilled response.output");
+            changed = true;
+        }
+        if let Some(u) = resp.get_mut("usage").filter(|u| !u.is_null()) {
+            let n = |k: &str| u.get(k).and_then(Value::as_u64);
+            match (n("input_tokens"), n("output_tokens"), n("total_tokens")) {
+                (Some(_), Some(_), Some(_)) => {}
+                (Some(i), Some(o), None) => {
+                    u["total_tokens"] = json!(i + o);
+                    self.repairs.push("completed usage.total_tokens");
+                    changed = true;
+                }
+                _ => {
+                    resp.remove("usage");
+                    self.repairs.push("removed incomplete usage");
+                    changed = true;
+                }
+            }
+        }
+        if !resp.get("id").is_some_and(Value::is_string) {
+            resp.insert("id".into(), json!(self.fallback_id));
+            changed = true;
+        }
+        changed.then(|| v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grammar::check_responses;
+    use crate::sse::SseDecoder;
+
+    fn run(codex: bool, events: &[Value]) -> (Vec<Value>, Vec<&'static str>) {
+        let mut r = ResponsesRepair::new(codex, "resp_fallback");
+        let mut out = Vec::new();
+        for e in events {
+            r.push(&SseEvent { event: None, data: e.to_string() }, &mut out);
+        }
+        let mut d = SseDecoder::default();
+        let mut evs = Vec::new();
+        d.push(&out, &mut evs).unwrap();
+        (evs.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect(), r.repairs)
+    }
+
+    #[test]
+    fn broken_stream_is_repaired_into_the_grammar() {
+        let item = json!({"type": "message", "id": "m1", "role": "assistant", "content": [{"type": "output_text", "text": "hi"}]});
+        let (evs, repairs) = run(
+            false,
+            &[
+                json!({"type": "response.output_text.delta", "item_id": "m1", "delta": "hi"}),
+                json!({"type": "codex.rate_limits", "rate_limits": {}}),
+                json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+                json!({"type": "response.completed", "response": {"id": "r", "output": [], "usage": {"input_tokens": 2, "output_tokens": 3}}}),
+            ],
+        );
+        check_responses(&evs).unwrap();
+        assert_eq!(evs.last().unwrap()["response"]["output"][0], item);
+        assert_eq!(evs.last().unwrap()["response"]["usage"]["total_tokens"], 5);
+        assert!(!evs.iter().any(|e| e["type"] == "codex.rate_limits"));
+        assert_eq!(repairs.len(), 5, "{repairs:?}");
+    }
+
+    #[test]
+    fn empty_usage_is_removed_and_codex_events_kept_for_codex() {
+        let (evs, _) = run(
+            true,
+            &[
+                json!({"type": "response.created", "response": {"id": "r"}}),
+                json!({"type": "codex.rate_limits", "rate_limits": {}}),
+                json!({"type": "response.completed", "response": {"id": "r", "output": [], "usage": {}}}),
+            ],
+        );
+        assert!(evs.iter().any(|e| e["type"] == "codex.rate_limits"));
+        assert!(evs.last().unwrap()["response"].get("usage").is_none());
+    }
+
+    #[test]
+    fn a_good_stream_is_left_alone() {
+        let (_, repairs) = run(
+            false,
+            &[
+                json!({"type": "response.created", "response": {"id": "r"}}),
+                json!({"type": "response.output_item.added", "item": {"type": "message", "id": "m"}}),
+                json!({"type": "response.output_text.delta", "item_id": "m", "delta": "x"}),
+                json!({"type": "response.output_item.done", "item": {"type": "message", "id": "m"}}),
+                json!({"type": "response.completed", "response": {"id": "r", "output": [{"type": "message", "id": "m"}], "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}}),
+            ],
+        );
+        assert!(repairs.is_empty(), "{repairs:?}");
+    }
+}

@@ -1,0 +1,166 @@
+//! Conformance with the real Codex CLI (`codex exec --json`, offline flags of codex-protocol
+//! §13) through codex-gate against the in-repo mock: plain turns and tool loops on a Responses
+//! and on a chat upstream, a usage limit without a retry storm, and failover before the first
+//! byte. The binary comes from CODEX_GATE_CODEX_BIN (set by `.ci/run`), else `codex` on PATH;
+//! without it the tests skip loudly.
+
+mod common;
+
+use codex_gate_mock::{MockOptions, MockUpstream};
+use common::{provider, skip, Gate, TempDir};
+use serde_json::Value;
+
+fn codex_bin() -> Option<String> {
+    let candidates = [std::env::var("CODEX_GATE_CODEX_BIN").ok(), Some("codex".to_owned())];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+struct Run {
+    code: Option<i32>,
+    events: Vec<Value>,
+    stderr: String,
+}
+
+impl Run {
+    fn items(&self, kind: &str) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == kind)
+            .map(|e| &e["item"])
+            .collect()
+    }
+    fn dump(&self) -> String {
+        format!(
+            "exit {:?}\n{}\n{}",
+            self.code,
+            self.events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+            self.stderr
+        )
+    }
+}
+
+/// One `codex exec` turn with `model` against the gateway. `retries`: keep Codex's default
+/// retry settings (true) or set both to 0.
+async fn codex_turn(bin: &str, gate: &Gate, model: &str, retries: bool) -> Run {
+    let home = TempDir::new();
+    let work = TempDir::new();
+    let retry = if retries { "" } else { "request_max_retries = 0\nstream_max_retries = 0\n" };
+    let config = format!(
+        "model = \"{model}\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
+         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
+         requires_openai_auth = false\n{retry}",
+        gate.url("/v1")
+    );
+    std::fs::write(home.path().join("config.toml"), config).unwrap();
+    let out = tokio::process::Command::new(bin)
+        .args([
+            "exec",
+            "--skip-git-repo-check",
+            "-s",
+            "read-only",
+            "-c",
+            "analytics.enabled=false",
+            "-c",
+            "features.plugins=false",
+        ])
+        .args(["--json", "Say PONG"])
+        .current_dir(work.path())
+        .env("CODEX_HOME", home.path())
+        .env("HOME", home.path())
+        .env("GW_API_KEY", "codex-client-key")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(120), out).await.expect("codex exec timed out").unwrap();
+    let events = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    Run { code: out.status.code(), events, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+async fn setup() -> (MockUpstream, Gate) {
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!(
+        "{}{}[[routes]]\nmodel = \"flaky\"\ntargets = [\"resp/reset\", \"chat/ok\"]\n",
+        provider("resp", "responses", &m.url(), ""),
+        provider("chat", "chat", &m.url(), ""),
+    );
+    (m, Gate::start(&cfg).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_plain_turns_and_tool_loops_on_both_upstream_kinds() {
+    let Some(bin) = codex_bin() else {
+        skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+        return;
+    };
+    let (m, gate) = setup().await;
+    for upstream in ["resp", "chat"] {
+        let run = codex_turn(&bin, &gate, &format!("{upstream}/ok"), false).await;
+        assert_eq!(run.code, Some(0), "{upstream} plain: {}", run.dump());
+        let msgs = run.items("agent_message");
+        assert_eq!(msgs.last().map(|m| m["text"].as_str()), Some(Some("d0 d1 d2 d3 d4 ")), "{}", run.dump());
+        let usage = &run.events.iter().find(|e| e["type"] == "turn.completed").unwrap()["usage"];
+        assert_eq!(
+            (usage["input_tokens"].as_u64(), usage["cached_input_tokens"].as_u64()),
+            (Some(120), Some(100)),
+            "{upstream}"
+        );
+        assert_eq!(
+            (usage["output_tokens"].as_u64(), usage["reasoning_output_tokens"].as_u64()),
+            (Some(30), Some(8)),
+            "{upstream}"
+        );
+
+        let before = m.hits();
+        let run = codex_turn(&bin, &gate, &format!("{upstream}/tool"), false).await;
+        assert_eq!(run.code, Some(0), "{upstream} tool: {}", run.dump());
+        let cmd = run.items("command_execution");
+        assert_eq!(cmd.len(), 1, "{}", run.dump());
+        assert!(cmd[0]["command"].as_str().unwrap().contains("echo mock-tool-ran"));
+        assert_eq!(cmd[0]["aggregated_output"], "mock-tool-ran\n");
+        assert_eq!(cmd[0]["exit_code"], 0);
+        assert_eq!(run.items("agent_message").last().unwrap()["text"], "d0 d1 d2 d3 d4 ");
+        assert_eq!(m.hits() - before, 2, "one request for the call, one with its output");
+        let second = m.last_request().unwrap().json();
+        let text = second.to_string();
+        assert!(text.contains("mock-tool-ran"), "the command output went back upstream");
+        let usage = &run.events.iter().find(|e| e["type"] == "turn.completed").unwrap()["usage"];
+        assert_eq!(usage["input_tokens"], 240, "usage of both requests");
+    }
+    // Codex's own key never reached the upstream.
+    assert!(m.requests().iter().all(|r| r.header("authorization") != Some("Bearer codex-client-key")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_usage_limit_without_retry_storm_and_failover_before_first_byte() {
+    let Some(bin) = codex_bin() else {
+        skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+        return;
+    };
+    let (m, gate) = setup().await;
+    // Codex's default retry settings: a usage limit must still cost exactly one upstream call.
+    let run = codex_turn(&bin, &gate, "resp/usage-limit", true).await;
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    let errors: Vec<String> = run
+        .events
+        .iter()
+        .filter(|e| e["type"] == "error" || e["type"] == "turn.failed")
+        .map(Value::to_string)
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.to_lowercase().contains("usage limit")),
+        "Codex shows a usage-limit message: {}",
+        run.dump()
+    );
+    assert_eq!(m.hits(), 1, "no retry storm: {}", run.dump());
+
+    let run = codex_turn(&bin, &gate, "flaky", false).await;
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert_eq!(run.items("agent_message").last().unwrap()["text"], "d0 d1 d2 d3 d4 ");
+    let recs = gate.records(2).await;
+    let rec = recs.iter().find(|r| r.route == "flaky").unwrap();
+    assert_eq!((rec.attempts, rec.target.as_str()), (2, "chat/ok"));
+}

@@ -9,6 +9,8 @@
 //! - [`upstream`]: the shared HTTP client, request building, the relay with failover.
 //! - [`tally`]: per-request accounting (metrics + one request-log record).
 //! - [`ledger`]: the batched request-log writer; [`store`]: SQLite / PostgreSQL.
+//! - [`pool`]: ChatGPT subscription accounts: tokens, selection, refresh, quota.
+//! - [`secrets`]: sealing tokens at rest.
 //! - [`metrics`]: Prometheus registry; [`error`]: the one error enum.
 //! - [`cli`], [`commands`]: the `codex-gate` command line.
 
@@ -19,8 +21,10 @@ pub mod config;
 pub mod error;
 pub mod ledger;
 pub mod metrics;
+pub mod pool;
 pub mod routes;
 pub mod routing;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tally;

@@ -22,7 +22,11 @@ fn chat_stream(deltas: usize) -> Vec<u8> {
 
 fn responses_stream(deltas: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    encode(Some("response.created"), &json!({"type": "response.created", "response": {"id": "r"}}).to_string(), &mut out);
+    encode(
+        Some("response.created"),
+        &json!({"type": "response.created", "response": {"id": "r"}}).to_string(),
+        &mut out,
+    );
     let added = json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "message", "id": "m", "role": "assistant", "content": []}});
     encode(Some("response.output_item.added"), &added.to_string(), &mut out);
     for i in 0..deltas {
@@ -42,8 +46,13 @@ fn measure(name: &str, input: &[u8], rounds: usize, mut run: impl FnMut(&[u8]) -
     }
     let secs = start.elapsed().as_secs_f64();
     let mb = (input.len() * rounds) as f64 / 1e6;
-    println!("{name:<32} {:>8.1} MB/s in, {:>7.0} events/s, {:>5.2} µs/event ({} bytes out per stream)",
-             mb / secs, (rounds * 200) as f64 / secs, secs * 1e6 / (rounds * 200) as f64, produced / rounds);
+    println!(
+        "{name:<32} {:>8.1} MB/s in, {:>7.0} events/s, {:>5.2} µs/event ({} bytes out per stream)",
+        mb / secs,
+        (rounds * 200) as f64 / secs,
+        secs * 1e6 / (rounds * 200) as f64,
+        produced / rounds
+    );
 }
 
 fn main() {

@@ -4,7 +4,8 @@
 use super::StoreError;
 use sqlx::{PgPool, SqlitePool};
 
-const SQLITE: &[&str] = &[r#"
+const SQLITE: &[&str] = &[
+    r#"
 CREATE TABLE request_log (
     id TEXT PRIMARY KEY,
     ts_ms INTEGER NOT NULL,
@@ -25,9 +26,34 @@ CREATE TABLE request_log (
     overhead_us INTEGER NOT NULL
 );
 CREATE INDEX request_log_ts ON request_log (ts_ms);
-"#];
+"#,
+    r#"
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    chatgpt_user_id TEXT NOT NULL,
+    chatgpt_account_id TEXT NOT NULL,
+    email TEXT,
+    plan_type TEXT,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    weight REAL NOT NULL DEFAULT 1,
+    access_token TEXT NOT NULL,
+    refresh_token TEXT NOT NULL,
+    id_token TEXT NOT NULL,
+    access_expires_ms INTEGER,
+    last_refresh_ms INTEGER,
+    cooldown_until_ms INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    UNIQUE (chatgpt_user_id, chatgpt_account_id)
+);
+"#,
+];
 
-const POSTGRES: &[&str] = &[r#"
+const POSTGRES: &[&str] = &[
+    r#"
 CREATE TABLE request_log (
     id TEXT PRIMARY KEY,
     ts_ms BIGINT NOT NULL,
@@ -48,7 +74,31 @@ CREATE TABLE request_log (
     overhead_us BIGINT NOT NULL
 );
 CREATE INDEX request_log_ts ON request_log (ts_ms);
-"#];
+"#,
+    r#"
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    chatgpt_user_id TEXT NOT NULL,
+    chatgpt_account_id TEXT NOT NULL,
+    email TEXT,
+    plan_type TEXT,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    weight DOUBLE PRECISION NOT NULL DEFAULT 1,
+    access_token TEXT NOT NULL,
+    refresh_token TEXT NOT NULL,
+    id_token TEXT NOT NULL,
+    access_expires_ms BIGINT,
+    last_refresh_ms BIGINT,
+    cooldown_until_ms BIGINT NOT NULL DEFAULT 0,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    UNIQUE (chatgpt_user_id, chatgpt_account_id)
+);
+"#,
+];
 
 pub async fn run_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::raw_sql(

@@ -4,7 +4,10 @@
 //! Nothing on the request path awaits the store: request-log records reach it through the
 //! batched writer in `crate::ledger`.
 
+mod accounts;
 mod migrations;
+
+pub use accounts::AccountRow;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -1,0 +1,6 @@
+//! The ChatGPT subscription pool: accounts with sealed tokens, selection in memory, refresh,
+//! quota signals, cooldowns and failover.
+
+pub mod auth;
+pub mod quota;
+pub mod select;

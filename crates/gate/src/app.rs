@@ -4,7 +4,10 @@
 use crate::config::Config;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::pool::{Pool, PoolSettings};
 use crate::routing::ModelRouter;
+use crate::secrets::Cipher;
+use crate::store::Store;
 use crate::upstream::client::UpstreamClient;
 use std::sync::Arc;
 
@@ -15,13 +18,26 @@ pub struct App {
     pub client: UpstreamClient,
     pub metrics: Arc<Metrics>,
     pub ledger: Ledger,
+    pub pool: Pool,
+    pub store: Store,
 }
 
 impl App {
-    /// Assemble the state. `ledger` must have been started with the same `metrics`.
-    pub fn new(config: Config, ledger: Ledger, metrics: Arc<Metrics>) -> Arc<App> {
+    /// Assemble the state. `ledger` must have been started with the same `metrics`; call
+    /// `app.pool.load()` to bring the accounts in.
+    pub fn new(config: Config, ledger: Ledger, metrics: Arc<Metrics>, store: Store, cipher: Cipher) -> Arc<App> {
         let router = ModelRouter::new(&config);
         let client = UpstreamClient::new(&config.providers);
-        Arc::new(App { config, router, client, metrics, ledger })
+        let p = &config.pool;
+        let settings = PoolSettings {
+            strategy: p.strategy,
+            account_concurrency: p.account_concurrency,
+            affinity_ttl: p.affinity_ttl,
+            switch_threshold: p.switch_threshold,
+            max_attempts: p.max_attempts,
+            oauth: crate::pool::refresh::OAuthConfig { issuer: p.issuer.clone(), client_id: p.client_id.clone() },
+        };
+        let pool = Pool::new(settings, store.clone(), cipher, client.clone());
+        Arc::new(App { config, router, client, metrics, ledger, pool, store })
     }
 }

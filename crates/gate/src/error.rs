@@ -44,6 +44,13 @@ pub enum GateError {
     Unreachable { target: String, detail: String },
     #[error("upstream {target} did not answer within {what} timeout of {ms} ms")]
     Timeout { target: String, what: &'static str, ms: u128 },
+    /// Every account of the pool is at its usage limit or cooling down.
+    #[error("all {accounts} accounts in the pool have reached their usage limits")]
+    PoolExhausted { resets_at: i64, plan_type: String, accounts: usize },
+    #[error("every account in the pool needs a new login: run `codex-gate accounts login`")]
+    PoolReauth,
+    #[error("the pool has no accounts: add one with `codex-gate accounts login` or `accounts import`")]
+    PoolEmpty,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -55,7 +62,12 @@ impl GateError {
 
     pub fn side(&self) -> Side {
         match self {
-            GateError::Upstream { .. } | GateError::Unreachable { .. } | GateError::Timeout { .. } => Side::Upstream,
+            GateError::Upstream { .. }
+            | GateError::Unreachable { .. }
+            | GateError::Timeout { .. }
+            | GateError::PoolExhausted { .. }
+            | GateError::PoolReauth
+            | GateError::PoolEmpty => Side::Upstream,
             GateError::Internal(_) => Side::Internal,
             _ => Side::Downstream,
         }
@@ -67,6 +79,8 @@ impl GateError {
         match self {
             GateError::Upstream { status, .. } => !matches!(status.as_u16(), 400 | 413 | 422),
             GateError::Unreachable { .. } | GateError::Timeout { .. } => true,
+            // Another target (an API-key provider) may still serve.
+            GateError::PoolExhausted { .. } | GateError::PoolReauth | GateError::PoolEmpty => true,
             _ => false,
         }
     }
@@ -85,6 +99,8 @@ impl GateError {
             GateError::Upstream { status, .. } => *status,
             GateError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             GateError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GateError::PoolExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GateError::PoolReauth | GateError::PoolEmpty => StatusCode::SERVICE_UNAVAILABLE,
             GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +122,9 @@ impl GateError {
             }
             GateError::Unreachable { .. } => "upstream_unreachable".into(),
             GateError::Timeout { what, .. } => format!("upstream_{}_timeout", what.replace(' ', "_")),
+            GateError::PoolExhausted { .. } => "usage_limit_reached".into(),
+            GateError::PoolReauth => "pool_reauth_required".into(),
+            GateError::PoolEmpty => "pool_empty".into(),
             GateError::Internal(_) => "internal_error".into(),
         }
     }
@@ -142,6 +161,13 @@ impl GateError {
                 env.error.param.clone_from(param);
                 env
             }
+            // Codex reads `type`, `plan_type`, `resets_at` and then stops retrying (codex-protocol §5).
+            GateError::PoolExhausted { resets_at, plan_type, .. } => {
+                let mut env = ErrorEnvelope::new("usage_limit_reached", None, self.to_string());
+                env.error.extra.insert("plan_type".into(), plan_type.clone().into());
+                env.error.extra.insert("resets_at".into(), (*resets_at).into());
+                env
+            }
             _ => ErrorEnvelope::new(kind, Some(&self.code()), self.to_string()),
         }
     }
@@ -160,6 +186,21 @@ impl IntoResponse for GateError {
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let GateError::PoolExhausted { resets_at, .. } = &self {
+            let now = crate::now_ms() / 1000;
+            for (k, v) in [
+                ("x-codex-primary-used-percent", "100.0".to_owned()),
+                ("x-codex-primary-window-minutes", "300".to_owned()),
+                ("x-codex-primary-reset-at", resets_at.to_string()),
+                ("x-codex-primary-reset-after-seconds", (resets_at - now).max(0).to_string()),
+                ("x-codex-active-limit", "codex".to_owned()),
+                ("x-codex-rate-limit-reached-type", "rate_limit_reached".to_owned()),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(k, v);
+                }
+            }
+        }
         if let GateError::Upstream { headers, .. } = &self {
             for (k, v) in headers.iter() {
                 if relayable_error_header(k.as_str()) {

@@ -2,7 +2,7 @@
 //! (tests bind port 0), with a bounded graceful drain.
 
 use crate::app::App;
-use crate::routes::{models, ops, proxy};
+use crate::routes::{models, ops, pool, proxy};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -21,6 +21,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/metrics", get(ops::metrics))
+        .route("/api/pool", get(pool::pool))
+        .route("/api/codex/usage", get(pool::usage))
+        .route("/backend-api/wham/usage", get(pool::usage))
+        .route("/api/accounts", get(pool::list))
+        .route("/api/accounts/import", post(pool::import))
+        .route("/api/accounts/{id}", axum::routing::delete(pool::remove))
+        .route("/api/accounts/{id}/pause", post(pool::pause))
+        .route("/api/accounts/{id}/resume", post(pool::resume))
         .route_layer(axum::middleware::from_fn(ops::loopback_only));
     Router::new()
         .merge(api)

@@ -24,6 +24,8 @@ pub struct Tally {
     route: Arc<str>,
     target: Arc<str>,
     closed: bool,
+    /// The pool account serving this request (its in-flight slot is released with the tally).
+    pub account: Option<crate::pool::InFlight>,
 }
 
 impl std::fmt::Debug for Tally {
@@ -56,6 +58,7 @@ impl Tally {
             target: Arc::from("-"),
             closed: false,
             id,
+            account: None,
         }
     }
 
@@ -90,6 +93,13 @@ impl Tally {
     pub fn commit(&mut self) -> Duration {
         self.ttfb = Some(self.started.elapsed());
         self.started.elapsed().saturating_sub(self.upstream_wait)
+    }
+
+    /// A `codex.rate_limits` event seen in the stream: the serving account learns its quota.
+    pub fn rate_limits(&self, event: &serde_json::Value) {
+        if let (Some(a), Some(q)) = (&self.account, crate::pool::quota::Quota::from_event(event, crate::now_ms())) {
+            self.app.pool.update_quota(&a.0, q);
+        }
     }
 
     /// A failed attempt on the current target (before any byte reached the client).

@@ -36,7 +36,7 @@ fn rec(i: i64, ts_ms: i64) -> RequestRecord {
 }
 
 async fn suite(store: &Store) {
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     assert_eq!(store.count_requests().await.unwrap(), 0);
     let rows: Vec<_> = (0..1200).map(|i| rec(i, 1_000_000 + i)).collect();
     store.insert_requests(&rows).await.unwrap();
@@ -65,7 +65,7 @@ async fn sqlite_backend() {
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     assert_eq!(store.count_requests().await.unwrap(), 100);
     let mode: String = match &store {
         Store::Sqlite(p) => sqlx::query_scalar("PRAGMA journal_mode").fetch_one(p).await.unwrap(),

@@ -21,8 +21,12 @@
 //! | `stall` | sends the first event, then goes silent (idle timeouts) |
 //! | `sloppy` | a Responses stream that breaks the grammar (for the repair) |
 //!
+//! The same server is a mock ChatGPT backend (`…/codex/responses` with per-account tokens, see
+//! [`MockUpstream::add_chatgpt_account`]) and OAuth issuer (`POST /oauth/token`).
+//!
 //! Keys: `deltas`, `size` (bytes per delta), `delay_ms`, `ttft_ms`, `retry_after`, `code`.
 
+pub mod chatgpt;
 mod render;
 mod server;
 

@@ -64,6 +64,7 @@ impl RecordedRequest {
 }
 
 struct Shared {
+    chatgpt: crate::chatgpt::ChatgptState,
     opts: MockOptions,
     hits: AtomicUsize,
     log: Mutex<VecDeque<RecordedRequest>>,
@@ -98,7 +99,12 @@ impl MockUpstream {
     pub async fn start_on(addr: &str, opts: MockOptions) -> io::Result<MockUpstream> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { opts, hits: AtomicUsize::new(0), log: Mutex::new(VecDeque::new()) });
+        let shared = Arc::new(Shared {
+            chatgpt: Default::default(),
+            opts,
+            hits: AtomicUsize::new(0),
+            log: Mutex::new(VecDeque::new()),
+        });
         let s = shared.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -134,6 +140,68 @@ impl MockUpstream {
     /// Copies of the recorded requests, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.log.lock().iter().cloned().collect()
+    }
+
+    /// Register a ChatGPT account: returns (access token, refresh token). `expired` makes the
+    /// access token's `exp` lie in the past (it is still accepted, so proactive refresh is
+    /// what is tested).
+    pub fn add_chatgpt_account(&self, account_id: &str, expired: bool) -> (String, String) {
+        let exp = if expired { 1_000 } else { 4_000_000_000 };
+        let a = crate::chatgpt::MockAccount {
+            access_token: crate::chatgpt::access_token(account_id, 0, exp),
+            refresh_token: format!("rt-{account_id}-0"),
+            behavior: None,
+            refresh_error: None,
+            serial: 0,
+        };
+        let out = (a.access_token.clone(), a.refresh_token.clone());
+        self.shared.chatgpt.accounts.lock().insert(account_id.to_owned(), a);
+        out
+    }
+
+    /// Force a scenario for every request of an account (`None`: follow the model).
+    pub fn set_account_behavior(&self, account_id: &str, behavior: Option<&str>) {
+        if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
+            a.behavior = behavior.map(str::to_owned);
+        }
+    }
+
+    /// Make the account's next refresh fail permanently with `code`.
+    pub fn set_refresh_error(&self, account_id: &str, code: Option<&str>) {
+        if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
+            a.refresh_error = code.map(str::to_owned);
+        }
+    }
+
+    /// Revoke the current access token server-side (the next request gets 401).
+    pub fn revoke_access(&self, account_id: &str) {
+        if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
+            a.access_token = format!("revoked-{}", a.access_token);
+        }
+    }
+
+    /// The account's current tokens on the mock issuer.
+    pub fn chatgpt_tokens(&self, account_id: &str) -> Option<(String, String)> {
+        self.shared.chatgpt.accounts.lock().get(account_id).map(|a| (a.access_token.clone(), a.refresh_token.clone()))
+    }
+
+    /// Calls to the token endpoint so far.
+    pub fn token_calls(&self) -> usize {
+        self.shared.chatgpt.token_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn set_token_delay_ms(&self, ms: usize) {
+        self.shared.chatgpt.token_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// `…/backend-api` of this mock, for `kind = "chatgpt"` providers.
+    pub fn backend_url(&self) -> String {
+        format!("http://{}/backend-api", self.addr)
+    }
+
+    /// The issuer URL of this mock.
+    pub fn issuer_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The most recent request.
@@ -201,6 +269,27 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             &json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}),
         ));
     }
+    if parts.method == Method::POST && path == "/oauth/token" {
+        let delay = s.chatgpt.token_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        }
+        let (status, v) = s.chatgpt.refresh(&serde_json::from_slice(&body).unwrap_or(Value::Null));
+        return Ok(full(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &v));
+    }
+    let mut forced: Option<String> = None;
+    if path.ends_with("/codex/responses") {
+        let h = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok());
+        match s.chatgpt.check(h("authorization"), h("chatgpt-account-id")) {
+            crate::chatgpt::Auth::Unauthorized => {
+                return Ok(full(
+                    StatusCode::UNAUTHORIZED,
+                    &error_body("invalid_request_error", "token_invalidated", "bad token"),
+                ));
+            }
+            crate::chatgpt::Auth::Ok { behavior, .. } => forced = behavior,
+        }
+    }
     let chat = path.ends_with("/chat/completions");
     if parts.method != Method::POST || !(chat || path.ends_with("/responses")) {
         return Ok(full(
@@ -209,7 +298,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         ));
     }
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let model = v["model"].as_str().unwrap_or("ok").to_owned();
+    let model = forced.unwrap_or_else(|| v["model"].as_str().unwrap_or("ok").to_owned());
     let stream = v["stream"].as_bool().unwrap_or(false);
     let sc = Scenario::parse(&model, &s.opts);
     let has_tool_output = memfind(&body, b"function_call_output") || memfind(&body, b"\"role\":\"tool\"");

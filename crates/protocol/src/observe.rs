@@ -56,6 +56,8 @@ pub struct ResponsesObserver {
     pub created: bool,
     /// The upstream's response id, from `response.created`.
     pub response_id: Option<String>,
+    /// The last `codex.rate_limits` event (ChatGPT backend quota snapshot).
+    pub rate_limits: Option<Value>,
     /// Events seen, including ones that were not JSON.
     pub events: u64,
 }
@@ -81,6 +83,7 @@ impl ResponsesObserver {
                 let resp: Value = head.response.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null);
                 self.read_terminal(&head.kind, &resp);
             }
+            "codex.rate_limits" => self.rate_limits = serde_json::from_str(&ev.data).ok(),
             "error" => {
                 // Wrapped error frames carry the error at the top level.
                 let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);

@@ -33,10 +33,13 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
-    let app = App::new(config, ledger, metrics);
+    let cipher = crate::secrets::Cipher::load(&config.pool.key_file)?;
+    crate::pool::state::check_key(&store, &cipher).await?;
+    let app = App::new(config, ledger, metrics, store.clone(), cipher);
+    let accounts = app.pool.load().await?;
     tracing::info!(
         listen = %listener.local_addr()?, store = %url, providers = app.config.providers.len(),
-        routes = app.config.routes.len(), "codex-gate is serving; point clients at http://{}/v1", listen
+        routes = app.config.routes.len(), accounts, "codex-gate is serving; point clients at http://{}/v1", listen
     );
     crate::server::serve(listener, app, shutdown_signal()).await?;
     // Handlers are gone; the writer ends once it has flushed what is queued.

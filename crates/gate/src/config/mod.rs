@@ -46,15 +46,36 @@ impl fmt::Debug for Secret {
 pub enum ProviderKind {
     Chat,
     Responses,
+    /// The pool of ChatGPT subscription accounts (Responses API at `{base_url}/codex/responses`).
+    Chatgpt,
 }
 
 impl ProviderKind {
     pub fn api(self) -> codex_gate_protocol::Api {
         match self {
             ProviderKind::Chat => codex_gate_protocol::Api::Chat,
-            ProviderKind::Responses => codex_gate_protocol::Api::Responses,
+            ProviderKind::Responses | ProviderKind::Chatgpt => codex_gate_protocol::Api::Responses,
         }
     }
+}
+
+/// `[pool]`: how the ChatGPT account pool routes.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub strategy: crate::pool::select::Strategy,
+    pub account_concurrency: u32,
+    pub affinity_ttl: Duration,
+    pub switch_threshold: f64,
+    pub max_attempts: u32,
+    /// OAuth issuer, e.g. `https://auth.openai.com`.
+    pub issuer: String,
+    pub client_id: String,
+    /// `originator` sent for non-Codex clients (Codex clients' own is passed through).
+    pub originator: String,
+    /// `User-Agent` sent for non-Codex clients.
+    pub user_agent: String,
+    /// Where the token-sealing key lives (unless CODEX_GATE_ENCRYPTION_KEY is set).
+    pub key_file: PathBuf,
 }
 
 /// Upstream timeouts.
@@ -123,6 +144,7 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub routes: Vec<Route>,
     pub aliases: BTreeMap<String, String>,
+    pub pool: PoolConfig,
 }
 
 impl Config {
@@ -256,13 +278,17 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         if !names.insert(p.name.clone()) {
             return Err((key("name"), format!("provider {:?} is defined twice", p.name)));
         }
-        let base_url = p.base_url.trim_end_matches('/').to_owned();
+        let base_url = match (&p.base_url, p.kind) {
+            (Some(u), _) => u.trim_end_matches('/').to_owned(),
+            (None, RawKind::Chatgpt) => "https://chatgpt.com/backend-api".to_owned(),
+            (None, _) => return Err((key("base_url"), "is required for chat and responses providers".into())),
+        };
         let uri = base_url
             .parse::<http::Uri>()
             .ok()
             .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
         if uri.is_none() {
-            return Err((key("base_url"), format!("{:?} is not an http:// or https:// URL", p.base_url)));
+            return Err((key("base_url"), format!("{base_url:?} is not an http:// or https:// URL")));
         }
         let mut headers = Vec::new();
         for (k, v) in &p.headers {
@@ -297,6 +323,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
             kind: match p.kind {
                 RawKind::Chat => ProviderKind::Chat,
                 RawKind::Responses => ProviderKind::Responses,
+                RawKind::Chatgpt => ProviderKind::Chatgpt,
             },
             base_url,
             api_key: p.api_key.filter(|k| !k.is_empty()).map(Secret),
@@ -342,7 +369,31 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         }
     }
 
-    Ok(Config { source: source.map(Path::to_path_buf), server, store, providers, routes, aliases: raw.aliases })
+    let rp = raw.pool;
+    let strategy = rp.strategy.as_deref().unwrap_or("usage_aware");
+    let pool = PoolConfig {
+        strategy: crate::pool::select::Strategy::parse(strategy).ok_or_else(|| {
+            (
+                "pool.strategy".to_owned(),
+                format!(
+                    "{strategy:?} is not one of usage_aware, round_robin, primary_first, priority_order, fill_first"
+                ),
+            )
+        })?,
+        account_concurrency: rp.account_concurrency.unwrap_or(0),
+        affinity_ttl: Duration::from_secs(rp.affinity_ttl_secs.unwrap_or(3600)),
+        switch_threshold: match rp.switch_threshold_percent.unwrap_or(90.0) {
+            t if (1.0..=100.0).contains(&t) => t,
+            _ => return Err(("pool.switch_threshold_percent".into(), "must be between 1 and 100".into())),
+        },
+        max_attempts: rp.max_attempts.unwrap_or(3).max(1),
+        issuer: rp.issuer.unwrap_or_else(|| "https://auth.openai.com".into()).trim_end_matches('/').to_owned(),
+        client_id: rp.client_id.unwrap_or_else(|| crate::pool::refresh::CODEX_CLIENT_ID.into()),
+        originator: rp.originator.unwrap_or_else(|| "codex_cli_rs".into()),
+        user_agent: rp.user_agent.unwrap_or_else(|| "codex_cli_rs/0.169.0 (codex-gate)".into()),
+        key_file: rp.key_file.map(PathBuf::from).unwrap_or_else(|| default_data_dir().join("encryption.key")),
+    };
+    Ok(Config { source: source.map(Path::to_path_buf), server, store, providers, routes, aliases: raw.aliases, pool })
 }
 
 fn parse_target(t: &str, providers: &HashSet<String>) -> Result<(String, String), String> {

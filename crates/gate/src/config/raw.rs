@@ -17,6 +17,23 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub strategy: Option<String>,
+    pub account_concurrency: Option<u32>,
+    pub affinity_ttl_secs: Option<u64>,
+    pub switch_threshold_percent: Option<f64>,
+    pub max_attempts: Option<u32>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub originator: Option<String>,
+    pub user_agent: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +59,7 @@ pub struct RawStore {
 pub enum RawKind {
     Chat,
     Responses,
+    Chatgpt,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +67,7 @@ pub enum RawKind {
 pub struct RawProvider {
     pub name: String,
     pub kind: RawKind,
-    pub base_url: String,
+    pub base_url: Option<String>,
     pub api_key: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

@@ -3,4 +3,8 @@
 
 pub mod auth;
 pub mod quota;
+pub mod refresh;
 pub mod select;
+pub mod state;
+
+pub use state::{InFlight, NoAccount, Pool, PoolSettings, Status};

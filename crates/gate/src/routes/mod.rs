@@ -3,4 +3,5 @@
 pub mod input;
 pub mod models;
 pub mod ops;
+pub mod pool;
 pub mod proxy;

@@ -208,6 +208,11 @@ impl RelayBody {
         if matches!(self.state, State::Streaming) {
             self.state = State::Done;
         }
+        if let Observer::Responses(o) = &self.observer {
+            if let Some(rl) = &o.rate_limits {
+                self.tally.rate_limits(rl);
+            }
+        }
         let (outcome, usage) = match &self.observer {
             Observer::Responses(o) => (&o.outcome, o.usage),
             Observer::Chat(o) => (&o.outcome, o.usage),

@@ -2,5 +2,6 @@
 //! before the first byte, and the streaming body that observes what it relays.
 
 pub mod body;
+pub mod chatgpt;
 pub mod client;
 pub mod relay;

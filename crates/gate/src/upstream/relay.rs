@@ -52,20 +52,20 @@ pub struct Inbound {
 }
 
 /// What one attempt sends and how its answer is turned back into the client's API.
-struct Plan {
-    upstream: Api,
+pub(super) struct Plan {
+    pub(super) upstream: Api,
     /// Set when a Responses request was translated for a chat upstream.
-    tools: Option<ToolMap>,
+    pub(super) tools: Option<ToolMap>,
 }
 
-enum Answer {
+pub(super) enum Answer {
     Stream { parts: http::response::Parts, first: Bytes, body: Incoming },
     Whole { parts: http::response::Parts, body: Bytes },
 }
 
 /// Headers a client sends that must reach the upstream to keep prompt caches, sticky routing
 /// and turn state working (codex-protocol §2.2).
-fn is_continuity_header(name: &str) -> bool {
+pub(super) fn is_continuity_header(name: &str) -> bool {
     matches!(
         name,
         "session-id"
@@ -161,7 +161,7 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Read a whole body: the first frame by `first_deadline`, then at most `idle` between frames.
-async fn read_all(
+pub(super) async fn read_all(
     body: &mut Incoming,
     first_deadline: tokio::time::Instant,
     idle: Duration,
@@ -194,7 +194,12 @@ async fn read_all(
     }
 }
 
-async fn attempt(app: &App, t: &Target, req: Request<Full<Bytes>>, stream: bool) -> Result<Answer, GateError> {
+pub(super) async fn attempt(
+    app: &App,
+    t: &Target,
+    req: Request<Full<Bytes>>,
+    stream: bool,
+) -> Result<Answer, GateError> {
     let to = t.provider.timeouts;
     let label = &*t.label;
     let deadline = tokio::time::Instant::now() + to.first_byte;
@@ -251,6 +256,21 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
     let n = resolved.targets.len();
     for (i, t) in resolved.targets.iter().enumerate() {
         tally.set_target(&t.label);
+        if t.provider.kind == crate::config::ProviderKind::Chatgpt {
+            match super::chatgpt::serve(app, &mut tally, &mut inb, t).await {
+                Ok((answer, plan)) => return commit(app, tally, &inb, plan, t, answer),
+                Err(e) => {
+                    let more = resolved.fallback && i + 1 < n;
+                    if !(e.retryable() && more) {
+                        return fail(tally, e);
+                    }
+                    tally.attempt_failed(&e.code());
+                    app.metrics.failovers.fetch_add(1, Relaxed);
+                    last = Some(e);
+                    continue;
+                }
+            }
+        }
         let (req, plan) = match build_request(t, &mut inb) {
             Ok(r) => r,
             Err(e) => return fail(tally, e),

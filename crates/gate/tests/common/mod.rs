@@ -47,6 +47,9 @@ pub fn skip(what: &str) {
     eprintln!("\n*** SKIPPED: {what} ***\n");
 }
 
+/// The sealing key every test gateway uses.
+pub const TEST_KEY: [u8; 32] = [42; 32];
+
 /// A running gateway.
 pub struct Gate {
     pub addr: SocketAddr,
@@ -71,7 +74,9 @@ impl Gate {
         let retention =
             Retention { max_age: Duration::from_secs(86_400), max_rows: 100_000, every: Duration::from_secs(3600) };
         let (ledger, _writer) = Ledger::start(store.clone(), 1000, retention, metrics.clone());
-        let app = App::new(config, ledger, metrics);
+        let cipher = codex_gate::secrets::Cipher::from_key(TEST_KEY);
+        let app = App::new(config, ledger, metrics, store.clone(), cipher);
+        app.pool.load().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -83,6 +88,30 @@ impl Gate {
             .await;
         });
         Gate { addr, app, store, shutdown: Some(tx), _dir: dir }
+    }
+
+    /// Log an account in (as `accounts import` would) with the mock's current tokens.
+    pub async fn add_account(&self, mock: &codex_gate_mock::MockUpstream, account: &str, plan: &str) -> String {
+        let (access, refresh) = mock.chatgpt_tokens(account).expect("mock account");
+        let tokens = codex_gate::pool::auth::Tokens {
+            id_token: codex_gate_mock::chatgpt::id_token(
+                &format!("user-{account}"),
+                account,
+                &format!("{account}@example.com"),
+                plan,
+            ),
+            access_token: access,
+            refresh_token: refresh,
+            account_id: Some(account.to_owned()),
+        };
+        let (id, _) = codex_gate::pool::state::save_login(&self.store, self.app.pool.cipher(), &tokens).await.unwrap();
+        self.app.pool.load().await.unwrap();
+        id
+    }
+
+    /// The SQLite file of this gateway.
+    pub fn store_path(&self) -> String {
+        self._dir.path().join("gate.db").display().to_string()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,507 @@
+//! The live pool: every account's tokens, status, quota, cooldown and in-flight count in
+//! memory; selection under a read lock with no I/O; single-flight token refresh; failover
+//! bookkeeping; and the recent routing decisions for `/api/pool`.
+
+use super::auth::{jwt_expiry_ms, Identity};
+use super::quota::Quota;
+use super::refresh::{refresh, OAuthConfig, RefreshError};
+use super::select::{plan_capacity, select, Candidate, Strategy};
+use crate::secrets::Cipher;
+use crate::store::{AccountRow, Store};
+use crate::upstream::client::UpstreamClient;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Paused,
+    ReauthRequired(String),
+}
+
+impl Status {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Active => "active",
+            Status::Paused => "paused",
+            Status::ReauthRequired(_) => "reauth_required",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LiveTokens {
+    pub access: String,
+    pub refresh: String,
+    pub id_token: String,
+    pub expires_ms: Option<i64>,
+}
+
+/// One account, live.
+pub struct AccountState {
+    pub id: String,
+    pub chatgpt_account_id: String,
+    pub email: Option<String>,
+    pub plan_type: Option<String>,
+    pub priority: i64,
+    pub weight: f64,
+    pub status: RwLock<Status>,
+    pub tokens: RwLock<LiveTokens>,
+    refresh_gate: tokio::sync::Mutex<()>,
+    pub quota: RwLock<Quota>,
+    pub cooldown_until_ms: AtomicI64,
+    pub in_flight: AtomicU32,
+    failures: AtomicU32,
+    pub refreshes: AtomicU64,
+}
+
+impl std::fmt::Debug for AccountState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountState").field("id", &self.id).finish()
+    }
+}
+
+/// Holds one in-flight slot on an account; released on drop.
+#[derive(Debug)]
+pub struct InFlight(pub Arc<AccountState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub strategy: Strategy,
+    /// Per-account concurrent requests before spilling to others (0: no cap).
+    pub account_concurrency: u32,
+    pub affinity_ttl: Duration,
+    /// A sticky session moves at a turn boundary once its account passes this used percent.
+    pub switch_threshold: f64,
+    /// Accounts tried per request.
+    pub max_attempts: u32,
+    pub oauth: OAuthConfig,
+}
+
+/// A routing decision, for `/api/pool`.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub ts_ms: i64,
+    pub account: String,
+    pub reason: String,
+}
+
+/// Why no account could be picked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoAccount {
+    Empty,
+    /// Every usable account is limited or cooling down; the soonest becomes usable at `resets_at` (unix s).
+    Exhausted {
+        resets_at: i64,
+        plan_type: String,
+        accounts: usize,
+    },
+    /// Every account needs a new login.
+    ReauthRequired {
+        accounts: usize,
+    },
+}
+
+pub struct Pool {
+    accounts: RwLock<Vec<Arc<AccountState>>>,
+    pub settings: PoolSettings,
+    affinity: Mutex<HashMap<String, (String, Instant)>>,
+    rr: AtomicU64,
+    decisions: Mutex<VecDeque<Decision>>,
+    store: Store,
+    cipher: Cipher,
+    client: UpstreamClient,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} accounts)", self.accounts.read().len())
+    }
+}
+
+/// The exponential backoff for the n-th consecutive failure: 5 s, 10 s, … up to 5 min.
+fn backoff(n: u32) -> Duration {
+    Duration::from_secs((5u64 << n.min(6)).min(300))
+}
+
+impl Pool {
+    pub fn new(settings: PoolSettings, store: Store, cipher: Cipher, client: UpstreamClient) -> Pool {
+        Pool {
+            accounts: RwLock::new(Vec::new()),
+            settings,
+            affinity: Mutex::new(HashMap::new()),
+            rr: AtomicU64::new(0),
+            decisions: Mutex::new(VecDeque::new()),
+            store,
+            cipher,
+            client,
+        }
+    }
+
+    /// (Re)load every account from the store. Tokens that cannot be opened mark the account
+    /// `reauth_required` instead of failing the start.
+    pub async fn load(&self) -> Result<usize, crate::store::StoreError> {
+        let rows = self.store.list_accounts().await?;
+        let mut live = Vec::with_capacity(rows.len());
+        for r in rows {
+            let open = |s: &str| self.cipher.open(s);
+            let (tokens, mut status) = match (open(&r.access_token), open(&r.refresh_token), open(&r.id_token)) {
+                (Ok(access), Ok(refresh), Ok(id_token)) => {
+                    (LiveTokens { access, refresh, id_token, expires_ms: r.access_expires_ms }, None)
+                }
+                _ => (
+                    LiveTokens {
+                        access: String::new(),
+                        refresh: String::new(),
+                        id_token: String::new(),
+                        expires_ms: None,
+                    },
+                    Some(Status::ReauthRequired("stored tokens cannot be opened with this key".into())),
+                ),
+            };
+            if status.is_none() {
+                status = Some(match r.status.as_str() {
+                    "paused" => Status::Paused,
+                    "reauth_required" => Status::ReauthRequired(r.status_reason.clone().unwrap_or_default()),
+                    _ => Status::Active,
+                });
+            }
+            live.push(Arc::new(AccountState {
+                id: r.id,
+                chatgpt_account_id: r.chatgpt_account_id,
+                email: r.email,
+                plan_type: r.plan_type,
+                priority: r.priority,
+                weight: r.weight,
+                status: RwLock::new(status.unwrap_or(Status::Active)),
+                tokens: RwLock::new(tokens),
+                refresh_gate: tokio::sync::Mutex::new(()),
+                quota: RwLock::new(Quota::default()),
+                cooldown_until_ms: AtomicI64::new(r.cooldown_until_ms),
+                in_flight: AtomicU32::new(0),
+                failures: AtomicU32::new(0),
+                refreshes: AtomicU64::new(0),
+            }));
+        }
+        let n = live.len();
+        *self.accounts.write() = live;
+        Ok(n)
+    }
+
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    pub fn accounts(&self) -> Vec<Arc<AccountState>> {
+        self.accounts.read().clone()
+    }
+
+    fn candidates(&self, accounts: &[Arc<AccountState>], now_ms: i64) -> Vec<Candidate> {
+        let now_s = now_ms / 1000;
+        accounts
+            .iter()
+            .map(|a| {
+                let q = a.quota.read();
+                Candidate {
+                    available: *a.status.read() == Status::Active && a.cooldown_until_ms.load(Relaxed) <= now_ms,
+                    in_flight: a.in_flight.load(Relaxed),
+                    cap: self.settings.account_concurrency,
+                    primary_used: Quota::used(q.primary.as_ref(), now_s),
+                    secondary_used: Quota::used(q.secondary.as_ref(), now_s),
+                    primary_reset_in: q.primary.and_then(|w| w.reset_at).map(|r| (r - now_s).max(0) as f64),
+                    capacity: plan_capacity(a.plan_type.as_deref()) * a.weight,
+                    priority: a.priority,
+                }
+            })
+            .collect()
+    }
+
+    /// Pick an account for a request with session key `session` (if any), skipping `tried`.
+    /// Holds no lock across I/O; takes an in-flight slot on the account.
+    pub fn pick(&self, session: Option<&str>, tried: &[String]) -> Result<InFlight, NoAccount> {
+        let now_ms = crate::now_ms();
+        let accounts = self.accounts.read();
+        if accounts.is_empty() {
+            return Err(NoAccount::Empty);
+        }
+        let mut cands = self.candidates(&accounts, now_ms);
+        for (c, a) in cands.iter_mut().zip(accounts.iter()) {
+            if tried.contains(&a.id) {
+                c.available = false;
+            }
+        }
+        let sticky = session.and_then(|s| {
+            let aff = self.affinity.lock();
+            let (id, exp) = aff.get(s)?;
+            (*exp > Instant::now()).then(|| accounts.iter().position(|a| &a.id == id)).flatten()
+        });
+        let rr = self.rr.fetch_add(1, Relaxed);
+        let Some((i, reason)) = select(&cands, self.settings.strategy, rr, sticky, self.settings.switch_threshold)
+        else {
+            return Err(self.why_none(&accounts, now_ms));
+        };
+        let a = accounts[i].clone();
+        a.in_flight.fetch_add(1, Relaxed);
+        if let Some(s) = session {
+            self.affinity.lock().insert(s.to_owned(), (a.id.clone(), Instant::now() + self.settings.affinity_ttl));
+        }
+        self.decide(&a.id, reason.to_owned());
+        Ok(InFlight(a))
+    }
+
+    fn why_none(&self, accounts: &[Arc<AccountState>], now_ms: i64) -> NoAccount {
+        let reauth = accounts.iter().filter(|a| matches!(*a.status.read(), Status::ReauthRequired(_))).count();
+        if reauth == accounts.len() {
+            return NoAccount::ReauthRequired { accounts: reauth };
+        }
+        let now_s = now_ms / 1000;
+        let usable_at = |a: &AccountState| {
+            let q = a.quota.read();
+            let mut t = a.cooldown_until_ms.load(Relaxed) / 1000;
+            for w in [q.primary, q.secondary].into_iter().flatten() {
+                if Quota::used(Some(&w), now_s) >= 100.0 {
+                    t = t.max(w.reset_at.unwrap_or(now_s + 300));
+                }
+            }
+            t.max(now_s)
+        };
+        let soonest = accounts.iter().filter(|a| *a.status.read() == Status::Active).min_by_key(|a| usable_at(a));
+        NoAccount::Exhausted {
+            resets_at: soonest.map_or(now_s + 300, |a| usable_at(a)),
+            plan_type: soonest.and_then(|a| a.plan_type.clone()).unwrap_or_else(|| "plus".into()),
+            accounts: accounts.len(),
+        }
+    }
+
+    fn decide(&self, account: &str, reason: String) {
+        let mut d = self.decisions.lock();
+        if d.len() >= 200 {
+            d.pop_front();
+        }
+        d.push_back(Decision { ts_ms: crate::now_ms(), account: account.to_owned(), reason });
+    }
+
+    /// A usable access token: refreshed first when it expires within 5 minutes, or when
+    /// `rejected` (the token an upstream just answered 401 to) is still the current one.
+    /// At most one refresh per account runs at a time; waiters reuse its result.
+    pub async fn access_token(&self, a: &AccountState, rejected: Option<&str>) -> Result<String, RefreshError> {
+        let fresh = |t: &LiveTokens| t.expires_ms.is_none_or(|e| e - 300_000 > crate::now_ms());
+        {
+            let t = a.tokens.read();
+            if rejected.is_none() && fresh(&t) {
+                return Ok(t.access.clone());
+            }
+        }
+        let _gate = a.refresh_gate.lock().await;
+        let current = a.tokens.read().clone();
+        match rejected {
+            Some(r) if r != current.access => return Ok(current.access), // refreshed meanwhile
+            None if fresh(&current) => return Ok(current.access),
+            _ => {}
+        }
+        a.refreshes.fetch_add(1, Relaxed);
+        match refresh(&self.client, &self.settings.oauth, &current.refresh).await {
+            Ok(ans) => {
+                let next = LiveTokens {
+                    expires_ms: ans.access_token.as_deref().and_then(jwt_expiry_ms).or(current.expires_ms),
+                    access: ans.access_token.unwrap_or(current.access),
+                    refresh: ans.refresh_token.unwrap_or(current.refresh),
+                    id_token: ans.id_token.unwrap_or(current.id_token),
+                };
+                // Refresh tokens are single-use: persist the rotated one before using the new
+                // access token, so a crash now cannot leave only a dead token on disk.
+                let row = AccountRow {
+                    id: a.id.clone(),
+                    access_token: self.cipher.seal(&next.access),
+                    refresh_token: self.cipher.seal(&next.refresh),
+                    id_token: self.cipher.seal(&next.id_token),
+                    access_expires_ms: next.expires_ms,
+                    last_refresh_ms: Some(crate::now_ms()),
+                    ..Default::default()
+                };
+                if let Err(e) = self.store.update_tokens(&row).await {
+                    tracing::error!(account = %a.id, error = %e, "could not persist refreshed tokens");
+                }
+                let access = next.access.clone();
+                *a.tokens.write() = next;
+                a.failures.store(0, Relaxed);
+                tracing::info!(account = %a.id, "access token refreshed");
+                Ok(access)
+            }
+            Err(RefreshError::Permanent(reason)) => {
+                tracing::warn!(account = %a.id, %reason, "refresh token is dead; the account needs a new login");
+                self.set_status(a, Status::ReauthRequired(reason.clone())).await;
+                Err(RefreshError::Permanent(reason))
+            }
+            Err(RefreshError::Transient(e)) => {
+                tracing::warn!(account = %a.id, error = %e, "token refresh failed; backing off");
+                self.cool_down(a, None);
+                Err(RefreshError::Transient(e))
+            }
+        }
+    }
+
+    pub async fn set_status(&self, a: &AccountState, status: Status) {
+        let reason = match &status {
+            Status::ReauthRequired(r) => Some(r.clone()),
+            _ => None,
+        };
+        let name = status.as_str().to_owned();
+        *a.status.write() = status;
+        if let Err(e) = self.store.set_account_status(&a.id, &name, reason.as_deref()).await {
+            tracing::warn!(account = %a.id, error = %e, "could not persist account status");
+        }
+    }
+
+    /// Cool an account down until `until_s` (unix s), or by exponential backoff. Persisted in
+    /// the background so it survives a restart without blocking the request.
+    pub fn cool_down(&self, a: &AccountState, until_s: Option<i64>) {
+        let n = a.failures.fetch_add(1, Relaxed);
+        let until_ms = match until_s {
+            Some(s) => s * 1000,
+            None => crate::now_ms() + backoff(n).as_millis() as i64,
+        };
+        a.cooldown_until_ms.fetch_max(until_ms, Relaxed);
+        let (store, id, at) = (self.store.clone(), a.id.clone(), a.cooldown_until_ms.load(Relaxed));
+        tokio::spawn(async move {
+            if let Err(e) = store.set_cooldown(&id, at).await {
+                tracing::warn!(account = %id, error = %e, "could not persist cooldown");
+            }
+        });
+        self.decide(&a.id, format!("cooldown until {}", until_ms / 1000));
+    }
+
+    pub fn succeeded(&self, a: &AccountState) {
+        a.failures.store(0, Relaxed);
+    }
+
+    pub fn update_quota(&self, a: &AccountState, q: Quota) {
+        let mut cur = a.quota.write();
+        let merged = Quota {
+            primary: q.primary.or(cur.primary),
+            secondary: q.secondary.or(cur.secondary),
+            credits_has: q.credits_has.or(cur.credits_has),
+            credits_unlimited: q.credits_unlimited.or(cur.credits_unlimited),
+            credits_balance: q.credits_balance.or(cur.credits_balance.clone()),
+            updated_ms: q.updated_ms,
+        };
+        *cur = merged;
+    }
+
+    pub fn find(&self, id: &str) -> Option<Arc<AccountState>> {
+        self.accounts.read().iter().find(|a| a.id == id).cloned()
+    }
+
+    /// `/api/pool`: accounts, windows, cooldowns, in-flight, and recent decisions.
+    pub fn snapshot(&self) -> Value {
+        let now_ms = crate::now_ms();
+        let accounts: Vec<Value> = self
+            .accounts
+            .read()
+            .iter()
+            .map(|a| {
+                let status = a.status.read().clone();
+                let reason = match &status {
+                    Status::ReauthRequired(r) => Some(r.clone()),
+                    _ => None,
+                };
+                let cd = a.cooldown_until_ms.load(Relaxed);
+                json!({"id": a.id, "email": a.email, "plan_type": a.plan_type, "status": status.as_str(), "status_reason": reason,
+                       "priority": a.priority, "weight": a.weight, "in_flight": a.in_flight.load(Relaxed),
+                       "cooldown_until": (cd > now_ms).then_some(cd / 1000), "refreshes": a.refreshes.load(Relaxed),
+                       "rate_limit": a.quota.read().usage_json(now_ms / 1000)})
+            })
+            .collect();
+        let decisions: Vec<Value> = self
+            .decisions
+            .lock()
+            .iter()
+            .rev()
+            .map(|d| json!({"ts_ms": d.ts_ms, "account": d.account, "reason": d.reason}))
+            .collect();
+        json!({"strategy": format!("{:?}", self.settings.strategy), "accounts": accounts, "decisions": decisions})
+    }
+
+    /// Codex's `wham/usage` shape, aggregated over the pool: windows are the capacity-weighted
+    /// average of the active accounts' used percent; resets are the soonest.
+    pub fn usage(&self) -> Value {
+        let now_s = crate::now_ms() / 1000;
+        let accounts = self.accounts.read();
+        let active: Vec<&Arc<AccountState>> = accounts.iter().filter(|a| *a.status.read() == Status::Active).collect();
+        let agg = |pick: fn(&Quota) -> Option<super::quota::Window>, default_minutes: i64| {
+            let (mut used, mut cap, mut reset, mut minutes) = (0.0, 0.0, None::<i64>, None);
+            for a in &active {
+                let c = plan_capacity(a.plan_type.as_deref()) * a.weight;
+                let w = pick(&a.quota.read());
+                used += Quota::used(w.as_ref(), now_s) * c;
+                cap += c;
+                if let Some(r) = w.and_then(|w| w.reset_at).filter(|r| *r > now_s) {
+                    reset = Some(reset.map_or(r, |x: i64| x.min(r)));
+                }
+                minutes = minutes.or(w.and_then(|w| w.window_minutes));
+            }
+            let used = if cap > 0.0 { used / cap } else { 100.0 };
+            let minutes = minutes.unwrap_or(default_minutes);
+            json!({"used_percent": (used * 10.0).round() / 10.0, "limit_window_seconds": minutes * 60,
+                   "reset_after_seconds": reset.map(|r| r - now_s), "reset_at": reset})
+        };
+        let primary = agg(|q| q.primary, 300);
+        let secondary = agg(|q| q.secondary, 10_080);
+        let reached = active.is_empty() || primary["used_percent"].as_f64() >= Some(100.0);
+        let plan = accounts.iter().find_map(|a| a.plan_type.clone()).unwrap_or_else(|| "plus".into());
+        json!({"plan_type": plan, "rate_limit": {"allowed": !reached, "limit_reached": reached,
+               "primary_window": primary, "secondary_window": secondary}})
+    }
+}
+
+/// Seal and store a new login (from import or OAuth); returns the account id.
+pub async fn save_login(
+    store: &Store,
+    cipher: &Cipher,
+    tokens: &super::auth::Tokens,
+) -> Result<(String, Identity), String> {
+    let ident = Identity::from_id_token(&tokens.id_token)?;
+    let row = AccountRow {
+        id: ident.account_key(),
+        chatgpt_user_id: ident.chatgpt_user_id.clone(),
+        chatgpt_account_id: ident.chatgpt_account_id.clone(),
+        email: ident.email.clone(),
+        plan_type: ident.plan_type.clone(),
+        status: "active".into(),
+        status_reason: None,
+        priority: 0,
+        weight: 1.0,
+        access_token: cipher.seal(&tokens.access_token),
+        refresh_token: cipher.seal(&tokens.refresh_token),
+        id_token: cipher.seal(&tokens.id_token),
+        access_expires_ms: jwt_expiry_ms(&tokens.access_token),
+        last_refresh_ms: Some(crate::now_ms()),
+        cooldown_until_ms: 0,
+    };
+    let id = store.upsert_account(&row).await.map_err(|e| e.to_string())?;
+    Ok((id, ident))
+}
+
+/// Refuse to start with a key other than the one the data was sealed with.
+pub async fn check_key(store: &Store, cipher: &Cipher) -> anyhow::Result<()> {
+    match store.get_setting("key_fingerprint").await? {
+        None => store.set_setting("key_fingerprint", cipher.fingerprint()).await?,
+        Some(f) if f == cipher.fingerprint() => {}
+        Some(f) => anyhow::bail!(
+            "the encryption key (fingerprint {}) is not the key this data was sealed with (fingerprint {f}); \
+             set CODEX_GATE_ENCRYPTION_KEY to the original key or restore the original key file",
+            cipher.fingerprint()
+        ),
+    }
+    Ok(())
+}

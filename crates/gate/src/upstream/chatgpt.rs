@@ -1,0 +1,293 @@
+//! Upstream kind `chatgpt`: Responses requests to `{base_url}/codex/responses` on behalf of one
+//! pool account at a time, with failover across accounts (bounded by `pool.max_attempts`).
+//!
+//! Per account: a fresh access token (proactive refresh, single-flight), `Authorization`,
+//! `ChatGPT-Account-Id`, the `originator`/`User-Agent` policy, the continuity headers; on 401 one
+//! forced refresh and one retry; on a usage limit, 429, 5xx or a dead connection a cooldown
+//! (until the reset the upstream names, else exponential backoff) and the next account. When
+//! no account can serve, the pool answers like the ChatGPT backend does for one exhausted
+//! account, so Codex shows its usage-limit message and does not retry.
+//!
+//! `originator`/`User-Agent` policy: a Codex client's own values pass through unchanged (they
+//! are what the backend expects and keep each client's traffic shape); every other client is
+//! sent as `pool.originator` / `pool.user_agent` (default `codex_cli_rs`), a fixed identity, so
+//! an account's traffic looks the same whichever API client drove it.
+
+use super::relay::{attempt, is_continuity_header, read_all, Answer, Inbound, Plan};
+use crate::app::App;
+use crate::error::GateError;
+use crate::pool::quota::Quota;
+use crate::pool::refresh::RefreshError;
+use crate::pool::NoAccount;
+use crate::routing::Target;
+use crate::tally::Tally;
+use bytes::Bytes;
+use codex_gate_protocol::repair::ResponsesRepair;
+use codex_gate_protocol::sse::SseDecoder;
+use codex_gate_protocol::translate::chat_to_responses_request;
+use codex_gate_protocol::Api;
+use http::{header, HeaderValue, Request};
+use http_body_util::Full;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+
+/// Fields the ChatGPT backend refuses (codex-protocol §2.3); Codex itself never sends them.
+const STRIPPED: &[&str] = &[
+    "max_output_tokens",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "metadata",
+    "user",
+    "truncation",
+    "previous_response_id",
+    "background",
+    "top_logprobs",
+    "max_tool_calls",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+];
+
+/// The Responses body for the backend, and the session key used for affinity.
+fn backend_body(inb: &mut Inbound, model: &str) -> Result<(Bytes, Option<String>), GateError> {
+    if inb.parsed.is_none() {
+        let v = serde_json::from_slice(&inb.body)
+            .map_err(|e| GateError::bad_request(format!("invalid JSON: {e}"), None))?;
+        inb.parsed = Some(v);
+    }
+    let parsed = inb.parsed.as_ref().unwrap_or(&Value::Null);
+    let mut v = match inb.api {
+        Api::Responses => parsed.clone(),
+        Api::Chat => {
+            chat_to_responses_request(parsed, model).map_err(|e| GateError::bad_request(e.message, e.param))?
+        }
+    };
+    let Some(obj) = v.as_object_mut() else {
+        return Err(GateError::bad_request("request body must be a JSON object", None));
+    };
+    for k in STRIPPED {
+        obj.remove(*k);
+    }
+    obj.insert("model".into(), json!(model));
+    obj.insert("store".into(), json!(false));
+    obj.insert("stream".into(), json!(true));
+    if let Some(Value::String(s)) = obj.get("input") {
+        let text = s.clone();
+        obj.insert(
+            "input".into(),
+            json!([{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]),
+        );
+    }
+    // Without a prompt_cache_key the backend's prompt cache misses on every turn; derive a
+    // stable one from what identifies a conversation (its instructions and first item).
+    if !obj.get("prompt_cache_key").is_some_and(Value::is_string) {
+        let mut h = Sha256::new();
+        h.update(b"codex-gate/pck/v1");
+        h.update(obj.get("instructions").map(Value::to_string).unwrap_or_default());
+        h.update(obj.get("input").and_then(|i| i.get(0)).map(Value::to_string).unwrap_or_default());
+        let key = format!("cg-{}", h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
+        obj.insert("prompt_cache_key".into(), json!(key));
+    }
+    let header = |k: &str| inb.headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let session = obj
+        .get("prompt_cache_key")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| header("session-id"))
+        .or_else(|| header("session_id"))
+        .or_else(|| header("thread-id"));
+    Ok((Bytes::from(v.to_string()), session))
+}
+
+fn request_for(
+    app: &App,
+    t: &Target,
+    inb: &Inbound,
+    body: &Bytes,
+    token: &str,
+    account_id: &str,
+) -> Result<Request<Full<Bytes>>, GateError> {
+    let mut req = Request::post(format!("{}/codex/responses", t.provider.base_url))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "text/event-stream")
+        .body(Full::new(body.clone()))
+        .map_err(|e| GateError::Internal(format!("bad pool request: {e}")))?;
+    let h = req.headers_mut();
+    for (k, v) in &inb.headers {
+        if is_continuity_header(k.as_str()) {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    let (originator, ua) = if inb.codex_client {
+        (inb.headers.get("originator").cloned(), inb.headers.get(header::USER_AGENT).cloned())
+    } else {
+        (None, None)
+    };
+    let fallback = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("codex_cli_rs"));
+    h.insert("originator", originator.unwrap_or_else(|| fallback(&app.config.pool.originator)));
+    h.insert(header::USER_AGENT, ua.unwrap_or_else(|| fallback(&app.config.pool.user_agent)));
+    let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| GateError::Internal("unusable access token".into()))?;
+    auth.set_sensitive(true);
+    h.insert(header::AUTHORIZATION, auth);
+    if let Ok(v) = HeaderValue::from_str(account_id) {
+        h.insert("chatgpt-account-id", v);
+    }
+    Ok(req)
+}
+
+/// When an upstream limit ends (unix s): the body's `resets_at`/`resets_in_seconds`, the
+/// `x-codex-primary-reset-at` header, or `retry-after`.
+fn limit_reset(headers: &http::HeaderMap, body: &Bytes) -> Option<i64> {
+    let now = crate::now_ms() / 1000;
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let e = v.get("error").unwrap_or(&v);
+    e.get("resets_at")
+        .and_then(Value::as_i64)
+        .or_else(|| e.get("resets_in_seconds").and_then(Value::as_i64).map(|s| now + s))
+        .or_else(|| headers.get("x-codex-primary-reset-at").and_then(|v| v.to_str().ok()?.parse().ok()))
+        .or_else(|| {
+            headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok()).map(|s| now + s)
+        })
+}
+
+/// A whole Responses object from a complete backend SSE body (the backend only streams).
+fn sse_to_response(sse: &[u8]) -> Option<Value> {
+    let mut d = SseDecoder::default();
+    let mut evs = Vec::new();
+    d.push(sse, &mut evs).ok()?;
+    d.finish(&mut evs).ok()?;
+    let mut repair = ResponsesRepair::new(false, "resp_pool");
+    let mut out = Vec::new();
+    for e in &evs {
+        repair.push(e, &mut out);
+    }
+    let mut fixed = Vec::new();
+    SseDecoder::default().push(&out, &mut fixed).ok()?;
+    fixed.iter().rev().find_map(|e| {
+        let v: Value = serde_json::from_str(&e.data).ok()?;
+        matches!(v["type"].as_str(), Some("response.completed" | "response.incomplete" | "response.failed"))
+            .then(|| v["response"].clone())
+    })
+}
+
+/// Serve one request from the pool.
+pub(super) async fn serve(
+    app: &App,
+    tally: &mut Tally,
+    inb: &mut Inbound,
+    t: &Target,
+) -> Result<(Answer, Plan), GateError> {
+    let (body, session) = backend_body(inb, &t.model)?;
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<GateError> = None;
+    while (tried.len() as u32) < app.pool.settings.max_attempts {
+        let slot = match app.pool.pick(session.as_deref(), &tried) {
+            Ok(s) => s,
+            Err(none) => {
+                // Accounts that failed for other reasons than their limits: say what happened.
+                if let Some(e) =
+                    last.take().filter(|e| !matches!(e, GateError::Upstream { status, .. } if status.as_u16() == 429))
+                {
+                    return Err(e);
+                }
+                return Err(match none {
+                    NoAccount::Exhausted { resets_at, plan_type, accounts } => {
+                        GateError::PoolExhausted { resets_at, plan_type, accounts }
+                    }
+                    NoAccount::ReauthRequired { .. } => GateError::PoolReauth,
+                    NoAccount::Empty => GateError::PoolEmpty,
+                });
+            }
+        };
+        let a = slot.0.clone();
+        if !tried.is_empty() {
+            tally.record.attempts += 1; // every account tried is an attempt in the request log
+        }
+        tried.push(a.id.clone());
+        let mut rejected: Option<String> = None;
+        // One account: at most two sends (the second after a forced refresh on 401).
+        let outcome = loop {
+            let token = match app.pool.access_token(&a, rejected.as_deref()).await {
+                Ok(t) => t,
+                Err(RefreshError::Permanent(r)) => {
+                    break Err(GateError::Unreachable {
+                        target: t.label.to_string(),
+                        detail: format!("account {} needs a new login ({r})", a.id),
+                    })
+                }
+                Err(RefreshError::Transient(e)) => {
+                    break Err(GateError::Unreachable {
+                        target: t.label.to_string(),
+                        detail: format!("token refresh failed: {e}"),
+                    })
+                }
+            };
+            let req = request_for(app, t, inb, &body, &token, &a.chatgpt_account_id)?;
+            let sent = Instant::now();
+            let r = attempt(app, t, req, true).await;
+            tally.upstream_wait += sent.elapsed();
+            match r {
+                Err(GateError::Upstream { status, .. }) if status == 401 && rejected.is_none() => {
+                    rejected = Some(token)
+                }
+                other => break other,
+            }
+        };
+        match outcome {
+            Ok(Answer::Stream { parts, first, body: rest }) => {
+                if let Some(q) = Quota::from_headers(&parts.headers, crate::now_ms()) {
+                    app.pool.update_quota(&a, q);
+                }
+                app.pool.succeeded(&a);
+                tally.account = Some(slot);
+                if inb.head.stream {
+                    return Ok((
+                        Answer::Stream { parts, first, body: rest },
+                        Plan { upstream: Api::Responses, tools: None },
+                    ));
+                }
+                // A non-streaming client: collect the stream into one Responses object.
+                let mut rest = rest;
+                let idle = t.provider.timeouts.idle;
+                let reading = Instant::now();
+                let more = read_all(&mut rest, tokio::time::Instant::now() + idle, idle, 64 << 20, &t.label).await?;
+                tally.upstream_wait += reading.elapsed();
+                let mut all = first.to_vec();
+                all.extend_from_slice(&more);
+                let resp = sse_to_response(&all).ok_or_else(|| GateError::Unreachable {
+                    target: t.label.to_string(),
+                    detail: "the backend stream ended without a response".into(),
+                })?;
+                return Ok((
+                    Answer::Whole { parts, body: Bytes::from(resp.to_string()) },
+                    Plan { upstream: Api::Responses, tools: None },
+                ));
+            }
+            Ok(whole) => return Ok((whole, Plan { upstream: Api::Responses, tools: None })),
+            Err(e) => {
+                match &e {
+                    GateError::Upstream { status, headers, body, .. } => {
+                        if let Some(q) = Quota::from_headers(headers, crate::now_ms()) {
+                            app.pool.update_quota(&a, q);
+                        }
+                        if matches!(status.as_u16(), 400 | 413 | 422) {
+                            return Err(e); // the request itself is refused; another account would refuse it too
+                        }
+                        let until = (status.as_u16() == 429).then(|| limit_reset(headers, body)).flatten();
+                        app.pool.cool_down(&a, until);
+                    }
+                    GateError::Unreachable { detail, .. } if detail.contains("needs a new login") => {}
+                    _ => app.pool.cool_down(&a, None),
+                }
+                tracing::warn!(id = %tally.id(), account = %a.id, error = %e, "pool account failed; trying another");
+                tally.attempt_failed(&e.code());
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(GateError::PoolEmpty))
+}

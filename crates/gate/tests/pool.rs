@@ -1,0 +1,323 @@
+//! The subscription pool against the mock ChatGPT backend and OAuth issuer: headers and body
+//! sent for an account, failover across accounts, cooldowns, exhaustion, refresh (proactive,
+//! reactive, single-flight, rotation persisted, permanent failure), affinity, pooled usage, and
+//! no token ever in plaintext at rest, in logs' surfaces or in admin answers.
+
+mod common;
+
+use codex_gate_mock::{MockOptions, MockUpstream};
+use codex_gate_protocol::grammar::check_responses;
+use common::http::{get, post, send};
+use common::Gate;
+use serde_json::json;
+use std::sync::Arc;
+
+async fn pool_gate(mock: &MockUpstream, extra_pool: &str) -> Gate {
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\n{extra_pool}\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n\
+         [[providers]]\nname = \"api\"\nkind = \"responses\"\nbase_url = \"{}\"\napi_key = \"sk-api\"\n\
+         [[routes]]\nmodel = \"smart\"\ntargets = [\"pool/gpt-5.5\", \"api/ok\"]\n",
+        mock.issuer_url(),
+        mock.backend_url(),
+        mock.url()
+    );
+    Gate::start(&cfg).await
+}
+
+fn turn(stream: bool) -> serde_json::Value {
+    json!({"model": "pool/gpt-5.5", "stream": stream, "input": "hi", "temperature": 0.3, "max_output_tokens": 100, "store": true})
+}
+
+#[tokio::test]
+async fn a_pool_request_carries_the_accounts_credentials_and_a_backend_safe_body() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    let gate = pool_gate(&mock, "").await;
+    gate.add_account(&mock, "acc-1", "plus").await;
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    check_responses(&r.events()).unwrap();
+    let up = mock.last_request().unwrap();
+    assert_eq!(up.path, "/backend-api/codex/responses");
+    let (access, _) = mock.chatgpt_tokens("acc-1").unwrap();
+    assert_eq!(up.header("authorization"), Some(format!("Bearer {access}").as_str()));
+    assert_eq!(up.header("chatgpt-account-id"), Some("acc-1"));
+    assert_eq!(up.header("originator"), Some("codex_cli_rs"), "non-Codex clients get the fixed identity");
+    let body = up.json();
+    assert_eq!(
+        (body["store"].as_bool(), body["stream"].as_bool(), body["model"].as_str()),
+        (Some(false), Some(true), Some("gpt-5.5"))
+    );
+    assert!(body.get("temperature").is_none() && body.get("max_output_tokens").is_none());
+    let derived = body["prompt_cache_key"].as_str().unwrap().to_owned();
+    assert!(derived.starts_with("cg-"), "a stable prompt_cache_key is derived");
+    post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(mock.last_request().unwrap().json()["prompt_cache_key"], derived.as_str(), "and it is stable");
+
+    // A Codex client keeps its own originator and User-Agent and its prompt_cache_key.
+    let codex = json!({"model": "pool/gpt-5.5", "stream": true, "input": [], "prompt_cache_key": "sess-9"});
+    send(
+        "POST",
+        &gate.url("/v1/responses"),
+        codex.to_string(),
+        &[
+            ("content-type", "application/json"),
+            ("originator", "codex_exec"),
+            ("user-agent", "codex_exec/0.169.0 (Linux)"),
+            ("session-id", "sess-9"),
+        ],
+    )
+    .await;
+    let up = mock.last_request().unwrap();
+    assert_eq!(
+        (up.header("originator"), up.header("user-agent")),
+        (Some("codex_exec"), Some("codex_exec/0.169.0 (Linux)"))
+    );
+    assert_eq!((up.header("session-id"), up.json()["prompt_cache_key"].as_str()), (Some("sess-9"), Some("sess-9")));
+
+    // Non-streaming clients and chat clients are served from the (always streaming) backend.
+    let r = post(&gate.url("/v1/responses"), &turn(false)).await;
+    assert_eq!(
+        (r.json()["status"].as_str(), r.json()["output"][0]["content"][0]["text"].as_str()),
+        (Some("completed"), Some("d0 d1 d2 d3 d4 "))
+    );
+    let r = post(
+        &gate.url("/v1/chat/completions"),
+        &json!({"model": "pool/gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "d0 d1 d2 d3 d4 ", "{}", r.text());
+    assert_eq!(mock.last_request().unwrap().json()["input"][0]["role"], "user");
+}
+
+#[tokio::test]
+async fn usage_limits_fail_over_cool_down_and_exhaust_like_codex_expects() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    for a in ["acc-1", "acc-2"] {
+        mock.add_chatgpt_account(a, false);
+    }
+    let gate = pool_gate(&mock, "strategy = \"primary_first\"").await;
+    let first = gate.add_account(&mock, "acc-1", "plus").await;
+    gate.add_account(&mock, "acc-2", "pro").await;
+    mock.set_account_behavior("acc-1", Some("usage-limit"));
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.last_request().unwrap().header("chatgpt-account-id"), Some("acc-2"));
+    let a1 = gate.app.pool.find(&first).unwrap();
+    assert_eq!(
+        a1.cooldown_until_ms.load(std::sync::atomic::Ordering::Relaxed),
+        1_900_000_000_000,
+        "cools until the limit resets"
+    );
+    let rec = &gate.records(1).await[0];
+    assert_eq!(rec.attempts, 2);
+    // The cooled account is skipped without a request.
+    let before = mock.hits();
+    post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(mock.hits() - before, 1);
+
+    // Everyone limited: 429 usage_limit_reached with the pool's headers, no retries upstream.
+    mock.set_account_behavior("acc-2", Some("usage-limit"));
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let err = r.json();
+    assert_eq!(err["error"]["type"], "usage_limit_reached");
+    assert_eq!(err["error"]["resets_at"], 1_900_000_000);
+    assert!(err["error"]["plan_type"].is_string());
+    assert_eq!(r.header("x-codex-primary-used-percent"), Some("100.0"));
+    assert_eq!(r.header("x-codex-primary-reset-at"), Some("1900000000"));
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(r.status, 429);
+    // A route with an API-key fallback keeps serving.
+    let r = post(&gate.url("/v1/responses"), &json!({"model": "smart", "stream": true, "input": "x"})).await;
+    assert_eq!((r.status.as_u16(), r.header("x-codex-gate-target")), (200, Some("api/ok")));
+
+    // Cooldowns survive a restart: a reloaded pool still skips both accounts.
+    gate.app.pool.load().await.unwrap();
+    let before = mock.hits();
+    assert_eq!(post(&gate.url("/v1/responses"), &turn(true)).await.status, 429);
+    assert_eq!(mock.hits(), before);
+}
+
+#[tokio::test]
+async fn server_errors_and_resets_fail_over_with_backoff() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    for a in ["acc-1", "acc-2"] {
+        mock.add_chatgpt_account(a, false);
+    }
+    let gate = pool_gate(&mock, "strategy = \"primary_first\"").await;
+    let first = gate.add_account(&mock, "acc-1", "plus").await;
+    gate.add_account(&mock, "acc-2", "plus").await;
+    for behavior in ["500", "reset"] {
+        mock.set_account_behavior("acc-1", Some(behavior));
+        gate.app.pool.find(&first).unwrap().cooldown_until_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+        // A new session each time, so affinity does not skip the failing account.
+        let body = json!({"model": "pool/gpt-5.5", "stream": true, "input": "x", "prompt_cache_key": behavior});
+        let r = post(&gate.url("/v1/responses"), &body).await;
+        assert_eq!(r.status, 200, "{behavior}: {}", r.text());
+        let cd = gate.app.pool.find(&first).unwrap().cooldown_until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(cd > codex_gate::now_ms(), "{behavior}: backoff cooldown");
+    }
+    // Both failing for non-limit reasons: the real error, not a usage limit.
+    mock.set_account_behavior("acc-2", Some("500"));
+    for a in gate.app.pool.accounts() {
+        a.cooldown_until_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+    let r = post(
+        &gate.url("/v1/responses"),
+        &json!({"model": "pool/gpt-5.5", "stream": true, "input": "x", "prompt_cache_key": "new"}),
+    )
+    .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+}
+
+#[tokio::test]
+async fn one_refresh_for_a_hundred_concurrent_requests_and_rotation_is_persisted() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", true); // access token already expired
+    mock.set_token_delay_ms(200);
+    let gate = Arc::new(pool_gate(&mock, "").await);
+    let id = gate.add_account(&mock, "acc-1", "plus").await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let g = gate.clone();
+        tasks.push(tokio::spawn(async move { post(&g.url("/v1/responses"), &turn(true)).await.status.as_u16() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(mock.token_calls(), 1, "exactly one refresh");
+    let (_, rotated) = mock.chatgpt_tokens("acc-1").unwrap();
+    let row = gate.store.list_accounts().await.unwrap().into_iter().find(|r| r.id == id).unwrap();
+    assert_eq!(
+        gate.app.pool.cipher().open(&row.refresh_token).unwrap(),
+        rotated,
+        "the rotated refresh token is stored"
+    );
+    // A restart uses the stored (rotated) token: the next refresh succeeds.
+    gate.app.pool.load().await.unwrap();
+    mock.revoke_access("acc-1");
+    assert_eq!(post(&gate.url("/v1/responses"), &turn(true)).await.status, 200);
+    assert_eq!(mock.token_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries_and_dead_logins_need_reauth() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    for a in ["acc-1", "acc-2"] {
+        mock.add_chatgpt_account(a, false);
+    }
+    let gate = pool_gate(&mock, "strategy = \"primary_first\"").await;
+    let first = gate.add_account(&mock, "acc-1", "plus").await;
+    mock.revoke_access("acc-1");
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.token_calls(), 1);
+    assert_eq!(mock.last_request().unwrap().header("chatgpt-account-id"), Some("acc-1"));
+
+    // A dead refresh token marks the account and the next one serves.
+    gate.add_account(&mock, "acc-2", "plus").await;
+    mock.revoke_access("acc-1");
+    mock.set_refresh_error("acc-1", Some("refresh_token_expired"));
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.last_request().unwrap().header("chatgpt-account-id"), Some("acc-2"));
+    let a1 = gate.app.pool.find(&first).unwrap();
+    assert_eq!(*a1.status.read(), codex_gate::pool::Status::ReauthRequired("refresh_token_expired".into()));
+    let row = gate.store.list_accounts().await.unwrap().into_iter().find(|r| r.id == first).unwrap();
+    assert_eq!((row.status.as_str(), row.status_reason.as_deref()), ("reauth_required", Some("refresh_token_expired")));
+
+    // Every account needs a login: 503 that says so.
+    let a2 = gate.app.pool.accounts().into_iter().find(|a| a.id != first).unwrap();
+    gate.app.pool.set_status(&a2, codex_gate::pool::Status::ReauthRequired("x".into())).await;
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_str()), (503, Some("pool_reauth_required")));
+}
+
+#[tokio::test]
+async fn affinity_quota_signals_and_pool_surfaces() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    for a in ["acc-1", "acc-2", "acc-3"] {
+        mock.add_chatgpt_account(a, false);
+    }
+    let gate = pool_gate(&mock, "strategy = \"round_robin\"").await;
+    for a in ["acc-1", "acc-2", "acc-3"] {
+        gate.add_account(&mock, a, "plus").await;
+    }
+    let with_key = |k: &str| json!({"model": "pool/gpt-5.5", "stream": true, "input": "x", "prompt_cache_key": k});
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        post(&gate.url("/v1/responses"), &with_key("session-A")).await;
+        seen.push(mock.last_request().unwrap().header("chatgpt-account-id").unwrap().to_owned());
+    }
+    assert!(seen.iter().all(|s| *s == seen[0]), "a session stays on one account: {seen:?}");
+    // Round robin still spreads sessions.
+    let mut others = std::collections::HashSet::new();
+    for k in ["s1", "s2", "s3"] {
+        post(&gate.url("/v1/responses"), &with_key(k)).await;
+        others.insert(mock.last_request().unwrap().header("chatgpt-account-id").unwrap().to_owned());
+    }
+    assert!(others.len() >= 2, "{others:?}");
+
+    // An account past the threshold loses its sessions at the next turn.
+    let sticky = gate.app.pool.accounts().into_iter().find(|a| a.chatgpt_account_id == seen[0]).unwrap();
+    let q = codex_gate::pool::quota::Quota {
+        primary: Some(codex_gate::pool::quota::Window {
+            used_percent: 97.0,
+            window_minutes: Some(300),
+            reset_at: Some(4_000_000_000),
+        }),
+        ..Default::default()
+    };
+    gate.app.pool.update_quota(&sticky, q);
+    post(&gate.url("/v1/responses"), &with_key("session-A")).await;
+    assert_ne!(mock.last_request().unwrap().header("chatgpt-account-id"), Some(seen[0].as_str()));
+
+    let snapshot = get(&gate.url("/api/pool")).await.json();
+    assert_eq!(snapshot["accounts"].as_array().unwrap().len(), 3);
+    assert!(snapshot["decisions"].as_array().unwrap().iter().any(|d| d["reason"] == "session affinity"));
+    let s = snapshot["accounts"].as_array().unwrap().iter().find(|a| a["id"] == sticky.id.as_str()).unwrap().clone();
+    assert_eq!(s["rate_limit"]["primary_window"]["used_percent"], 97.0);
+    for path in ["/api/codex/usage", "/backend-api/wham/usage"] {
+        let u = get(&gate.url(path)).await.json();
+        assert_eq!(u["rate_limit"]["primary_window"]["limit_window_seconds"], 18_000, "{path}");
+        let used = u["rate_limit"]["primary_window"]["used_percent"].as_f64().unwrap();
+        assert!((32.0..33.0).contains(&used), "capacity-weighted average of 97, 0, 0: {used}");
+        assert_eq!(u["plan_type"], "plus");
+    }
+}
+
+#[tokio::test]
+async fn tokens_never_appear_in_plaintext() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    let gate = pool_gate(&mock, "").await;
+    gate.add_account(&mock, "acc-1", "plus").await;
+    post(&gate.url("/v1/responses"), &turn(true)).await;
+    let (access, refresh) = mock.chatgpt_tokens("acc-1").unwrap();
+    let canaries = [access.as_str(), refresh.as_str(), "rt-acc-1"];
+    let mut surfaces = vec![
+        get(&gate.url("/api/pool")).await.text(),
+        get(&gate.url("/api/accounts")).await.text(),
+        get(&gate.url("/metrics")).await.text(),
+    ];
+    let rows = gate.store.list_accounts().await.unwrap();
+    surfaces.push(format!("{rows:?}"));
+    surfaces.push(format!("{:?}", gate.app.pool.accounts()));
+    for s in &surfaces {
+        for c in canaries {
+            assert!(!s.contains(c), "a token leaked: {c}");
+        }
+    }
+    gate.store.close().await;
+    // The database file itself (WAL included).
+    let db = gate.store_path();
+    for f in [db.clone(), format!("{db}-wal")] {
+        if let Ok(bytes) = std::fs::read(&f) {
+            let text = String::from_utf8_lossy(&bytes);
+            for c in canaries {
+                assert!(!text.contains(c), "{f} holds a plaintext token");
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The mock ChatGPT side: `POST …/codex/responses` checks `Authorization` and
+//! `ChatGPT-Account-Id` against known accounts, and `POST /oauth/token` rotates single-use
+//! refresh tokens like the real issuer (reuse is refused with `refresh_token_reused`).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// An unsigned JWT with these claims.
+pub fn jwt(claims: &Value) -> String {
+    let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.mock", enc(&json!({"alg": "none", "typ": "JWT"})), enc(claims))
+}
+
+/// An id_token naming (user, account).
+pub fn id_token(user: &str, account: &str, email: &str, plan: &str) -> String {
+    jwt(&json!({"email": email, "exp": 4_000_000_000u64, "https://api.openai.com/auth":
+        {"chatgpt_account_id": account, "chatgpt_user_id": user, "chatgpt_plan_type": plan}}))
+}
+
+/// An access token for `account` expiring at `exp` (unix s).
+pub fn access_token(account: &str, serial: usize, exp: i64) -> String {
+    jwt(&json!({"exp": exp, "serial": serial, "https://api.openai.com/auth": {"chatgpt_account_id": account}}))
+}
+
+#[derive(Debug, Clone)]
+pub struct MockAccount {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// A scenario forced for every request of this account (e.g. `usage-limit`), else the model's.
+    pub behavior: Option<String>,
+    /// The next refresh fails permanently with this code.
+    pub refresh_error: Option<String>,
+    pub serial: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct ChatgptState {
+    pub accounts: Mutex<HashMap<String, MockAccount>>,
+    pub token_calls: AtomicUsize,
+    /// Delay of the token endpoint, to widen refresh races.
+    pub token_delay_ms: AtomicUsize,
+}
+
+pub enum Auth {
+    Ok { account: String, behavior: Option<String> },
+    Unauthorized,
+}
+
+impl ChatgptState {
+    pub fn check(&self, authorization: Option<&str>, account_id: Option<&str>) -> Auth {
+        let accounts = self.accounts.lock();
+        let (Some(auth), Some(id)) = (authorization, account_id) else { return Auth::Unauthorized };
+        match accounts.get(id) {
+            Some(a) if auth == format!("Bearer {}", a.access_token) => {
+                Auth::Ok { account: id.to_owned(), behavior: a.behavior.clone() }
+            }
+            _ => Auth::Unauthorized,
+        }
+    }
+
+    /// The refresh grant: (status, body).
+    pub fn refresh(&self, body: &Value) -> (u16, Value) {
+        self.token_calls.fetch_add(1, Ordering::SeqCst);
+        let rt = body["refresh_token"].as_str().unwrap_or_default();
+        if body["grant_type"] != "refresh_token" {
+            return (400, json!({"error": {"code": "unsupported_grant_type"}}));
+        }
+        let mut accounts = self.accounts.lock();
+        let Some((id, a)) = accounts.iter_mut().find(|(_, a)| a.refresh_token == rt) else {
+            return (
+                401,
+                json!({"error": {"code": "refresh_token_reused", "message": "refresh token was already used"}}),
+            );
+        };
+        if let Some(code) = a.refresh_error.clone() {
+            return (401, json!({"error": {"code": code, "message": "refresh failed"}}));
+        }
+        a.serial += 1;
+        a.access_token = access_token(id, a.serial, 4_000_000_000);
+        a.refresh_token = format!("rt-{id}-{}", a.serial);
+        (200, json!({"access_token": a.access_token, "refresh_token": a.refresh_token, "id_token": null}))
+    }
+}

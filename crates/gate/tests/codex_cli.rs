@@ -164,3 +164,32 @@ async fn codex_usage_limit_without_retry_storm_and_failover_before_first_byte() 
     let rec = recs.iter().find(|r| r.route == "flaky").unwrap();
     assert_eq!((rec.attempts, rec.target.as_str()), (2, "chat/ok"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_turn_through_the_pool_when_the_first_account_is_at_its_limit() {
+    let Some(bin) = codex_bin() else {
+        skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+        return;
+    };
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    m.add_chatgpt_account("acc-1", false);
+    m.add_chatgpt_account("acc-2", false);
+    m.set_account_behavior("acc-1", Some("usage-limit"));
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\nstrategy = \"primary_first\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n",
+        m.issuer_url(),
+        m.backend_url()
+    );
+    let gate = Gate::start(&cfg).await;
+    gate.add_account(&m, "acc-1", "plus").await;
+    gate.add_account(&m, "acc-2", "plus").await;
+    let run = codex_turn(&bin, &gate, "pool/gpt-5.5", false).await;
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert_eq!(run.items("agent_message").last().unwrap()["text"], "d0 d1 d2 d3 d4 ");
+    let accounts: Vec<String> =
+        m.requests().iter().filter_map(|r| r.header("chatgpt-account-id").map(str::to_owned)).collect();
+    assert_eq!(accounts, ["acc-1", "acc-2"], "the limited account was tried once, then the next served");
+    let first = m.requests()[0].clone();
+    assert_eq!(first.header("originator"), Some("codex_exec"), "Codex's own originator passes through");
+    assert!(first.header("session-id").is_some() && first.json()["store"] == false);
+}

@@ -321,3 +321,38 @@ async fn tokens_never_appear_in_plaintext() {
         }
     }
 }
+
+#[tokio::test]
+async fn cooldowns_and_limits_expire_with_time() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    let gate = pool_gate(&mock, "").await;
+    let id = gate.add_account(&mock, "acc-1", "plus").await;
+    let a = gate.app.pool.find(&id).unwrap();
+    let now = codex_gate::now_ms();
+    gate.app.pool.cool_down(&a, Some(now / 1000 + 600));
+    let pool = &gate.app.pool;
+    match pool.pick_at(None, &[], now) {
+        Err(codex_gate::pool::NoAccount::Exhausted { resets_at, .. }) => assert_eq!(resets_at, now / 1000 + 600),
+        other => panic!("expected exhaustion, got {other:?}"),
+    }
+    assert!(pool.pick_at(None, &[], now + 601_000).is_ok(), "usable again once the cooldown passed");
+    // A full 5-hour window counts until its reset time, then not at all.
+    a.cooldown_until_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+    let reset = now / 1000 + 3600;
+    pool.update_quota(
+        &a,
+        codex_gate::pool::quota::Quota {
+            primary: Some(codex_gate::pool::quota::Window {
+                used_percent: 100.0,
+                window_minutes: Some(300),
+                reset_at: Some(reset),
+            }),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(pool.pick_at(None, &[], now), Err(codex_gate::pool::NoAccount::Exhausted { resets_at, .. }) if resets_at == reset)
+    );
+    assert!(pool.pick_at(None, &[], (reset + 1) * 1000).is_ok());
+}

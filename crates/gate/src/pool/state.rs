@@ -229,7 +229,11 @@ impl Pool {
     /// Pick an account for a request with session key `session` (if any), skipping `tried`.
     /// Holds no lock across I/O; takes an in-flight slot on the account.
     pub fn pick(&self, session: Option<&str>, tried: &[String]) -> Result<InFlight, NoAccount> {
-        let now_ms = crate::now_ms();
+        self.pick_at(session, tried, crate::now_ms())
+    }
+
+    /// [`Pool::pick`] at a given time (cooldowns and window resets are judged against it).
+    pub fn pick_at(&self, session: Option<&str>, tried: &[String], now_ms: i64) -> Result<InFlight, NoAccount> {
         let accounts = self.accounts.read();
         if accounts.is_empty() {
             return Err(NoAccount::Empty);

@@ -40,6 +40,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check the config file and print what it resolves to, without starting anything
     Check,
+    /// Manage the pool of ChatGPT subscription accounts
+    Accounts {
+        #[command(subcommand)]
+        cmd: crate::commands::accounts::AccountsCmd,
+    },
 }
 
 #[derive(Debug, clap::Args)]

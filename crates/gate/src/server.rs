@@ -26,6 +26,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/backend-api/wham/usage", get(pool::usage))
         .route("/api/accounts", get(pool::list))
         .route("/api/accounts/import", post(pool::import))
+        .route("/api/accounts/reload", post(pool::reload))
+        .route("/api/accounts/login", post(pool::login))
         .route("/api/accounts/{id}", axum::routing::delete(pool::remove))
         .route("/api/accounts/{id}/pause", post(pool::pause))
         .route("/api/accounts/{id}/resume", post(pool::resume))

@@ -122,8 +122,10 @@ async fn a_full_writer_queue_drops_and_counts_instead_of_blocking() {
     let (ledger, writer) = Ledger::start(store.clone(), 10, retention, metrics.clone());
     // On a current-thread runtime the writer cannot run while this loop does not yield,
     // so exactly the queue's capacity is kept.
+    // Current timestamps: the writer's first retention pass must not delete them.
+    let now = codex_gate::now_ms();
     for i in 0..100 {
-        ledger.record(rec(i, i));
+        ledger.record(rec(i, now + i));
     }
     assert_eq!(metrics.ledger_dropped.load(Relaxed), 90);
     drop(ledger);

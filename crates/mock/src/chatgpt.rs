@@ -40,6 +40,10 @@ pub struct MockAccount {
 #[derive(Debug, Default)]
 pub struct ChatgptState {
     pub accounts: Mutex<HashMap<String, MockAccount>>,
+    /// Authorization codes waiting to be exchanged: code → (account, plan).
+    pub codes: Mutex<HashMap<String, (String, String)>>,
+    /// The code the device flow hands out, and how many polls stay pending first.
+    pub device: Mutex<Option<(String, usize)>>,
     pub token_calls: AtomicUsize,
     /// Delay of the token endpoint, to widen refresh races.
     pub token_delay_ms: AtomicUsize,
@@ -59,6 +63,44 @@ impl ChatgptState {
                 Auth::Ok { account: id.to_owned(), behavior: a.behavior.clone() }
             }
             _ => Auth::Unauthorized,
+        }
+    }
+
+    /// The authorization-code grant (form-encoded): (status, body).
+    pub fn exchange(&self, form: &HashMap<String, String>) -> (u16, Value) {
+        self.token_calls.fetch_add(1, Ordering::SeqCst);
+        let code = form.get("code").cloned().unwrap_or_default();
+        let Some((account, plan)) = self.codes.lock().remove(&code) else {
+            return (400, json!({"error": "invalid_grant", "error_description": "unknown or used code"}));
+        };
+        if form.get("code_verifier").is_none_or(|v| v.is_empty()) || form.get("redirect_uri").is_none() {
+            return (400, json!({"error": "invalid_request"}));
+        }
+        let a = MockAccount {
+            access_token: access_token(&account, 0, 4_000_000_000),
+            refresh_token: format!("rt-{account}-0"),
+            behavior: None,
+            refresh_error: None,
+            serial: 0,
+        };
+        let out = json!({"id_token": id_token(&format!("user-{account}"), &account, &format!("{account}@example.com"), &plan),
+                         "access_token": a.access_token, "refresh_token": a.refresh_token});
+        self.accounts.lock().insert(account, a);
+        (200, out)
+    }
+
+    /// Device-code polling: pending (403) until the configured number of polls has passed.
+    pub fn device_poll(&self) -> (u16, Value) {
+        let mut d = self.device.lock();
+        match d.as_mut() {
+            Some((_, pending)) if *pending > 0 => {
+                *pending -= 1;
+                (403, json!({"error": "authorization_pending"}))
+            }
+            Some((code, _)) => {
+                (200, json!({"authorization_code": code, "code_challenge": "c", "code_verifier": "device-verifier"}))
+            }
+            None => (404, json!({"error": "not_found"})),
         }
     }
 

@@ -180,6 +180,16 @@ impl MockUpstream {
         }
     }
 
+    /// An authorization code that logs `account` (plan `plan`) in when exchanged.
+    pub fn add_login_code(&self, code: &str, account: &str, plan: &str) {
+        self.shared.chatgpt.codes.lock().insert(code.to_owned(), (account.to_owned(), plan.to_owned()));
+    }
+
+    /// The device flow hands out `code` after `pending` polls answered "pending".
+    pub fn set_device_code(&self, code: &str, pending: usize) {
+        *self.shared.chatgpt.device.lock() = Some((code.to_owned(), pending));
+    }
+
     /// The account's current tokens on the mock issuer.
     pub fn chatgpt_tokens(&self, account_id: &str) -> Option<(String, String)> {
         self.shared.chatgpt.accounts.lock().get(account_id).map(|a| (a.access_token.clone(), a.refresh_token.clone()))
@@ -274,7 +284,31 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay as u64)).await;
         }
-        let (status, v) = s.chatgpt.refresh(&serde_json::from_slice(&body).unwrap_or(Value::Null));
+        let form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/x-www-form-urlencoded"));
+        let (status, v) = if form {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let fields = text
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (pct_decode(k), pct_decode(v)))
+                .collect();
+            s.chatgpt.exchange(&fields)
+        } else {
+            s.chatgpt.refresh(&serde_json::from_slice(&body).unwrap_or(Value::Null))
+        };
+        return Ok(full(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &v));
+    }
+    if parts.method == Method::POST && path == "/api/accounts/deviceauth/usercode" {
+        return Ok(full(
+            StatusCode::OK,
+            &json!({"device_auth_id": "dev-1", "user_code": "CODE-1234", "interval": "0"}),
+        ));
+    }
+    if parts.method == Method::POST && path == "/api/accounts/deviceauth/token" {
+        let (status, v) = s.chatgpt.device_poll();
         return Ok(full(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &v));
     }
     let mut forced: Option<String> = None;
@@ -369,6 +403,24 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         .header("x-codex-turn-state", "mock-turn-state")
         .body(BodyExt::boxed(StreamBody::new(frames)))
         .unwrap())
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {

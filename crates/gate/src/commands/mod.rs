@@ -1,5 +1,6 @@
 //! One module per subcommand. Commands return `anyhow::Result`; `main` maps it to an exit code.
 
+pub mod accounts;
 pub mod check;
 pub mod serve;
 
@@ -9,6 +10,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Check => check::run(cli.config.as_deref()),
+        Command::Accounts { cmd } => accounts::run(cli.config.as_deref(), cmd).await,
     }
 }
 

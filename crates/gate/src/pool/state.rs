@@ -193,8 +193,23 @@ impl Pool {
                 refreshes: AtomicU64::new(0),
             }));
         }
-        let n = live.len();
-        *self.accounts.write() = live;
+        // Accounts already live keep their in-flight slots, quota and cooldowns; only their
+        // tokens and status are taken from the store.
+        let mut current = self.accounts.write();
+        let merged: Vec<Arc<AccountState>> = live
+            .into_iter()
+            .map(|new| match current.iter().find(|old| old.id == new.id) {
+                Some(old) => {
+                    *old.tokens.write() = new.tokens.read().clone();
+                    *old.status.write() = new.status.read().clone();
+                    old.cooldown_until_ms.fetch_max(new.cooldown_until_ms.load(Relaxed), Relaxed);
+                    old.clone()
+                }
+                None => new,
+            })
+            .collect();
+        let n = merged.len();
+        *current = merged;
         Ok(n)
     }
 

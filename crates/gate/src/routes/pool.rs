@@ -74,3 +74,83 @@ pub async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
         Err(e) => GateError::Internal(e.to_string()).into_response(),
     }
 }
+
+/// `POST /api/accounts/reload`: pick up accounts changed by the CLI.
+pub async fn reload(State(app): State<Arc<App>>) -> Response {
+    match app.pool.load().await {
+        Ok(n) => Json(json!({"accounts": n})).into_response(),
+        Err(e) => GateError::Internal(e.to_string()).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    /// `browser` (default) or `device`.
+    mode: Option<String>,
+    port: Option<u16>,
+}
+
+/// `POST /api/accounts/login`: start a login; it completes in the background and the account
+/// joins the pool. Browser logins fall back to the device code when the port is taken.
+pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    use crate::pool::login::{BrowserLogin, DeviceLogin, LoginError};
+    let req: LoginRequest = if body.is_empty() {
+        LoginRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return GateError::bad_request(format!("invalid login request: {e}"), None).into_response(),
+        }
+    };
+    let p = &app.config.pool;
+    let oauth = crate::pool::refresh::OAuthConfig { issuer: p.issuer.clone(), client_id: p.client_id.clone() };
+    let timeout = std::time::Duration::from_secs(15 * 60);
+    let finish = |app: Arc<App>, result: Result<crate::pool::auth::Tokens, LoginError>| async move {
+        match result {
+            Ok(tokens) => match crate::pool::state::save_login(&app.store, app.pool.cipher(), &tokens).await {
+                Ok((id, _)) => {
+                    let _ = app.pool.load().await;
+                    tracing::info!(account = %id, "login complete; account added to the pool");
+                }
+                Err(e) => tracing::warn!(error = %e, "login tokens could not be saved"),
+            },
+            Err(e) => tracing::warn!(error = %e, "login did not complete"),
+        }
+    };
+    if req.mode.as_deref().unwrap_or("browser") == "browser" {
+        match BrowserLogin::start(&oauth, req.port.unwrap_or(1455), &p.originator, true).await {
+            Ok(l) => {
+                let out = json!({"mode": "browser", "authorize_url": l.authorize_url, "callback_port": l.port()});
+                let app2 = app.clone();
+                tokio::spawn(async move {
+                    let r = l.wait(&app2.client, &oauth, timeout).await;
+                    finish(app2, r).await;
+                });
+                return Json(out).into_response();
+            }
+            Err(LoginError::PortBusy(_)) => {}
+            Err(e) => return GateError::Internal(e.to_string()).into_response(),
+        }
+    } else if req.mode.as_deref() != Some("device") {
+        return GateError::bad_request("mode must be \"browser\" or \"device\"", Some("mode".into())).into_response();
+    }
+    match DeviceLogin::start(&app.client, &oauth).await {
+        Ok(d) => {
+            let out = json!({"mode": "device", "verification_url": d.verification_url, "user_code": d.user_code});
+            let app2 = app.clone();
+            tokio::spawn(async move {
+                let r = d.wait(&app2.client, &oauth, timeout).await;
+                finish(app2, r).await;
+            });
+            Json(out).into_response()
+        }
+        Err(e) => GateError::Upstream {
+            target: "oauth".into(),
+            status: http::StatusCode::BAD_GATEWAY,
+            headers: Box::default(),
+            body: Bytes::from(e.to_string()),
+        }
+        .into_response(),
+    }
+}

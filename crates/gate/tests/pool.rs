@@ -356,3 +356,21 @@ async fn cooldowns_and_limits_expire_with_time() {
     );
     assert!(pool.pick_at(None, &[], (reset + 1) * 1000).is_ok());
 }
+
+#[tokio::test]
+async fn wham_usage_polling_updates_each_accounts_windows() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    mock.add_chatgpt_account("acc-2", false);
+    mock.set_usage("acc-1", 55.0);
+    let gate = pool_gate(&mock, "usage_poll_secs = 0").await;
+    let a1 = gate.add_account(&mock, "acc-1", "plus").await;
+    gate.add_account(&mock, "acc-2", "plus").await;
+    assert_eq!(gate.app.pool.poll_usage(&mock.backend_url()).await, 2);
+    let q = gate.app.pool.find(&a1).unwrap().quota.read().clone();
+    assert_eq!(q.primary.unwrap().used_percent, 55.0);
+    assert_eq!(q.secondary.unwrap().window_minutes, Some(10_080));
+    let polled: Vec<_> = mock.requests().into_iter().filter(|r| r.path == "/backend-api/wham/usage").collect();
+    assert_eq!(polled.len(), 2);
+    assert!(polled.iter().all(|r| r.header("authorization").is_some_and(|h| h.starts_with("Bearer "))));
+}

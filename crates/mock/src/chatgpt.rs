@@ -35,6 +35,8 @@ pub struct MockAccount {
     /// The next refresh fails permanently with this code.
     pub refresh_error: Option<String>,
     pub serial: usize,
+    /// Used percent of the 5-hour window reported by `wham/usage`.
+    pub usage_primary: f64,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +52,7 @@ pub struct ChatgptState {
 }
 
 pub enum Auth {
-    Ok { account: String, behavior: Option<String> },
+    Ok { account: String, behavior: Option<String>, usage_primary: f64 },
     Unauthorized,
 }
 
@@ -60,7 +62,7 @@ impl ChatgptState {
         let (Some(auth), Some(id)) = (authorization, account_id) else { return Auth::Unauthorized };
         match accounts.get(id) {
             Some(a) if auth == format!("Bearer {}", a.access_token) => {
-                Auth::Ok { account: id.to_owned(), behavior: a.behavior.clone() }
+                Auth::Ok { account: id.to_owned(), behavior: a.behavior.clone(), usage_primary: a.usage_primary }
             }
             _ => Auth::Unauthorized,
         }
@@ -82,6 +84,7 @@ impl ChatgptState {
             behavior: None,
             refresh_error: None,
             serial: 0,
+            usage_primary: 0.0,
         };
         let out = json!({"id_token": id_token(&format!("user-{account}"), &account, &format!("{account}@example.com"), &plan),
                          "access_token": a.access_token, "refresh_token": a.refresh_token});

@@ -153,6 +153,7 @@ impl MockUpstream {
             behavior: None,
             refresh_error: None,
             serial: 0,
+            usage_primary: 0.0,
         };
         let out = (a.access_token.clone(), a.refresh_token.clone());
         self.shared.chatgpt.accounts.lock().insert(account_id.to_owned(), a);
@@ -163,6 +164,13 @@ impl MockUpstream {
     pub fn set_account_behavior(&self, account_id: &str, behavior: Option<&str>) {
         if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
             a.behavior = behavior.map(str::to_owned);
+        }
+    }
+
+    /// What `wham/usage` reports for the account's 5-hour window.
+    pub fn set_usage(&self, account_id: &str, primary_used: f64) {
+        if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
+            a.usage_primary = primary_used;
         }
     }
 
@@ -310,6 +318,21 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
     if parts.method == Method::POST && path == "/api/accounts/deviceauth/token" {
         let (status, v) = s.chatgpt.device_poll();
         return Ok(full(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &v));
+    }
+    if parts.method == Method::GET && path.ends_with("/wham/usage") {
+        let h = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok());
+        return Ok(match s.chatgpt.check(h("authorization"), h("chatgpt-account-id")) {
+            crate::chatgpt::Auth::Ok { usage_primary, .. } => full(
+                StatusCode::OK,
+                &json!({"plan_type": "plus", "rate_limit": {
+                "allowed": true, "limit_reached": false,
+                "primary_window": {"used_percent": usage_primary, "limit_window_seconds": 18000, "reset_after_seconds": 600, "reset_at": 4_000_000_000u64},
+                "secondary_window": {"used_percent": 1, "limit_window_seconds": 604800, "reset_after_seconds": 6000, "reset_at": 4_000_100_000u64}}}),
+            ),
+            crate::chatgpt::Auth::Unauthorized => {
+                full(StatusCode::UNAUTHORIZED, &error_body("invalid_request_error", "token_invalidated", "bad token"))
+            }
+        });
     }
     let mut forced: Option<String> = None;
     if path.ends_with("/codex/responses") {

@@ -37,6 +37,22 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     crate::pool::state::check_key(&store, &cipher).await?;
     let app = App::new(config, ledger, metrics, store.clone(), cipher);
     let accounts = app.pool.load().await?;
+    let backend = app
+        .config
+        .providers
+        .iter()
+        .find(|p| p.kind == crate::config::ProviderKind::Chatgpt)
+        .map(|p| p.base_url.clone());
+    if let (Some(every), Some(base)) = (app.config.pool.usage_poll, backend) {
+        let a = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                a.pool.poll_usage(&base).await;
+            }
+        });
+    }
     tracing::info!(
         listen = %listener.local_addr()?, store = %url, providers = app.config.providers.len(),
         routes = app.config.routes.len(), accounts, "codex-gate is serving; point clients at http://{}/v1", listen

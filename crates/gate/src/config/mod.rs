@@ -76,6 +76,8 @@ pub struct PoolConfig {
     pub user_agent: String,
     /// Where the token-sealing key lives (unless CODEX_GATE_ENCRYPTION_KEY is set).
     pub key_file: PathBuf,
+    /// How often to poll `wham/usage` per account (`None`: never).
+    pub usage_poll: Option<Duration>,
 }
 
 /// Upstream timeouts.
@@ -392,6 +394,10 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         originator: rp.originator.unwrap_or_else(|| "codex_cli_rs".into()),
         user_agent: rp.user_agent.unwrap_or_else(|| "codex_cli_rs/0.169.0 (codex-gate)".into()),
         key_file: rp.key_file.map(PathBuf::from).unwrap_or_else(|| default_data_dir().join("encryption.key")),
+        usage_poll: match rp.usage_poll_secs.unwrap_or(300) {
+            0 => None,
+            n => Some(Duration::from_secs(n.max(30))),
+        },
     };
     Ok(Config { source: source.map(Path::to_path_buf), server, store, providers, routes, aliases: raw.aliases, pool })
 }

@@ -34,6 +34,7 @@ pub struct RawPool {
     pub originator: Option<String>,
     pub user_agent: Option<String>,
     pub key_file: Option<String>,
+    pub usage_poll_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -417,6 +417,38 @@ impl Pool {
         *cur = merged;
     }
 
+    /// Ask `{base_url}/wham/usage` for every active account's windows (the third quota signal,
+    /// next to response headers and `codex.rate_limits` events). Returns accounts updated.
+    pub async fn poll_usage(&self, base_url: &str) -> usize {
+        let mut updated = 0;
+        for a in self.accounts() {
+            if *a.status.read() != Status::Active {
+                continue;
+            }
+            let Ok(token) = self.access_token(&a, None).await else { continue };
+            let req = http::Request::get(format!("{base_url}/wham/usage"))
+                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .header("chatgpt-account-id", &a.chatgpt_account_id)
+                .header(http::header::ACCEPT, "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::new()));
+            let Ok(req) = req else { continue };
+            let fetched = tokio::time::timeout(Duration::from_secs(10), async {
+                let resp = self.client.request(req).await.ok()?;
+                if !resp.status().is_success() {
+                    return None;
+                }
+                let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
+                serde_json::from_slice::<Value>(&body).ok()
+            })
+            .await;
+            if let Some(q) = fetched.ok().flatten().and_then(|v| Quota::from_usage(&v, crate::now_ms())) {
+                self.update_quota(&a, q);
+                updated += 1;
+            }
+        }
+        updated
+    }
+
     pub fn find(&self, id: &str) -> Option<Arc<AccountState>> {
         self.accounts.read().iter().find(|a| a.id == id).cloned()
     }

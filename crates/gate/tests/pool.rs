@@ -287,13 +287,39 @@ async fn affinity_quota_signals_and_pool_surfaces() {
     }
 }
 
+/// A log sink for one test (the current-thread runtime keeps every task on this thread).
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn tokens_never_appear_in_plaintext() {
+    let logs = LogBuf::default();
+    let sink = logs.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || sink.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
-    mock.add_chatgpt_account("acc-1", false);
+    mock.add_chatgpt_account("acc-1", true); // expired: a refresh happens and is logged
     let gate = pool_gate(&mock, "").await;
     gate.add_account(&mock, "acc-1", "plus").await;
     post(&gate.url("/v1/responses"), &turn(true)).await;
+    mock.revoke_access("acc-1"); // a 401 and a second refresh
+    post(&gate.url("/v1/responses"), &turn(true)).await;
+    mock.set_account_behavior("acc-1", Some("500"));
+    post(&gate.url("/v1/responses"), &turn(true)).await; // an error path too
+    assert_eq!(mock.token_calls(), 2);
+    let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(log_text.contains("access token refreshed"), "logs were captured");
     let (access, refresh) = mock.chatgpt_tokens("acc-1").unwrap();
     let canaries = [access.as_str(), refresh.as_str(), "rt-acc-1"];
     let mut surfaces = vec![
@@ -373,4 +399,23 @@ async fn wham_usage_polling_updates_each_accounts_windows() {
     let polled: Vec<_> = mock.requests().into_iter().filter(|r| r.path == "/backend-api/wham/usage").collect();
     assert_eq!(polled.len(), 2);
     assert!(polled.iter().all(|r| r.header("authorization").is_some_and(|h| h.starts_with("Bearer "))));
+}
+
+#[tokio::test]
+async fn in_stream_rate_limit_events_teach_the_account_its_quota() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    mock.set_account_behavior("acc-1", Some("sloppy")); // its stream carries codex.rate_limits (10% used)
+    let gate = pool_gate(&mock, "").await;
+    let id = gate.add_account(&mock, "acc-1", "plus").await;
+    let r = send(
+        "POST",
+        &gate.url("/v1/responses"),
+        turn(true).to_string(),
+        &[("content-type", "application/json"), ("originator", "codex_exec")],
+    )
+    .await;
+    assert!(r.events().iter().any(|e| e["type"] == "codex.rate_limits"), "Codex clients still get the event");
+    let q = gate.app.pool.find(&id).unwrap().quota.read().clone();
+    assert_eq!(q.primary.map(|w| w.used_percent), Some(10.0));
 }

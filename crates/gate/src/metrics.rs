@@ -77,36 +77,31 @@ impl Series {
     }
 
     pub fn count_status(&self, status: u16) {
-        bump(&self.statuses, status);
+        bump(&self.statuses, &status, || status);
     }
 
     pub fn count_error(&self, code: &str) {
-        if let Some((_, c)) = self.errors.read().iter().find(|(k, _)| k == code) {
-            c.fetch_add(1, Relaxed);
-            return;
-        }
-        let mut w = self.errors.write();
-        match w.iter().find(|(k, _)| k == code) {
-            Some((_, c)) => c.fetch_add(1, Relaxed),
-            None => {
-                w.push((code.to_owned(), AtomicU64::new(1)));
-                0
-            }
-        };
+        bump(&self.errors, code, || code.to_owned());
     }
 }
 
-fn bump(v: &RwLock<Vec<(u16, AtomicU64)>>, key: u16) {
-    if let Some((_, c)) = v.read().iter().find(|(k, _)| *k == key) {
+/// Count one more for `key`: a read lock on the hot path, the write lock only the first time
+/// a key is seen.
+fn bump<K: std::borrow::Borrow<Q>, Q: PartialEq + ?Sized>(
+    v: &RwLock<Vec<(K, AtomicU64)>>,
+    key: &Q,
+    make: impl FnOnce() -> K,
+) {
+    if let Some((_, c)) = v.read().iter().find(|(k, _)| k.borrow() == key) {
         c.fetch_add(1, Relaxed);
         return;
     }
     let mut w = v.write();
-    match w.iter().find(|(k, _)| *k == key) {
+    match w.iter().find(|(k, _)| k.borrow() == key) {
         Some((_, c)) => {
             c.fetch_add(1, Relaxed);
         }
-        None => w.push((key, AtomicU64::new(1))),
+        None => w.push((make(), AtomicU64::new(1))),
     }
 }
 

@@ -464,6 +464,15 @@ fn sloppy_steps(model: &str) -> Vec<Step> {
     )]
 }
 
+/// Deltas sent before a scripted failure cuts in (all of them otherwise).
+fn delta_count(sc: &Scenario) -> usize {
+    match sc.name.as_str() {
+        "truncated" => sc.deltas.min(2),
+        "failed" => sc.deltas.min(1),
+        _ => sc.deltas,
+    }
+}
+
 fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
     if sc.name == "sloppy" {
         return sloppy_steps(model);
@@ -503,12 +512,7 @@ fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
             + &sse(&json!({"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
                            "part": {"type": "output_text", "text": "", "annotations": []}})),
     ));
-    let n = match sc.name.as_str() {
-        "truncated" => sc.deltas.min(2),
-        "failed" => sc.deltas.min(1),
-        _ => sc.deltas,
-    };
-    for i in 0..n {
+    for i in 0..delta_count(sc) {
         if i > 0 && sc.delay_ms > 0 {
             steps.push(Step::Sleep(sc.delay_ms));
         }
@@ -563,12 +567,7 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         )));
         "tool_calls"
     } else {
-        let n = match sc.name.as_str() {
-            "truncated" => sc.deltas.min(2),
-            "failed" => sc.deltas.min(1),
-            _ => sc.deltas,
-        };
-        for i in 0..n {
+        for i in 0..delta_count(sc) {
             if i > 0 && sc.delay_ms > 0 {
                 steps.push(Step::Sleep(sc.delay_ms));
             }

@@ -60,6 +60,18 @@ impl Quota {
         (q.primary.is_some() || q.secondary.is_some() || q.credits_has.is_some()).then_some(q)
     }
 
+    /// A quota holding only the `credits` object of an event or a usage body.
+    fn credits(c: Option<&Value>, now_ms: i64) -> Quota {
+        let get = |k: &str| c.and_then(|c| c.get(k));
+        Quota {
+            credits_has: get("has_credits").and_then(Value::as_bool),
+            credits_unlimited: get("unlimited").and_then(Value::as_bool),
+            credits_balance: get("balance").and_then(Value::as_str).map(str::to_owned),
+            updated_ms: now_ms,
+            ..Quota::default()
+        }
+    }
+
     /// From a `codex.rate_limits` event.
     pub fn from_event(v: &Value, now_ms: i64) -> Option<Quota> {
         let rl = v.get("rate_limits")?;
@@ -71,15 +83,7 @@ impl Quota {
                 reset_at: w.get("reset_at").or_else(|| w.get("resets_at")).and_then(Value::as_i64),
             })
         };
-        let c = v.get("credits");
-        Some(Quota {
-            primary: w("primary"),
-            secondary: w("secondary"),
-            credits_has: c.and_then(|c| c.get("has_credits")).and_then(Value::as_bool),
-            credits_unlimited: c.and_then(|c| c.get("unlimited")).and_then(Value::as_bool),
-            credits_balance: c.and_then(|c| c.get("balance")).and_then(Value::as_str).map(str::to_owned),
-            updated_ms: now_ms,
-        })
+        Some(Quota { primary: w("primary"), secondary: w("secondary"), ..Quota::credits(v.get("credits"), now_ms) })
     }
 
     /// From a `wham/usage` body.
@@ -93,14 +97,10 @@ impl Quota {
                 reset_at: w.get("reset_at").and_then(Value::as_i64),
             })
         };
-        let c = v.get("credits");
         Some(Quota {
             primary: w("primary_window"),
             secondary: w("secondary_window"),
-            credits_has: c.and_then(|c| c.get("has_credits")).and_then(Value::as_bool),
-            credits_unlimited: c.and_then(|c| c.get("unlimited")).and_then(Value::as_bool),
-            credits_balance: c.and_then(|c| c.get("balance")).and_then(Value::as_str).map(str::to_owned),
-            updated_ms: now_ms,
+            ..Quota::credits(v.get("credits"), now_ms)
         })
     }
 

@@ -30,7 +30,7 @@ pub struct Tally {
 
 impl std::fmt::Debug for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tally").field("id", &self.record.id).finish()
+        f.debug_struct("Tally").field("id", &self.id).finish()
     }
 }
 
@@ -84,15 +84,11 @@ impl Tally {
         self.app.metrics.series(&self.route, &self.target)
     }
 
-    /// Gateway time so far: elapsed minus upstream waiting.
-    pub fn overhead(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.upstream_wait) + self.stream_work
-    }
-
     /// Overhead until the response headers, for `x-codex-gate-overhead-ms`; marks the first byte.
     pub fn commit(&mut self) -> Duration {
-        self.ttfb = Some(self.started.elapsed());
-        self.started.elapsed().saturating_sub(self.upstream_wait)
+        let t = self.started.elapsed();
+        self.ttfb = Some(t);
+        t.saturating_sub(self.upstream_wait)
     }
 
     /// A `codex.rate_limits` event seen in the stream: the serving account learns its quota.
@@ -116,12 +112,10 @@ impl Tally {
         let m = &self.app.metrics;
         m.in_flight.fetch_sub(1, Relaxed);
         let latency = self.started.elapsed();
-        let overhead = if self.ttfb.is_some() {
-            // After commit the clock ran through the stream; only count measured stream work.
-            self.ttfb.unwrap_or_default().saturating_sub(self.upstream_wait) + self.stream_work
-        } else {
-            self.overhead()
-        };
+        // Gateway time: up to the first byte minus upstream waiting, plus the measured work on
+        // the stream after it (the clock after commit mostly runs on the upstream).
+        let until_first_byte = self.ttfb.unwrap_or(latency);
+        let overhead = until_first_byte.saturating_sub(self.upstream_wait) + self.stream_work;
         let series = self.series();
         series.count_status(status);
         if let Some(code) = &error_code {

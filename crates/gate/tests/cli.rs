@@ -69,7 +69,7 @@ fn serve_starts_with_no_config_file_on_the_embedded_store() {
     let dir = TempDir::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = bin()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--log-format", "json", "serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("HOME", dir.path())
         .env("XDG_CONFIG_HOME", dir.path().join("config"))
         .env("XDG_DATA_HOME", dir.path().join("data"))
@@ -99,4 +99,9 @@ fn serve_starts_with_no_config_file_on_the_embedded_store() {
     assert!(status.success(), "exit after SIGTERM: {status:?}\n{err}");
     assert!(dir.path().join("data/codex-gate/codex-gate.db").exists(), "SQLite file in the XDG data dir");
     assert!(err.contains("codex-gate stopped"), "{err}");
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("--log-format json wrote a non-JSON line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
 }

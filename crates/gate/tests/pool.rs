@@ -78,6 +78,11 @@ async fn a_pool_request_carries_the_accounts_credentials_and_a_backend_safe_body
     // Non-streaming clients and chat clients are served from the (always streaming) backend.
     let r = post(&gate.url("/v1/responses"), &turn(false)).await;
     assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "a collected answer is JSON, not the backend's SSE type"
+    );
+    assert_eq!(
         (r.json()["status"].as_str(), r.json()["output"][0]["content"][0]["text"].as_str()),
         (Some("completed"), Some("d0 d1 d2 d3 d4 "))
     );
@@ -418,4 +423,23 @@ async fn in_stream_rate_limit_events_teach_the_account_its_quota() {
     assert!(r.events().iter().any(|e| e["type"] == "codex.rate_limits"), "Codex clients still get the event");
     let q = gate.app.pool.find(&id).unwrap().quota.read().clone();
     assert_eq!(q.primary.map(|w| w.used_percent), Some(10.0));
+}
+
+#[tokio::test]
+async fn a_transient_refresh_failure_backs_off_once_and_keeps_the_login() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", true); // needs a refresh before use
+    mock.add_chatgpt_account("acc-2", false);
+    mock.set_refresh_error("acc-1", Some("503"));
+    let gate = pool_gate(&mock, "strategy = \"primary_first\"").await;
+    let first = gate.add_account(&mock, "acc-1", "plus").await;
+    gate.add_account(&mock, "acc-2", "plus").await;
+    let before = codex_gate::now_ms();
+    let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.last_request().unwrap().header("chatgpt-account-id"), Some("acc-2"));
+    let a1 = gate.app.pool.find(&first).unwrap();
+    assert_eq!(*a1.status.read(), codex_gate::pool::Status::Active, "a transient failure keeps the login");
+    let wait = a1.cooldown_until_ms.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!((4_000..7_000).contains(&wait), "one 5 s backoff, not a doubled one: {wait} ms");
 }

@@ -122,7 +122,9 @@ impl ChatgptState {
             );
         };
         if let Some(code) = a.refresh_error.clone() {
-            return (401, json!({"error": {"code": code, "message": "refresh failed"}}));
+            // A numeric code is an HTTP status (a transient outage); anything else a 401 with that code.
+            let status = code.parse::<u16>().unwrap_or(401);
+            return (status, json!({"error": {"code": code, "message": "refresh failed"}}));
         }
         a.serial += 1;
         a.access_token = access_token(id, a.serial, 4_000_000_000);

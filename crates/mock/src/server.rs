@@ -174,7 +174,8 @@ impl MockUpstream {
         }
     }
 
-    /// Make the account's next refresh fail permanently with `code`.
+    /// Make the account's refreshes fail: a numeric `code` is an HTTP status (transient, e.g.
+    /// `503`), anything else a permanent 401 with that error code.
     pub fn set_refresh_error(&self, account_id: &str, code: Option<&str>) {
         if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
             a.refresh_error = code.map(str::to_owned);

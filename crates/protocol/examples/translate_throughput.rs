@@ -85,4 +85,23 @@ fn main() {
         let mut m = ResponsesRepair::new(true, "resp_b");
         decode(i, &mut |e, out| m.push(e, out))
     });
+
+    // The request path: reading model/stream out of a Codex-shaped 400 KB body.
+    let items: Vec<serde_json::Value> = (0..2000)
+        .map(|i| json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": format!("turn {i} {}", "x".repeat(150))}]}))
+        .collect();
+    let body = json!({"model": "gpt-5.5", "stream": true, "input": items, "tools": [], "store": false}).to_string();
+    let rounds = 200;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(codex_gate_protocol::body::inspect(body.as_bytes()).unwrap());
+    }
+    let per = t.elapsed().as_secs_f64() / rounds as f64;
+    println!(
+        "{:<32} {:>8.1} MB/s, {:>7.0} µs per {} KB body",
+        "request inspect",
+        body.len() as f64 / per / 1e6,
+        per * 1e6,
+        body.len() / 1000
+    );
 }

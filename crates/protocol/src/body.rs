@@ -56,20 +56,12 @@ pub fn inspect(body: &[u8]) -> Result<RequestHead, BodyError> {
         };
         return Err(BodyError { param: None, message });
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let head: Head = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return BodyError { param: None, message: format!("request body is not valid JSON: {inner}") };
-        }
-        let param = (!matches!(path.as_str(), "." | "?" | "")).then_some(path);
-        let message = match &param {
-            Some(p) => format!("invalid value for '{p}': {inner}"),
-            None => format!("request body must be a JSON object: {inner}"),
-        };
-        BodyError { param, message }
-    })?;
+    // The plain parse is the hot path; the path-tracking parser, which allocates for every key
+    // it passes, only runs again to name the offending field of a body already refused.
+    let head: Head = match serde_json::from_slice(body) {
+        Ok(h) => h,
+        Err(_) => return Err(explain(body)),
+    };
     let raw = head.model.ok_or_else(|| BodyError {
         param: Some("model".into()),
         message: "missing required parameter: 'model'".into(),
@@ -87,6 +79,25 @@ pub fn inspect(body: &[u8]) -> Result<RequestHead, BodyError> {
         stream: head.stream.unwrap_or(false),
         include_usage: head.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
     })
+}
+
+/// Why `body` does not deserialize into [`Head`], naming the field when there is one.
+fn explain(body: &[u8]) -> BodyError {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let Err(e) = serde_path_to_error::deserialize::<_, Head>(de) else {
+        return BodyError { param: None, message: "request body could not be read".into() };
+    };
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return BodyError { param: None, message: format!("request body is not valid JSON: {inner}") };
+    }
+    let param = (!matches!(path.as_str(), "." | "?" | "")).then_some(path);
+    let message = match &param {
+        Some(p) => format!("invalid value for '{p}': {inner}"),
+        None => format!("request body must be a JSON object: {inner}"),
+    };
+    BodyError { param, message }
 }
 
 /// `body` with its model literal (at `span`) replaced by `model`.

@@ -145,12 +145,6 @@ pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
             });
             Json(out).into_response()
         }
-        Err(e) => GateError::Upstream {
-            target: "oauth".into(),
-            status: http::StatusCode::BAD_GATEWAY,
-            headers: Box::default(),
-            body: Bytes::from(e.to_string()),
-        }
-        .into_response(),
+        Err(e) => GateError::Unreachable { target: "the OAuth issuer".into(), detail: e.to_string() }.into_response(),
     }
 }

@@ -53,16 +53,17 @@ const STRIPPED: &[&str] = &[
 
 /// The Responses body for the backend, and the session key used for affinity.
 fn backend_body(inb: &mut Inbound, model: &str) -> Result<(Bytes, Option<String>), GateError> {
-    if inb.parsed.is_none() {
-        let v = serde_json::from_slice(&inb.body)
-            .map_err(|e| GateError::bad_request(format!("invalid JSON: {e}"), None))?;
-        inb.parsed = Some(v);
-    }
-    let parsed = inb.parsed.as_ref().unwrap_or(&Value::Null);
-    let mut v = match inb.api {
-        Api::Responses => parsed.clone(),
-        Api::Chat => {
-            chat_to_responses_request(parsed, model).map_err(|e| GateError::bad_request(e.message, e.param))?
+    let invalid = |e: serde_json::Error| GateError::bad_request(format!("invalid JSON: {e}"), None);
+    let mut v = match (inb.api, &inb.parsed) {
+        // Parse into an owned value: no deep copy of a 400 KB body per pool request.
+        (Api::Responses, None) => serde_json::from_slice(&inb.body).map_err(invalid)?,
+        (Api::Responses, Some(parsed)) => parsed.clone(),
+        (Api::Chat, _) => {
+            let parsed: Value = match &inb.parsed {
+                Some(p) => p.clone(),
+                None => serde_json::from_slice(&inb.body).map_err(invalid)?,
+            };
+            chat_to_responses_request(&parsed, model).map_err(|e| GateError::bad_request(e.message, e.param))?
         }
     };
     let Some(obj) = v.as_object_mut() else {
@@ -209,21 +210,18 @@ pub(super) async fn serve(
         }
         tried.push(a.id.clone());
         let mut rejected: Option<String> = None;
-        // One account: at most two sends (the second after a forced refresh on 401).
-        let outcome = loop {
+        // One account: at most two sends (the second after a forced refresh on 401). A refresh
+        // failure has already been dealt with by the pool (reauth_required, or a backoff).
+        let (outcome, refresh_failed) = loop {
             let token = match app.pool.access_token(&a, rejected.as_deref()).await {
                 Ok(t) => t,
                 Err(RefreshError::Permanent(r)) => {
-                    break Err(GateError::Unreachable {
-                        target: t.label.to_string(),
-                        detail: format!("account {} needs a new login ({r})", a.id),
-                    })
+                    let detail = format!("account {} needs a new login ({r})", a.id);
+                    break (Err(GateError::Unreachable { target: t.label.to_string(), detail }), true);
                 }
                 Err(RefreshError::Transient(e)) => {
-                    break Err(GateError::Unreachable {
-                        target: t.label.to_string(),
-                        detail: format!("token refresh failed: {e}"),
-                    })
+                    let detail = format!("token refresh failed: {e}");
+                    break (Err(GateError::Unreachable { target: t.label.to_string(), detail }), true);
                 }
             };
             let req = request_for(app, t, inb, &body, &token, &a.chatgpt_account_id)?;
@@ -234,7 +232,7 @@ pub(super) async fn serve(
                 Err(GateError::Upstream { status, .. }) if status == 401 && rejected.is_none() => {
                     rejected = Some(token)
                 }
-                other => break other,
+                other => break (other, false),
             }
         };
         match outcome {
@@ -280,7 +278,7 @@ pub(super) async fn serve(
                         let until = (status.as_u16() == 429).then(|| limit_reset(headers, body)).flatten();
                         app.pool.cool_down(&a, until);
                     }
-                    GateError::Unreachable { detail, .. } if detail.contains("needs a new login") => {}
+                    _ if refresh_failed => {}
                     _ => app.pool.cool_down(&a, None),
                 }
                 tracing::warn!(id = %tally.id(), account = %a.id, error = %e, "pool account failed; trying another");

@@ -23,7 +23,7 @@ use codex_gate_protocol::translate::{
 };
 use codex_gate_protocol::usage::Usage;
 use codex_gate_protocol::Api;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -256,34 +256,24 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
     let n = resolved.targets.len();
     for (i, t) in resolved.targets.iter().enumerate() {
         tally.set_target(&t.label);
-        if t.provider.kind == crate::config::ProviderKind::Chatgpt {
-            match super::chatgpt::serve(app, &mut tally, &mut inb, t).await {
-                Ok((answer, plan)) => return commit(app, tally, &inb, plan, t, answer),
-                Err(e) => {
-                    let more = resolved.fallback && i + 1 < n;
-                    if !(e.retryable() && more) {
-                        return fail(tally, e);
-                    }
-                    tally.attempt_failed(&e.code());
-                    app.metrics.failovers.fetch_add(1, Relaxed);
-                    last = Some(e);
-                    continue;
-                }
-            }
-        }
-        let (req, plan) = match build_request(t, &mut inb) {
-            Ok(r) => r,
-            Err(e) => return fail(tally, e),
+        let result = if t.provider.kind == crate::config::ProviderKind::Chatgpt {
+            super::chatgpt::serve(app, &mut tally, &mut inb, t).await
+        } else {
+            let (req, plan) = match build_request(t, &mut inb) {
+                Ok(r) => r,
+                Err(e) => return fail(tally, e),
+            };
+            let sent = Instant::now();
+            let r = attempt(app, t, req, inb.head.stream).await;
+            tally.upstream_wait += sent.elapsed();
+            r.map(|answer| (answer, plan))
         };
-        let sent = Instant::now();
-        let result = attempt(app, t, req, inb.head.stream).await;
-        tally.upstream_wait += sent.elapsed();
         match result {
-            Ok(answer) => return commit(app, tally, &inb, plan, t, answer),
+            Ok((answer, plan)) => return commit(app, tally, &inb, plan, t, answer),
             Err(e) => {
-                let more = resolved.fallback && i + 1 < n;
-                tracing::warn!(id = %tally.id(), target = %t.label, error = %e, failover = e.retryable() && more, "upstream attempt failed");
-                if !(e.retryable() && more) {
+                let failover = e.retryable() && resolved.fallback && i + 1 < n;
+                tracing::warn!(id = %tally.id(), target = %t.label, error = %e, failover, "upstream attempt failed");
+                if !failover {
                     return fail(tally, e);
                 }
                 tally.attempt_failed(&e.code());
@@ -408,12 +398,12 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
             return resp;
         }
     };
+    // `attempt` only answers 2xx as an answer. A whole answer is always one JSON object, even
+    // when it was collected from a stream (the pool's backend only streams).
     let mut resp = Response::new(body);
-    *resp.status_mut() = if parts.status.is_success() { parts.status } else { StatusCode::BAD_GATEWAY };
+    *resp.status_mut() = parts.status;
     copy_headers(&parts.headers, resp.headers_mut());
-    if translated {
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
     resp
 }

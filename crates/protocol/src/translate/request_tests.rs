@@ -186,3 +186,16 @@ fn refusals() {
     assert!(chat_to_responses_request(&json!({"messages": "x"}), "m").is_err());
     assert!(responses_to_chat_request(&json!({"input": 5}), "m", &ChatDialect::default()).is_err());
 }
+
+#[test]
+fn provider_dialect_switches() {
+    let dialect =
+        ChatDialect { reasoning_history: true, max_tokens_field: "max_completion_tokens", ..ChatDialect::default() };
+    let r = responses_to_chat_request(&codex_like(), "m", &dialect).unwrap();
+    let m = r.body["messages"].as_array().unwrap();
+    assert_eq!(m[3]["reasoning_content"], "thinking", "earlier reasoning rides on the next assistant message");
+    assert_eq!(r.body["max_completion_tokens"], 500);
+    assert!(r.body.get("max_tokens").is_none());
+    let plain = responses_to_chat_request(&codex_like(), "m", &ChatDialect::default()).unwrap();
+    assert!(plain.body["messages"][3].get("reasoning_content").is_none());
+}

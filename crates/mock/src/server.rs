@@ -10,7 +10,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,8 +63,28 @@ impl RecordedRequest {
     }
 }
 
+/// The request fields the mock acts on.
+#[derive(Default, serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// (model, chat, stream, include_usage, tool): answers are pure functions of these.
+type RenderKey = (String, bool, bool, bool, bool);
+
 struct Shared {
     chatgpt: crate::chatgpt::ChatgptState,
+    /// Answers rendered once and replayed, so a benchmark measures the relay, not the mock's JSON.
+    rendered: Mutex<HashMap<RenderKey, Arc<[Step]>>>,
     opts: MockOptions,
     hits: AtomicUsize,
     log: Mutex<VecDeque<RecordedRequest>>,
@@ -102,6 +122,7 @@ impl MockUpstream {
         let shared = Arc::new(Shared {
             chatgpt: Default::default(),
             opts,
+            rendered: Mutex::new(HashMap::new()),
             hits: AtomicUsize::new(0),
             log: Mutex::new(VecDeque::new()),
         });
@@ -229,6 +250,21 @@ impl MockUpstream {
     }
 }
 
+impl Shared {
+    fn rendered(&self, key: RenderKey, render: impl FnOnce() -> Vec<Step>) -> Arc<[Step]> {
+        if let Some(steps) = self.rendered.lock().get(&key) {
+            return steps.clone();
+        }
+        let steps: Arc<[Step]> = render().into();
+        let mut cache = self.rendered.lock();
+        if cache.len() >= 256 {
+            cache.clear();
+        }
+        cache.insert(key, steps.clone());
+        steps
+    }
+}
+
 #[derive(Debug)]
 struct Reset;
 impl std::fmt::Display for Reset {
@@ -238,8 +274,12 @@ impl std::fmt::Display for Reset {
 }
 impl std::error::Error for Reset {}
 
+fn send(s: String) -> Step {
+    Step::Send(Bytes::from(s))
+}
+
 enum Step {
-    Send(String),
+    Send(Bytes),
     Sleep(u64),
     Cut,
     Hang,
@@ -355,11 +395,13 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             &error_body("invalid_request_error", "not_found", "no such mock route"),
         ));
     }
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let model = forced.unwrap_or_else(|| v["model"].as_str().unwrap_or("ok").to_owned());
-    let stream = v["stream"].as_bool().unwrap_or(false);
+    // Only the few fields the mock needs; the rest of a 400 KB body is skipped, not built.
+    let head: Head = serde_json::from_slice(&body).unwrap_or_default();
+    let model = forced.unwrap_or_else(|| head.model.as_deref().unwrap_or("ok").to_owned());
+    let stream = head.stream.unwrap_or(false);
     let sc = Scenario::parse(&model, &s.opts);
-    let has_tool_output = memfind(&body, b"function_call_output") || memfind(&body, b"\"role\":\"tool\"");
+    let has_tool_output =
+        sc.name == "tool" && (memfind(&body, b"function_call_output") || memfind(&body, b"\"role\":\"tool\""));
 
     match sc.name.as_str() {
         "reset" => return Err(Reset),
@@ -402,21 +444,41 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         _ => {}
     }
     let tool = sc.name == "tool" && !has_tool_output;
+    let include_usage = head.stream_options.is_some_and(|o| o.include_usage);
+    let key = (model.clone(), chat, stream, include_usage, tool);
     if !stream {
         if sc.ttft_ms > 0 {
             tokio::time::sleep(Duration::from_millis(sc.ttft_ms)).await;
         }
-        let out = if chat { chat_whole(&sc, &model, tool) } else { responses_whole(&sc, &model, tool) };
-        return Ok(full(StatusCode::OK, &out));
+        let steps = s.rendered(key, || {
+            let out = if chat { chat_whole(&sc, &model, tool) } else { responses_whole(&sc, &model, tool) };
+            vec![send(out.to_string())]
+        });
+        let body = match steps.first() {
+            Some(Step::Send(b)) => b.clone(),
+            _ => Bytes::new(),
+        };
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body).map_err(|e| match e {}).boxed())
+            .unwrap());
     }
-    let include_usage = v["stream_options"]["include_usage"].as_bool().unwrap_or(false);
-    let steps = if chat { chat_steps(&sc, &model, tool, include_usage) } else { responses_steps(&sc, &model, tool) };
-    let frames = futures_util::stream::unfold(steps.into_iter(), |mut it| async move {
+    let steps = s.rendered(key, || {
+        if chat {
+            chat_steps(&sc, &model, tool, include_usage)
+        } else {
+            responses_steps(&sc, &model, tool)
+        }
+    });
+    let frames = futures_util::stream::unfold((steps, 0usize), |(steps, mut i)| async move {
         loop {
-            match it.next()? {
-                Step::Send(s) => return Some((Ok(Frame::data(Bytes::from(s))), it)),
-                Step::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-                Step::Cut => return Some((Err(io::Error::other("mock cut")), it)),
+            let step = steps.get(i)?;
+            i += 1;
+            match step {
+                Step::Send(b) => return Some((Ok(Frame::data(b.clone())), (steps, i))),
+                Step::Sleep(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                Step::Cut => return Some((Err(io::Error::other("mock cut")), (steps, i))),
                 Step::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
             }
         }
@@ -456,7 +518,7 @@ fn memfind(hay: &[u8], needle: &[u8]) -> bool {
 fn sloppy_steps(model: &str) -> Vec<Step> {
     let item = message_item("msg_sloppy", "sloppy");
     let resp = response_obj("resp_sloppy", model, "completed", vec![], Some(json!({})));
-    vec![Step::Send(
+    vec![send(
         sse(
             &json!({"type": "response.output_text.delta", "item_id": "msg_sloppy", "output_index": 0, "content_index": 0, "delta": "sloppy"}),
         ) + &sse(&json!({"type": "codex.rate_limits", "rate_limits": {"primary": {"used_percent": 10.0}}}))
@@ -484,30 +546,30 @@ fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
         steps.push(Step::Sleep(sc.ttft_ms));
     }
     let created = response_obj(id, model, "in_progress", vec![], None);
-    steps.push(Step::Send(sse(&json!({"type": "response.created", "sequence_number": 0, "response": created}))));
+    steps.push(send(sse(&json!({"type": "response.created", "sequence_number": 0, "response": created}))));
     if sc.name == "stall" {
         steps.push(Step::Hang);
         return steps;
     }
-    steps.push(Step::Send(sse(&json!({"type": "response.in_progress", "sequence_number": 1, "response": created}))));
+    steps.push(send(sse(&json!({"type": "response.in_progress", "sequence_number": 1, "response": created}))));
     if tool {
         let mut item = function_item();
         let args = item["arguments"].as_str().unwrap_or_default().to_owned();
         item["arguments"] = json!("");
         item["status"] = json!("in_progress");
         let done = function_item();
-        steps.push(Step::Send(
+        steps.push(send(
             sse(&json!({"type": "response.output_item.added", "output_index": 0, "item": item}))
                 + &sse(&json!({"type": "response.function_call_arguments.delta", "item_id": "fc_mock_1", "output_index": 0, "delta": args}))
                 + &sse(&json!({"type": "response.function_call_arguments.done", "item_id": "fc_mock_1", "output_index": 0, "arguments": args}))
                 + &sse(&json!({"type": "response.output_item.done", "output_index": 0, "item": done})),
         ));
         let resp = response_obj(id, model, "completed", vec![done], Some(usage_responses()));
-        steps.push(Step::Send(sse(&json!({"type": "response.completed", "response": resp}))));
+        steps.push(send(sse(&json!({"type": "response.completed", "response": resp}))));
         return steps;
     }
     let mid = "msg_mock_1";
-    steps.push(Step::Send(
+    steps.push(send(
         sse(&json!({"type": "response.output_item.added", "output_index": 0,
                     "item": {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}}))
             + &sse(&json!({"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
@@ -517,7 +579,7 @@ fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
         if i > 0 && sc.delay_ms > 0 {
             steps.push(Step::Sleep(sc.delay_ms));
         }
-        steps.push(Step::Send(sse(&json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0,
+        steps.push(send(sse(&json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0,
                                           "content_index": 0, "delta": delta_text(i, sc.size)}))));
     }
     match sc.name.as_str() {
@@ -528,13 +590,13 @@ fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
             let code = sc.code.as_deref().unwrap_or("server_error");
             let mut resp = response_obj(id, model, "failed", vec![], None);
             resp["error"] = json!({"code": code, "message": format!("mock failure ({code})")});
-            steps.push(Step::Send(sse(&json!({"type": "response.failed", "response": resp}))));
+            steps.push(send(sse(&json!({"type": "response.failed", "response": resp}))));
         }
         _ => {
             let text = full_text(sc);
             let item = message_item(mid, &text);
             let resp = response_obj(id, model, "completed", vec![item.clone()], Some(usage_responses()));
-            steps.push(Step::Send(
+            steps.push(send(
                 sse(&json!({"type": "response.output_text.done", "item_id": mid, "output_index": 0, "content_index": 0, "text": text}))
                     + &sse(&json!({"type": "response.content_part.done", "item_id": mid, "output_index": 0, "content_index": 0,
                                    "part": {"type": "output_text", "text": text, "annotations": []}}))
@@ -551,7 +613,7 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
     if sc.ttft_ms > 0 {
         steps.push(Step::Sleep(sc.ttft_ms));
     }
-    steps.push(Step::Send(sse_data(&chat_chunk(model, json!({"role": "assistant", "content": ""}), None).to_string())));
+    steps.push(send(sse_data(&chat_chunk(model, json!({"role": "assistant", "content": ""}), None).to_string())));
     if sc.name == "stall" {
         steps.push(Step::Hang);
         return steps;
@@ -559,11 +621,11 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
     let finish = if tool {
         let (id, name, args) = tool_call();
         let (a, b) = args.split_at(args.len() / 2);
-        steps.push(Step::Send(sse_data(
+        steps.push(send(sse_data(
             &chat_chunk(model, json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": a}}]}), None)
                 .to_string(),
         )));
-        steps.push(Step::Send(sse_data(
+        steps.push(send(sse_data(
             &chat_chunk(model, json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}), None).to_string(),
         )));
         "tool_calls"
@@ -572,7 +634,7 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
             if i > 0 && sc.delay_ms > 0 {
                 steps.push(Step::Sleep(sc.delay_ms));
             }
-            steps.push(Step::Send(sse_data(
+            steps.push(send(sse_data(
                 &chat_chunk(model, json!({"content": delta_text(i, sc.size)}), None).to_string(),
             )));
         }
@@ -584,7 +646,7 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         "no-terminal" => {}
         "failed" => {
             let code = sc.code.as_deref().unwrap_or("server_error");
-            steps.push(Step::Send(sse_data(
+            steps.push(send(sse_data(
                 &error_body("server_error", code, &format!("mock failure ({code})")).to_string(),
             )));
         }
@@ -596,7 +658,7 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
                 tail += &sse_data(&u.to_string());
             }
             tail += &sse_data("[DONE]");
-            steps.push(Step::Send(tail));
+            steps.push(send(tail));
         }
     }
     steps

@@ -4,7 +4,36 @@ pub mod accounts;
 pub mod check;
 pub mod serve;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// The whole program behind `main`: logging, the runtime, the command, the exit code. Public so
+/// the benchmark harness runs exactly this code as its gateway process.
+pub fn main(cli: Cli) -> ExitCode {
+    let filter =
+        cli.log_level.clone().or_else(|| std::env::var("CODEX_GATE_LOG").ok()).unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

@@ -1,0 +1,158 @@
+//! One SVG chart per scenario, drawn from a run's JSON: grouped bars per target, two panels
+//! (throughput or memory on the left, latencies on the right). Plain SVG, no dependencies.
+
+use crate::report::{Run, ScenarioResult};
+use std::fmt::Write;
+use std::path::Path;
+
+const COLORS: [&str; 4] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1"];
+
+struct Series<'a> {
+    label: &'a str,
+    values: Vec<f64>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn fmt_num(v: f64) -> String {
+    match v {
+        v if v >= 100.0 => format!("{v:.0}"),
+        v if v >= 10.0 => format!("{v:.1}"),
+        v => format!("{v:.2}"),
+    }
+}
+
+/// A bar panel at (x, y) of size (w, h): one group per target, one bar per series.
+fn panel(s: &mut String, (x, y, w, h): (f64, f64, f64, f64), title: &str, groups: &[String], series: &[Series]) {
+    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{}</text>"#, x, y - 8.0, esc(title));
+    let max = series.iter().flat_map(|s| s.values.iter().copied()).fold(0.0_f64, f64::max).max(1e-9) * 1.15;
+    let _ = writeln!(s, r##"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="#444"/>"##, y + h, x + w, y + h);
+    let gw = w / groups.len().max(1) as f64;
+    let bw = (gw * 0.8) / series.len().max(1) as f64;
+    for (gi, g) in groups.iter().enumerate() {
+        let gx = x + gi as f64 * gw + gw * 0.1;
+        for (si, se) in series.iter().enumerate() {
+            let v = se.values.get(gi).copied().unwrap_or(0.0);
+            let bh = v / max * h;
+            let bx = gx + si as f64 * bw;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{bx:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}"><title>{} {}: {}</title></rect>"#,
+                y + h - bh,
+                bw * 0.92,
+                COLORS[si % COLORS.len()],
+                esc(g),
+                esc(se.label),
+                fmt_num(v)
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                bx + bw * 0.46,
+                y + h - bh - 3.0,
+                fmt_num(v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
+            gx + gw * 0.4,
+            y + h + 16.0,
+            esc(g)
+        );
+    }
+    for (si, se) in series.iter().enumerate() {
+        let lx = x + si as f64 * (w / series.len().max(1) as f64);
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
+            y + h + 26.0,
+            COLORS[si % COLORS.len()],
+            lx + 14.0,
+            y + h + 35.0,
+            esc(se.label)
+        );
+    }
+}
+
+/// The chart of one scenario, as an SVG document.
+pub fn svg(sc: &ScenarioResult) -> String {
+    let hold = sc.targets.iter().any(|t| t.open_streams.is_some());
+    let measured: Vec<_> = if hold { sc.targets.iter().filter(|t| t.rss_peak_mb.is_some()).collect() } else { sc.targets.iter().collect() };
+    let names: Vec<String> = measured.iter().map(|t| t.name.clone()).collect();
+    let all: Vec<String> = sc.targets.iter().map(|t| t.name.clone()).collect();
+    let mut s = String::new();
+    let (w, h) = (960.0, 400.0);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(s, r#"<text x="20" y="26" font-size="16" font-weight="bold">{}. {}</text>"#, esc(&sc.id), esc(&sc.title));
+    let left = (50.0, 70.0, 380.0, 250.0);
+    let right = (530.0, 70.0, 400.0, 250.0);
+    if hold {
+        panel(
+            &mut s,
+            left,
+            "memory while all streams are open",
+            &names,
+            &[
+                Series { label: "RSS peak (MB)", values: measured.iter().map(|t| t.rss_peak_mb.unwrap_or(0.0)).collect() },
+                Series { label: "KB per stream", values: measured.iter().map(|t| t.rss_per_stream_kb.unwrap_or(0.0)).collect() },
+            ],
+        );
+        panel(
+            &mut s,
+            right,
+            "CPU % while open; TTFB p50 (ms)",
+            &names,
+            &[
+                Series { label: "CPU %", values: measured.iter().map(|t| t.cpu_percent.unwrap_or(0.0)).collect() },
+                Series { label: "TTFB p50 ms", values: measured.iter().map(|t| t.ttfb_ms.p50).collect() },
+            ],
+        );
+    } else {
+        panel(
+            &mut s,
+            left,
+            "throughput (requests/s)",
+            &all,
+            &[Series { label: "req/s", values: sc.targets.iter().map(|t| t.rps).collect() }],
+        );
+        panel(
+            &mut s,
+            right,
+            "latency (ms)",
+            &all,
+            &[
+                Series { label: "TTFB p50", values: sc.targets.iter().map(|t| t.ttfb_ms.p50).collect() },
+                Series { label: "total p50", values: sc.targets.iter().map(|t| t.latency_ms.p50).collect() },
+                Series { label: "total p99", values: sc.targets.iter().map(|t| t.latency_ms.p99).collect() },
+            ],
+        );
+    }
+    let checks: Vec<String> = sc
+        .checks
+        .iter()
+        .map(|c| format!("{} {} {:.2} {} {}", if c.met { "met:" } else { "MISSED:" }, c.what, c.value, c.op, c.limit))
+        .collect();
+    for (i, c) in checks.iter().enumerate() {
+        let _ = writeln!(s, r#"<text x="20" y="{}" font-size="11" fill="{}">{}</text>"#, 366 + i * 13, if c.starts_with("met") { "#2a7" } else { "#c33" }, esc(c));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Write `<id>.svg` for every scenario of `run` into `dir`.
+pub fn write_all(run: &Run, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for sc in &run.scenarios {
+        let p = dir.join(format!("{}.svg", sc.id));
+        std::fs::write(&p, svg(sc))?;
+        out.push(p);
+    }
+    Ok(out)
+}

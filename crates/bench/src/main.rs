@@ -1,0 +1,224 @@
+//! `codex-gate-bench`: Codex-shaped load sent to the mock upstream directly, through a bare
+//! relay and through codex-gate (and any `--target`), measured side by side in one run.
+//!
+//! The mock, the relay and the gateway run as child processes of this same executable (hidden
+//! subcommands), so each one's CPU time and memory are read from its own /proc entry; the load
+//! generator runs in this process.
+
+mod bodies;
+mod chart;
+mod load;
+mod procs;
+mod relay;
+mod report;
+mod scenarios;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use http::{HeaderName, HeaderValue};
+use report::Run;
+use scenarios::{Target, Timing};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Benchmark codex-gate against the direct upstream and a bare relay (and other gateways).
+///
+/// Every scenario starts a mock upstream, a bare relay and codex-gate, then measures each
+/// target in alternating rounds. Results go to OUT/results.json, OUT/results.md and one
+/// OUT/<scenario>.svg chart per scenario.
+#[derive(Debug, Parser)]
+#[command(name = "codex-gate-bench", max_term_width = 100, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenarios to run: `all` or letters, e.g. `a,b,g`
+    #[arg(long, default_value = "all")]
+    scenario: String,
+    /// A few seconds in all, tiny counts: proves the harness works (CI); numbers are not comparable
+    #[arg(long)]
+    smoke: bool,
+    /// Seconds per measured round
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Rounds per target (targets alternate within each round)
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Another gateway to measure: NAME=URL[,key=API_KEY][,pid=PID] (URL is its /v1 base; it must
+    /// route model `bench` to the mock at --mock-addr; with pid, its CPU and RSS are read too)
+    #[arg(long = "target", value_name = "SPEC")]
+    targets: Vec<String>,
+    /// Where the mock upstream listens (fixed, so other gateways can be pointed at it)
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    mock_addr: String,
+    /// Output directory
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Redraw the charts of a results.json (into the same directory)
+    Chart { json: PathBuf },
+    #[command(hide = true)]
+    Mock {
+        addr: String,
+        #[arg(long, default_value_t = 200)]
+        deltas: usize,
+        #[arg(long, default_value_t = 16)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        ttft_ms: u64,
+    },
+    #[command(hide = true)]
+    Relay { listen: String, upstream: String },
+    /// codex-gate itself (`gate -- serve --config …`), the same code as the `codex-gate` binary
+    #[command(hide = true)]
+    Gate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let result = match cli.cmd {
+        Some(Cmd::Gate { args }) => {
+            let argv = std::iter::once("codex-gate".to_owned()).chain(args);
+            return match <codex_gate::cli::Cli as Parser>::try_parse_from(argv) {
+                Ok(c) => codex_gate::commands::main(c),
+                Err(e) => {
+                    let _ = e.print();
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Cmd::Mock { addr, deltas, size, delay_ms, ttft_ms }) => rt().map_err(Into::into).and_then(|rt| {
+            rt.block_on(async {
+                let opts = codex_gate_mock::MockOptions {
+                    deltas,
+                    delta_bytes: size,
+                    delay: Duration::from_millis(delay_ms),
+                    ttft: Duration::from_millis(ttft_ms),
+                    record: 0,
+                };
+                let _mock = codex_gate_mock::MockUpstream::start_on(&addr, opts).await?;
+                std::future::pending::<anyhow::Result<()>>().await
+            })
+        }),
+        Some(Cmd::Relay { listen, upstream }) => {
+            rt().map_err(Into::into).and_then(|rt| rt.block_on(relay::run(&listen, &upstream)))
+        }
+        Some(Cmd::Chart { json }) => chart(&json),
+        None => rt().map_err(Into::into).and_then(|rt| rt.block_on(bench(cli.run))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn chart(json: &std::path::Path) -> anyhow::Result<()> {
+    let run: Run = serde_json::from_slice(&std::fs::read(json).with_context(|| format!("cannot read {}", json.display()))?)
+        .with_context(|| format!("{} is not a results.json", json.display()))?;
+    let dir = json.parent().unwrap_or(std::path::Path::new("."));
+    for p in chart::write_all(&run, dir)? {
+        println!("{}", p.display());
+    }
+    Ok(())
+}
+
+fn parse_target(spec: &str) -> anyhow::Result<Target> {
+    let (name, rest) = spec.split_once('=').context("--target wants NAME=URL[,key=K][,pid=P]")?;
+    if ["direct", "bare-relay", "codex-gate"].contains(&name) || name.is_empty() {
+        bail!("--target {spec}: the name {name:?} is taken or empty");
+    }
+    let mut parts = rest.split(',');
+    let url = parts.next().unwrap_or_default().to_owned();
+    url.parse::<http::Uri>().ok().filter(|u| u.scheme_str() == Some("http")).with_context(|| format!("--target {name}: {url:?} is not an http:// URL"))?;
+    let mut t = Target { name: name.into(), url, headers: vec![], pid: None };
+    for p in parts {
+        match p.split_once('=') {
+            Some(("key", k)) => t.headers.push((
+                HeaderName::from_static("authorization"),
+                HeaderValue::from_str(&format!("Bearer {k}")).context("--target: bad key")?,
+            )),
+            Some(("pid", p)) => t.pid = Some(p.parse().with_context(|| format!("--target {name}: bad pid {p:?}"))?),
+            _ => bail!("--target {name}: unknown option {p:?} (key=…, pid=…)"),
+        }
+    }
+    Ok(t)
+}
+
+async fn bench(args: RunArgs) -> anyhow::Result<()> {
+    let external: Vec<Target> = args.targets.iter().map(|s| parse_target(s)).collect::<Result<_, _>>()?;
+    let wanted: Vec<String> = args.scenario.split(',').map(|s| s.trim().to_lowercase()).collect();
+    let selected: Vec<_> =
+        scenarios::all(args.smoke).into_iter().filter(|s| wanted.iter().any(|w| w == "all" || w == s.id)).collect();
+    if selected.is_empty() {
+        bail!("--scenario {}: no such scenario (a–g or all)", args.scenario);
+    }
+    let timing = if args.smoke {
+        Timing {
+            round: Duration::from_secs_f64(args.duration.unwrap_or(0.5)),
+            rounds: args.rounds.unwrap_or(1),
+            warmup: Duration::from_millis(200),
+            ramp: Duration::from_millis(200),
+            window: Duration::from_millis(300),
+        }
+    } else {
+        Timing {
+            round: Duration::from_secs_f64(args.duration.unwrap_or(6.0)),
+            rounds: args.rounds.unwrap_or(2),
+            warmup: Duration::from_secs(1),
+            ramp: Duration::from_secs(4),
+            window: Duration::from_secs(10),
+        }
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut run = Run {
+        mode: if args.smoke { "smoke" } else { "full" }.into(),
+        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        machine: procs::machine(),
+        scenarios: vec![],
+    };
+    let env = scenarios::Env { out: &args.out, mock_addr: &args.mock_addr, timing, external: &external };
+    for sc in &selected {
+        eprintln!("scenario {}: {}", sc.id, sc.title);
+        let r = scenarios::run(sc, &env).await.with_context(|| format!("scenario {}", sc.id))?;
+        run.scenarios.push(r);
+        // Written after every scenario, so a long run that is stopped keeps what it measured.
+        std::fs::write(args.out.join("results.json"), serde_json::to_vec_pretty(&run)?)?;
+    }
+    let md = report::markdown(&run);
+    std::fs::write(args.out.join("results.md"), &md)?;
+    chart(&args.out.join("results.json"))?;
+    println!("{md}");
+    Ok(())
+}
+
+/// GET `url` (plain http) and return the body as text.
+pub async fn http_get(url: &str) -> anyhow::Result<String> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse()?;
+    let addr = uri.authority().context("no host")?.to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::get(uri.path()).header(http::header::HOST, addr).body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let body = send.send_request(req).await?.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}

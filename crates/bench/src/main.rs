@@ -66,6 +66,17 @@ struct RunArgs {
 enum Cmd {
     /// Redraw the charts of a results.json (into the same directory)
     Chart { json: PathBuf },
+    /// Only send one scenario's requests to URL (its /v1 base) and print what was measured;
+    /// for profiling a gateway you started yourself
+    Load {
+        url: String,
+        #[arg(long, default_value = "a")]
+        scenario: String,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+    },
     #[command(hide = true)]
     Mock {
         addr: String,
@@ -87,6 +98,9 @@ enum Cmd {
         args: Vec<String>,
     },
 }
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -119,6 +133,9 @@ fn main() -> ExitCode {
             rt().map_err(Into::into).and_then(|rt| rt.block_on(relay::run(&listen, &upstream)))
         }
         Some(Cmd::Chart { json }) => chart(&json),
+        Some(Cmd::Load { url, scenario, duration, connections }) => rt().map_err(Into::into).and_then(|rt| {
+            rt.block_on(scenarios::load_only(&url, &scenario, Duration::from_secs_f64(duration), connections))
+        }),
         None => rt().map_err(Into::into).and_then(|rt| rt.block_on(bench(cli.run))),
     };
     match result {

@@ -186,6 +186,35 @@ fn spec(sc: &Scenario, t: &Target, body: &Bytes) -> anyhow::Result<Spec> {
     })
 }
 
+/// Send scenario `id`'s requests to `url` for `duration` and print the outcome (no processes
+/// are started: the mock and the gateway under test are already running).
+pub async fn load_only(url: &str, id: &str, duration: Duration, connections: usize) -> anyhow::Result<()> {
+    let sc = all(false).into_iter().find(|s| s.id == id).with_context(|| format!("no scenario {id:?}"))?;
+    let t = Target { name: "target".into(), url: url.into(), headers: vec![], pid: None };
+    let body = Bytes::from(body_for(&sc));
+    let (mut tally, elapsed) = load::run(Arc::new(spec(&sc, &t, &body)?), connections, duration, None).await;
+    let p = pcts(&mut tally.total_us);
+    println!(
+        "{} ok, {} errors in {:.2} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms{}",
+        tally.ok,
+        tally.errors,
+        elapsed.as_secs_f64(),
+        tally.ok as f64 / elapsed.as_secs_f64(),
+        p.p50,
+        p.p99,
+        tally.first_error.map(|e| format!("; first error: {e}")).unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn body_for(sc: &Scenario) -> Vec<u8> {
+    match sc.body {
+        BodyShape::SmallChat => bodies::small_chat_body(),
+        BodyShape::Responses(n) => bodies::responses_body(n),
+        BodyShape::Chat(n) => bodies::chat_body(n),
+    }
+}
+
 /// Samples a process's RSS every 50 ms until stopped; yields the peak.
 struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -311,11 +340,7 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
         Target { name: "codex-gate".into(), url: format!("http://{gate_addr}/v1"), headers: vec![], pid: Some(gate.pid()) },
     ];
     targets.extend(env.external.iter().cloned());
-    let body = Bytes::from(match sc.body {
-        BodyShape::SmallChat => bodies::small_chat_body(),
-        BodyShape::Responses(n) => bodies::responses_body(n),
-        BodyShape::Chat(n) => bodies::chat_body(n),
-    });
+    let body = Bytes::from(body_for(sc));
     let idle: Vec<Option<u64>> = targets.iter().map(|t| t.pid.map(procs::rss)).collect();
     let mut results = match sc.load {
         Load::Hold { streams } => hold_all(sc, env, &targets, &body, streams, &mock).await?,

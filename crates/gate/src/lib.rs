@@ -12,7 +12,7 @@
 //! - [`pool`]: ChatGPT subscription accounts: tokens, selection, refresh, quota.
 //! - [`secrets`]: sealing tokens at rest.
 //! - [`metrics`]: Prometheus registry; [`error`]: the one error enum.
-//! - [`cli`], [`commands`]: the `codex-gate` command line.
+//! - [`cli`], [`commands`]: the `codex-gate` command line; [`logsink`]: the buffered log writer.
 
 pub mod app;
 pub mod cli;
@@ -20,6 +20,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod ledger;
+pub mod logsink;
 pub mod metrics;
 pub mod pool;
 pub mod routes;

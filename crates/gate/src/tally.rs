@@ -34,8 +34,11 @@ impl std::fmt::Debug for Tally {
     }
 }
 
+/// `req_` + 24 hex digits: the millisecond clock, then 52 random bits. Time-ordered ids append to
+/// the request log's primary-key index instead of landing on random pages of it.
 fn request_id() -> String {
-    format!("req_{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
+    let ms = crate::now_ms() as u64 & 0xfff_ffff_ffff;
+    format!("req_{ms:011x}{:013x}", rand::random::<u64>() >> 12)
 }
 
 impl Tally {
@@ -138,12 +141,24 @@ impl Tally {
         r.latency_ms = latency.as_millis() as i64;
         r.ttfb_ms = self.ttfb.map(|t| t.as_millis() as i64);
         r.overhead_us = overhead.as_micros() as i64;
-        tracing::info!(
-            id = %r.id, api = %r.api, route = %r.route, target = %r.target, status = r.status,
-            error = r.error_code.as_deref().unwrap_or(""), attempts = r.attempts,
-            input_tokens = r.input_tokens, output_tokens = r.output_tokens,
-            latency_ms = r.latency_ms, overhead_us = r.overhead_us, "request"
-        );
+        // One line per request: at info for failures, at debug for successes (formatting a line
+        // per success costs as much as the rest of the gateway's own work on a small request;
+        // every request is in the request log and the metrics either way).
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    id = %r.id, api = %r.api, route = %r.route, target = %r.target, status = r.status,
+                    error = r.error_code.as_deref().unwrap_or(""), attempts = r.attempts,
+                    input_tokens = r.input_tokens, output_tokens = r.output_tokens,
+                    latency_ms = r.latency_ms, overhead_us = r.overhead_us, "request"
+                )
+            };
+        }
+        if r.status >= 400 || r.error_code.is_some() {
+            line!(info);
+        } else {
+            line!(debug);
+        }
         self.app.ledger.record(std::mem::take(r));
     }
 }

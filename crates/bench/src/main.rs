@@ -99,9 +99,6 @@ enum Cmd {
     },
 }
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = || tokio::runtime::Builder::new_multi_thread().enable_all().build();

@@ -4,10 +4,12 @@
 use crate::app::App;
 use crate::routes::{models, ops, pool, proxy};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::time::Duration;
+use tower::ServiceExt;
 use axum::Router;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -40,6 +42,12 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// Largest read buffer per client connection. hyper's default lets it grow to ~400 KB while a
+/// big request body arrives and keeps that capacity for the life of the connection, so every
+/// open stream held ~64 KB for a 40 KB Codex body; 16 KB keeps reads large enough for big
+/// bodies and an open stream small.
+const CONN_READ_BUF: usize = 16 << 10;
+
 /// Serve until `shutdown` resolves, then give open streams `drain_timeout` to finish.
 pub async fn serve(
     listener: TcpListener,
@@ -47,28 +55,40 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let drain = app.config.server.drain_timeout;
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let listener = listener.tap_io(|tcp| {
+    let router = router(app);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(CONN_READ_BUF);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
         // SSE deltas are small writes; Nagle would hold them back.
         let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = signalled_tx.send(());
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req.map(axum::body::Body::new))
         });
-    let drained = async move {
-        if signalled_rx.await.is_ok() {
-            tokio::time::sleep(drain).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc).into_owned();
+        tokio::spawn(graceful.watch(conn));
+    }
+    drop(listener);
     tokio::select! {
-        r = server => r,
-        () = drained => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {
             tracing::warn!(secs = drain.as_secs(), "drain timeout: closing the remaining connections");
-            Ok(())
         }
     }
+    Ok(())
 }

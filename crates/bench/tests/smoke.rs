@@ -1,0 +1,103 @@
+//! The benchmark harness in smoke mode, as CI runs it: every scenario end to end in seconds,
+//! with sane numbers (answers counted, no errors, CPU and memory read, charts drawn). Timings
+//! are never asserted: this proves the harness works, not how fast anything is.
+
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn smoke_run_measures_every_scenario_on_every_target() {
+    let dir = std::env::temp_dir().join(format!("codex-gate-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench"))
+        .args(["--smoke", "--mock-addr", "127.0.0.1:0", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run codex-gate-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+
+    let run: Value = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(run["mode"], "smoke");
+    assert!(run["machine"]["cpus"].as_u64().unwrap() >= 1);
+    let scenarios = run["scenarios"].as_array().unwrap();
+    let ids: Vec<&str> = scenarios.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e", "f", "g"]);
+
+    for sc in scenarios {
+        let id = sc["id"].as_str().unwrap();
+        let targets = sc["targets"].as_array().unwrap();
+        let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["direct", "bare-relay", "codex-gate"], "{id}");
+        for t in targets {
+            let name = t["name"].as_str().unwrap();
+            assert!(t["requests"].as_u64().unwrap() > 0, "{id}/{name}: no answers");
+            assert_eq!(t["errors"], 0, "{id}/{name}: {}", t["first_error"]);
+            assert!(t["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{id}/{name}");
+            assert!(t["ttfb_ms"]["p50"].as_f64().unwrap() <= t["latency_ms"]["p99"].as_f64().unwrap() + 1e-9);
+            if name != "direct" {
+                assert!(t["rss_peak_mb"].as_f64().unwrap() > 1.0, "{id}/{name}: RSS not read");
+                assert!(t["rss_idle_mb"].as_f64().unwrap() > 1.0, "{id}/{name}: idle RSS not read");
+            }
+        }
+        let gate = &targets[2];
+        match id {
+            "f" => {
+                for t in &targets[1..] {
+                    assert_eq!(t["open_streams"], 20, "{id}: all streams were open together");
+                    assert!(t["rss_per_stream_kb"].as_f64().is_some());
+                    assert!(t["cpu_percent"].as_f64().is_some());
+                }
+            }
+            "g" => {
+                // The mock waits 50 ms before its first byte: nothing can beat that.
+                for t in targets {
+                    assert!(t["ttfb_ms"]["p50"].as_f64().unwrap() >= 50.0, "{id}: {t}");
+                }
+            }
+            _ => {
+                assert!(gate["rps"].as_f64().unwrap() > 0.0);
+                for t in &targets[1..] {
+                    assert!(t["cpu_s_per_1k"].as_f64().unwrap() > 0.0, "{id}: CPU time not read for {}", t["name"]);
+                }
+                // codex-gate's own overhead figures are collected next to the harness's.
+                assert!(gate["header_overhead_ms"]["mean"].as_f64().is_some(), "{id}");
+                assert!(gate["metrics_overhead_us"].as_f64().unwrap() > 0.0, "{id}");
+                assert!(sc["agreement"].is_object(), "{id}");
+            }
+        }
+        let checks = sc["checks"].as_array().unwrap();
+        assert!(checks.iter().any(|c| c["what"].as_str().unwrap().starts_with("errors")), "{id}");
+        let svg = std::fs::read_to_string(dir.join(format!("{id}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{id}.svg");
+        assert!(svg.contains("codex-gate"), "{id}.svg names the targets");
+    }
+    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    for h in ["## a.", "## b.", "## c.", "## d.", "## e.", "## f.", "## g.", "| codex-gate |", "| bare-relay |"] {
+        assert!(md.contains(h), "results.md lacks {h}");
+    }
+
+    // The charts can be redrawn from the JSON alone.
+    std::fs::remove_file(dir.join("a.svg")).unwrap();
+    let redraw = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench")).arg("chart").arg(dir.join("results.json")).output().unwrap();
+    assert!(redraw.status.success());
+    assert!(dir.join("a.svg").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_arguments_are_refused_clearly() {
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench")).args(args).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, err) = run(&["--scenario", "z", "--out", "/nonexistent-dir-is-not-created/x"]);
+    assert!(!ok);
+    assert!(err.contains("--scenario z") || err.contains("cannot create"), "{err}");
+    let (ok, err) = run(&["--target", "codex-gate=http://127.0.0.1:1/v1"]);
+    assert!(!ok && err.contains("taken"), "{err}");
+    let (ok, err) = run(&["--target", "x=ftp://host"]);
+    assert!(!ok && err.contains("not an http:// URL"), "{err}");
+    let (ok, err) = run(&["chart", "/nonexistent/results.json"]);
+    assert!(!ok && err.contains("cannot read"), "{err}");
+}

@@ -13,9 +13,40 @@ struct Words(u64);
 impl Words {
     fn text(&mut self, bytes: usize) -> String {
         const W: &[&str] = &[
-            "the", "patch", "applies", "cleanly", "to", "src/lib.rs", "function", "returns", "an", "error", "when",
-            "config", "is", "missing", "tests", "cover", "stream", "relay", "fn", "main()", "let", "mut", "Result",
-            "cargo", "build", "--release", "warning:", "unused", "import", "{", "}", "=>", "match", "Some(x)",
+            "the",
+            "patch",
+            "applies",
+            "cleanly",
+            "to",
+            "src/lib.rs",
+            "function",
+            "returns",
+            "an",
+            "error",
+            "when",
+            "config",
+            "is",
+            "missing",
+            "tests",
+            "cover",
+            "stream",
+            "relay",
+            "fn",
+            "main()",
+            "let",
+            "mut",
+            "Result",
+            "cargo",
+            "build",
+            "--release",
+            "warning:",
+            "unused",
+            "import",
+            "{",
+            "}",
+            "=>",
+            "match",
+            "Some(x)",
         ];
         let mut s = String::with_capacity(bytes + 16);
         while s.len() < bytes {
@@ -81,7 +112,9 @@ pub fn responses_body(bytes: usize) -> Vec<u8> {
         input.push(json!({"type": "function_call", "name": "exec_command", "call_id": call,
             "arguments": json!({"cmd": w.text(40), "workdir": "/work/repo"}).to_string()}));
         input.push(json!({"type": "function_call_output", "call_id": call, "output": w.text(1800)}));
-        input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": w.text(250)}]}));
+        input.push(
+            json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": w.text(250)}]}),
+        );
     }
 }
 
@@ -95,7 +128,8 @@ pub fn chat_body(bytes: usize) -> Vec<u8> {
         .filter(|t| t["type"] == "function")
         .map(|t| json!({"type": "function", "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]}}))
         .collect();
-    let mut messages = vec![json!({"role": "system", "content": w.text(8000)}), json!({"role": "user", "content": w.text(600)})];
+    let mut messages =
+        vec![json!({"role": "system", "content": w.text(8000)}), json!({"role": "user", "content": w.text(600)})];
     let mut body = json!({"model": MODEL, "messages": [], "tools": tools, "stream": true,
                           "stream_options": {"include_usage": true}});
     let mut turn = 0;
@@ -107,7 +141,8 @@ pub fn chat_body(bytes: usize) -> Vec<u8> {
         }
         turn += 1;
         let call = format!("call_{turn:04}");
-        messages.push(json!({"role": "assistant", "content": w.text(250), "tool_calls": [{"id": call, "type": "function",
+        messages
+            .push(json!({"role": "assistant", "content": w.text(250), "tool_calls": [{"id": call, "type": "function",
             "function": {"name": "exec_command", "arguments": json!({"cmd": w.text(40)}).to_string()}}]}));
         messages.push(json!({"role": "tool", "tool_call_id": call, "content": w.text(1800)}));
     }
@@ -127,7 +162,9 @@ mod tests {
 
     #[test]
     fn bodies_reach_their_size_and_parse() {
-        for (b, min) in [(responses_body(40_000), 40_000), (responses_body(400_000), 400_000), (chat_body(40_000), 40_000)] {
+        for (b, min) in
+            [(responses_body(40_000), 40_000), (responses_body(400_000), 400_000), (chat_body(40_000), 40_000)]
+        {
             assert!(b.len() >= min && b.len() < min + 8_000, "{} for {min}", b.len());
             let v: Value = serde_json::from_slice(&b).unwrap();
             assert_eq!(v["model"], MODEL);

@@ -80,7 +80,11 @@ fn panel(s: &mut String, (x, y, w, h): (f64, f64, f64, f64), title: &str, groups
 /// The chart of one scenario, as an SVG document.
 pub fn svg(sc: &ScenarioResult) -> String {
     let hold = sc.targets.iter().any(|t| t.open_streams.is_some());
-    let measured: Vec<_> = if hold { sc.targets.iter().filter(|t| t.rss_peak_mb.is_some()).collect() } else { sc.targets.iter().collect() };
+    let measured: Vec<_> = if hold {
+        sc.targets.iter().filter(|t| t.rss_peak_mb.is_some()).collect()
+    } else {
+        sc.targets.iter().collect()
+    };
     let names: Vec<String> = measured.iter().map(|t| t.name.clone()).collect();
     let all: Vec<String> = sc.targets.iter().map(|t| t.name.clone()).collect();
     let mut s = String::new();
@@ -90,7 +94,12 @@ pub fn svg(sc: &ScenarioResult) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="20" y="26" font-size="16" font-weight="bold">{}. {}</text>"#, esc(&sc.id), esc(&sc.title));
+    let _ = writeln!(
+        s,
+        r#"<text x="20" y="26" font-size="16" font-weight="bold">{}. {}</text>"#,
+        esc(&sc.id),
+        esc(&sc.title)
+    );
     let left = (50.0, 70.0, 380.0, 250.0);
     let right = (530.0, 70.0, 400.0, 250.0);
     if hold {
@@ -100,8 +109,14 @@ pub fn svg(sc: &ScenarioResult) -> String {
             "memory while all streams are open",
             &names,
             &[
-                Series { label: "RSS peak (MB)", values: measured.iter().map(|t| t.rss_peak_mb.unwrap_or(0.0)).collect() },
-                Series { label: "KB per stream", values: measured.iter().map(|t| t.rss_per_stream_kb.unwrap_or(0.0)).collect() },
+                Series {
+                    label: "RSS peak (MB)",
+                    values: measured.iter().map(|t| t.rss_peak_mb.unwrap_or(0.0)).collect(),
+                },
+                Series {
+                    label: "KB per stream",
+                    values: measured.iter().map(|t| t.rss_per_stream_kb.unwrap_or(0.0)).collect(),
+                },
             ],
         );
         panel(
@@ -140,7 +155,13 @@ pub fn svg(sc: &ScenarioResult) -> String {
         .map(|c| format!("{} {} {:.2} {} {}", if c.met { "met:" } else { "MISSED:" }, c.what, c.value, c.op, c.limit))
         .collect();
     for (i, c) in checks.iter().enumerate() {
-        let _ = writeln!(s, r#"<text x="20" y="{}" font-size="11" fill="{}">{}</text>"#, 366 + i * 13, if c.starts_with("met") { "#2a7" } else { "#c33" }, esc(c));
+        let _ = writeln!(
+            s,
+            r#"<text x="20" y="{}" font-size="11" fill="{}">{}</text>"#,
+            366 + i * 13,
+            if c.starts_with("met") { "#2a7" } else { "#c33" },
+            esc(c)
+        );
     }
     s.push_str("</svg>\n");
     s

@@ -99,7 +99,12 @@ impl Scan<'_> {
 
 /// Send one request on `conn` and read the answer to its end. `open` counts streams that have
 /// started and not yet ended.
-async fn one(conn: &mut SendRequest<Full<Bytes>>, spec: &Spec, t: &mut Tally, open: Option<&AtomicUsize>) -> Result<(), String> {
+async fn one(
+    conn: &mut SendRequest<Full<Bytes>>,
+    spec: &Spec,
+    t: &mut Tally,
+    open: Option<&AtomicUsize>,
+) -> Result<(), String> {
     conn.ready().await.map_err(|e| format!("connection: {e}"))?;
     let mut req = Request::post(&spec.path)
         .header(http::header::HOST, &spec.addr)

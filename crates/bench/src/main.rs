@@ -145,8 +145,9 @@ fn main() -> ExitCode {
 }
 
 fn chart(json: &std::path::Path) -> anyhow::Result<()> {
-    let run: Run = serde_json::from_slice(&std::fs::read(json).with_context(|| format!("cannot read {}", json.display()))?)
-        .with_context(|| format!("{} is not a results.json", json.display()))?;
+    let run: Run =
+        serde_json::from_slice(&std::fs::read(json).with_context(|| format!("cannot read {}", json.display()))?)
+            .with_context(|| format!("{} is not a results.json", json.display()))?;
     let dir = json.parent().unwrap_or(std::path::Path::new("."));
     for p in chart::write_all(&run, dir)? {
         println!("{}", p.display());
@@ -161,7 +162,10 @@ fn parse_target(spec: &str) -> anyhow::Result<Target> {
     }
     let mut parts = rest.split(',');
     let url = parts.next().unwrap_or_default().to_owned();
-    url.parse::<http::Uri>().ok().filter(|u| u.scheme_str() == Some("http")).with_context(|| format!("--target {name}: {url:?} is not an http:// URL"))?;
+    url.parse::<http::Uri>()
+        .ok()
+        .filter(|u| u.scheme_str() == Some("http"))
+        .with_context(|| format!("--target {name}: {url:?} is not an http:// URL"))?;
     let mut t = Target { name: name.into(), url, headers: vec![], pid: None };
     for p in parts {
         match p.split_once('=') {
@@ -204,7 +208,10 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut run = Run {
         mode: if args.smoke { "smoke" } else { "full" }.into(),
-        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         machine: procs::machine(),
         scenarios: vec![],
@@ -232,7 +239,9 @@ pub async fn http_get(url: &str) -> anyhow::Result<String> {
     let tcp = tokio::net::TcpStream::connect(&addr).await?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
-    let req = http::Request::get(uri.path()).header(http::header::HOST, addr).body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let req = http::Request::get(uri.path())
+        .header(http::header::HOST, addr)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
     let body = send.send_request(req).await?.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }

@@ -22,7 +22,9 @@ struct Relay {
 
 /// Drop the hop-by-hop headers (and `host`, which names the relay, not the upstream).
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for name in ["connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "proxy-connection"] {
+    for name in
+        ["connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "proxy-connection"]
+    {
         h.remove(name);
     }
 }

@@ -104,7 +104,10 @@ impl ScenarioResult {
             if !hold {
                 if t.name != "bare-relay" {
                     add(format!("{}/bare-relay throughput", t.name), div(Some(t.rps), bare.map(|b| b.rps)));
-                    add(format!("{}/bare-relay CPU per 1k", t.name), div(t.cpu_s_per_1k, bare.and_then(|b| b.cpu_s_per_1k)));
+                    add(
+                        format!("{}/bare-relay CPU per 1k", t.name),
+                        div(t.cpu_s_per_1k, bare.and_then(|b| b.cpu_s_per_1k)),
+                    );
                 }
                 add(format!("{}/direct throughput", t.name), div(Some(t.rps), direct.map(|d| d.rps)));
             }
@@ -116,7 +119,12 @@ impl ScenarioResult {
         match sc.id {
             "a" | "b" | "e" => {
                 checks.push(check("throughput vs bare relay", ratio("codex-gate/bare-relay throughput"), ">=", 0.6));
-                checks.push(check("CPU per 1k requests vs bare relay", ratio("codex-gate/bare-relay CPU per 1k"), "<=", 1.7));
+                checks.push(check(
+                    "CPU per 1k requests vs bare relay",
+                    ratio("codex-gate/bare-relay CPU per 1k"),
+                    "<=",
+                    1.7,
+                ));
             }
             "c" | "d" => {
                 checks.push(check("throughput vs bare relay", ratio("codex-gate/bare-relay throughput"), ">=", 0.5));
@@ -166,8 +174,13 @@ pub fn markdown(run: &Run) -> String {
     let _ = writeln!(
         s,
         "Machine: {} × {}, {} GiB, Linux {}; {}; commit {}; `{}`.\n",
-        m["cpus"], m["cpu_model"].as_str().unwrap_or("?"), m["memory_gib"], m["kernel"].as_str().unwrap_or("?"),
-        m["rustc"].as_str().unwrap_or("?"), m["commit"].as_str().unwrap_or("?"), run.command
+        m["cpus"],
+        m["cpu_model"].as_str().unwrap_or("?"),
+        m["memory_gib"],
+        m["kernel"].as_str().unwrap_or("?"),
+        m["rustc"].as_str().unwrap_or("?"),
+        m["commit"].as_str().unwrap_or("?"),
+        run.command
     );
     for sc in &run.scenarios {
         let _ = writeln!(s, "## {}. {}\n", sc.id, sc.title);

@@ -104,7 +104,11 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             deltas: 5,
             ..base.clone()
         },
-        Scenario { id: "b", title: "streaming /v1/responses passthrough, 40 KB Codex body, 200 deltas", ..base.clone() },
+        Scenario {
+            id: "b",
+            title: "streaming /v1/responses passthrough, 40 KB Codex body, 200 deltas",
+            ..base.clone()
+        },
         Scenario {
             id: "c",
             title: "Responses in → Chat upstream (translated), 40 KB body, 200 deltas",
@@ -336,8 +340,18 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     let gate_idle_rss = gate.rss();
     let mut targets = vec![
         Target { name: "direct".into(), url: mock_url.clone(), headers: vec![], pid: None },
-        Target { name: "bare-relay".into(), url: format!("http://{relay_addr}/v1"), headers: vec![], pid: Some(relay.pid()) },
-        Target { name: "codex-gate".into(), url: format!("http://{gate_addr}/v1"), headers: vec![], pid: Some(gate.pid()) },
+        Target {
+            name: "bare-relay".into(),
+            url: format!("http://{relay_addr}/v1"),
+            headers: vec![],
+            pid: Some(relay.pid()),
+        },
+        Target {
+            name: "codex-gate".into(),
+            url: format!("http://{gate_addr}/v1"),
+            headers: vec![],
+            pid: Some(gate.pid()),
+        },
     ];
     targets.extend(env.external.iter().cloned());
     let body = Bytes::from(body_for(sc));
@@ -484,7 +498,9 @@ async fn hold_all(
             ttfb_ms: pcts(&mut tally.ttfb_us),
             mock_cpu_s_per_1k: mock_cpu / n * 1000.0,
             rss_peak_mb: t.pid.map(|_| mb(peak)),
-            rss_per_stream_kb: rss0.filter(|_| open > 0).map(|r0| (peak.saturating_sub(r0)) as f64 / 1024.0 / open as f64),
+            rss_per_stream_kb: rss0
+                .filter(|_| open > 0)
+                .map(|r0| (peak.saturating_sub(r0)) as f64 / 1024.0 / open as f64),
             open_streams: Some(open),
             cpu_percent: cpu.map(|c| c / env.timing.window.as_secs_f64() * 100.0),
             ..TargetResult::default()

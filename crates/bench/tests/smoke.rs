@@ -79,7 +79,11 @@ fn smoke_run_measures_every_scenario_on_every_target() {
 
     // The charts can be redrawn from the JSON alone.
     std::fs::remove_file(dir.join("a.svg")).unwrap();
-    let redraw = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench")).arg("chart").arg(dir.join("results.json")).output().unwrap();
+    let redraw = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench"))
+        .arg("chart")
+        .arg(dir.join("results.json"))
+        .output()
+        .unwrap();
     assert!(redraw.status.success());
     assert!(dir.join("a.svg").exists());
     let _ = std::fs::remove_dir_all(&dir);

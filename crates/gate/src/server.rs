@@ -3,15 +3,15 @@
 
 use crate::app::App;
 use crate::routes::{models, ops, pool, proxy};
-use axum::routing::{get, post};
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::time::Duration;
-use tower::ServiceExt;
+use axum::routing::{get, post};
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()

@@ -634,9 +634,8 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
             if i > 0 && sc.delay_ms > 0 {
                 steps.push(Step::Sleep(sc.delay_ms));
             }
-            steps.push(send(sse_data(
-                &chat_chunk(model, json!({"content": delta_text(i, sc.size)}), None).to_string(),
-            )));
+            steps
+                .push(send(sse_data(&chat_chunk(model, json!({"content": delta_text(i, sc.size)}), None).to_string())));
         }
         "stop"
     };
@@ -646,9 +645,8 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         "no-terminal" => {}
         "failed" => {
             let code = sc.code.as_deref().unwrap_or("server_error");
-            steps.push(send(sse_data(
-                &error_body("server_error", code, &format!("mock failure ({code})")).to_string(),
-            )));
+            steps
+                .push(send(sse_data(&error_body("server_error", code, &format!("mock failure ({code})")).to_string())));
         }
         _ => {
             let mut tail = sse_data(&chat_chunk(model, json!({}), Some(finish)).to_string());

@@ -87,34 +87,50 @@ fn codex_tools() -> Value {
 /// reasoning + `exec_command` call + output + a short assistant message.
 pub fn responses_body(bytes: usize) -> Vec<u8> {
     let mut w = Words(7);
-    let mut input = vec![
+    let input = vec![
         json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": w.text(1500)}]}),
         json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": w.text(600)}]}),
     ];
-    let mut body = json!({
+    let body = json!({
         "model": MODEL, "instructions": w.text(8000), "input": [], "tools": codex_tools(),
         "tool_choice": "auto", "parallel_tool_calls": true,
         "reasoning": {"effort": "medium", "summary": "auto"}, "store": false, "stream": true,
         "include": ["reasoning.encrypted_content"], "prompt_cache_key": "0199a6a1-5b1c-7e52-bench-000000000001",
         "text": {"verbosity": "low"},
     });
-    let mut turn = 0;
+    grow(body, "input", input, bytes, move |turn| {
+        let call = format!("call_{turn:04}");
+        vec![
+            json!({"type": "reasoning", "id": format!("rs_{turn:04}"),
+                "summary": [{"type": "summary_text", "text": w.text(200)}], "encrypted_content": w.text(700)}),
+            json!({"type": "function_call", "name": "exec_command", "call_id": call,
+                "arguments": json!({"cmd": w.text(40), "workdir": "/work/repo"}).to_string()}),
+            json!({"type": "function_call_output", "call_id": call, "output": w.text(1800)}),
+            json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": w.text(250)}]}),
+        ]
+    })
+}
+
+/// `body` with `history` under `key`, plus turns from `turn(1)`, `turn(2)`, … until it
+/// serializes to at least `bytes` bytes.
+fn grow(
+    mut body: Value,
+    key: &str,
+    history: Vec<Value>,
+    bytes: usize,
+    mut turn: impl FnMut(usize) -> Vec<Value>,
+) -> Vec<u8> {
+    body[key] = Value::Array(history);
+    let mut n = 0;
     loop {
-        body["input"] = Value::Array(input.clone());
         let out = serde_json::to_vec(&body).unwrap_or_default();
         if out.len() >= bytes {
             return out;
         }
-        turn += 1;
-        let call = format!("call_{turn:04}");
-        input.push(json!({"type": "reasoning", "id": format!("rs_{turn:04}"),
-            "summary": [{"type": "summary_text", "text": w.text(200)}], "encrypted_content": w.text(700)}));
-        input.push(json!({"type": "function_call", "name": "exec_command", "call_id": call,
-            "arguments": json!({"cmd": w.text(40), "workdir": "/work/repo"}).to_string()}));
-        input.push(json!({"type": "function_call_output", "call_id": call, "output": w.text(1800)}));
-        input.push(
-            json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": w.text(250)}]}),
-        );
+        n += 1;
+        if let Some(items) = body[key].as_array_mut() {
+            items.extend(turn(n));
+        }
     }
 }
 
@@ -128,24 +144,18 @@ pub fn chat_body(bytes: usize) -> Vec<u8> {
         .filter(|t| t["type"] == "function")
         .map(|t| json!({"type": "function", "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]}}))
         .collect();
-    let mut messages =
+    let messages =
         vec![json!({"role": "system", "content": w.text(8000)}), json!({"role": "user", "content": w.text(600)})];
-    let mut body = json!({"model": MODEL, "messages": [], "tools": tools, "stream": true,
+    let body = json!({"model": MODEL, "messages": [], "tools": tools, "stream": true,
                           "stream_options": {"include_usage": true}});
-    let mut turn = 0;
-    loop {
-        body["messages"] = Value::Array(messages.clone());
-        let out = serde_json::to_vec(&body).unwrap_or_default();
-        if out.len() >= bytes {
-            return out;
-        }
-        turn += 1;
+    grow(body, "messages", messages, bytes, move |turn| {
         let call = format!("call_{turn:04}");
-        messages
-            .push(json!({"role": "assistant", "content": w.text(250), "tool_calls": [{"id": call, "type": "function",
-            "function": {"name": "exec_command", "arguments": json!({"cmd": w.text(40)}).to_string()}}]}));
-        messages.push(json!({"role": "tool", "tool_call_id": call, "content": w.text(1800)}));
-    }
+        vec![
+            json!({"role": "assistant", "content": w.text(250), "tool_calls": [{"id": call, "type": "function",
+                "function": {"name": "exec_command", "arguments": json!({"cmd": w.text(40)}).to_string()}}]}),
+            json!({"role": "tool", "tool_call_id": call, "content": w.text(1800)}),
+        ]
+    })
 }
 
 /// A small non-streaming chat body.

@@ -79,7 +79,7 @@ fn panel(s: &mut String, (x, y, w, h): (f64, f64, f64, f64), title: &str, groups
 
 /// The chart of one scenario, as an SVG document.
 pub fn svg(sc: &ScenarioResult) -> String {
-    let hold = sc.targets.iter().any(|t| t.open_streams.is_some());
+    let hold = sc.is_hold();
     let measured: Vec<_> = if hold {
         sc.targets.iter().filter(|t| t.rss_peak_mb.is_some()).collect()
     } else {

@@ -236,12 +236,10 @@ pub async fn http_get(url: &str) -> anyhow::Result<String> {
     use http_body_util::BodyExt;
     let uri: http::Uri = url.parse()?;
     let addr = uri.authority().context("no host")?.to_string();
-    let tcp = tokio::net::TcpStream::connect(&addr).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
+    let mut send = load::connect(&addr).await.map_err(anyhow::Error::msg)?;
     let req = http::Request::get(uri.path())
         .header(http::header::HOST, addr)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        .body(http_body_util::Full::new(bytes::Bytes::new()))?;
     let body = send.send_request(req).await?.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }

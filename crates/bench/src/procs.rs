@@ -66,11 +66,6 @@ impl Proc {
     pub fn cpu_secs(&self) -> f64 {
         cpu_secs(self.pid()).unwrap_or(0.0)
     }
-
-    /// Resident memory now, in bytes.
-    pub fn rss(&self) -> u64 {
-        rss(self.pid())
-    }
 }
 
 /// Resident memory of process `pid`, in bytes (0 if it is gone).

@@ -157,7 +157,8 @@ impl ScenarioResult {
         }
     }
 
-    fn is_hold(&self) -> bool {
+    /// A held-streams scenario (f): memory and CPU while open, not throughput.
+    pub fn is_hold(&self) -> bool {
         self.targets.iter().any(|t| t.open_streams.is_some())
     }
 }

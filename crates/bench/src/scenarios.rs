@@ -263,6 +263,7 @@ fn mb(b: u64) -> f64 {
 
 fn pcts(v: &mut [u32]) -> Pcts {
     let mean = if v.is_empty() { 0.0 } else { v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64 / 1000.0 };
+    v.sort_unstable();
     Pcts {
         p50: load::percentile_ms(v, 50.0),
         p90: load::percentile_ms(v, 90.0),
@@ -337,7 +338,6 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
         &["gate".into(), "--config".into(), config_path.display().to_string(), "serve".into()],
         &logs.join(format!("{}-gate.log", sc.id)),
     )?;
-    let gate_idle_rss = gate.rss();
     let mut targets = vec![
         Target { name: "direct".into(), url: mock_url.clone(), headers: vec![], pid: None },
         Target {
@@ -354,8 +354,9 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
         },
     ];
     targets.extend(env.external.iter().cloned());
-    let body = Bytes::from(body_for(sc));
+    // Idle: right after start, before any request.
     let idle: Vec<Option<u64>> = targets.iter().map(|t| t.pid.map(procs::rss)).collect();
+    let body = Bytes::from(body_for(sc));
     let mut results = match sc.load {
         Load::Hold { streams } => hold_all(sc, env, &targets, &body, streams, &mock).await?,
         Load::Closed { connections } => rounds(sc, env, &targets, &body, connections, None, &mock).await?,
@@ -364,7 +365,6 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     for (r, idle) in results.iter_mut().zip(idle) {
         r.rss_idle_mb = idle.map(mb);
     }
-    results[2].rss_idle_mb = Some(mb(gate_idle_rss));
     let agreement = agreement(&results);
     let _ = std::fs::remove_dir_all(&work);
     drop((gate, relay, mock));

@@ -60,8 +60,12 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<RequestRecord>, retention: 
                 if n == 0 {
                     break; // every sender is gone and the queue is empty
                 }
-                // Let records queue up without being woken for each, then drain in batches.
-                tokio::time::sleep(LINGER).await;
+                // Let records queue up without being woken for each, then drain in batches
+                // (at once when a full batch is already waiting, so a fast stream of requests
+                // cannot fill the queue while this task sleeps).
+                if rx.len() < BATCH {
+                    tokio::time::sleep(LINGER).await;
+                }
                 loop {
                     while buf.len() < BATCH {
                         match rx.try_recv() {

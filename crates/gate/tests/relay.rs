@@ -93,6 +93,41 @@ async fn responses_stream_is_relayed_and_recorded() {
 }
 
 #[tokio::test]
+async fn healthy_responses_stream_reaches_the_client_byte_for_byte() {
+    let (r, _c, gate) = setup().await;
+    // The mock answers a model the same way every time, so its direct answer is the reference.
+    let direct =
+        post(&format!("{}/responses", r.url()), &json!({"model": "ok:deltas=30", "input": "x", "stream": true})).await;
+    let relayed =
+        post(&gate.url("/v1/responses"), &json!({"model": "resp/ok:deltas=30", "input": "x", "stream": true})).await;
+    assert_eq!(relayed.status, 200);
+    assert!(direct.body.len() > 3000, "a real stream: {} bytes", direct.body.len());
+    // The upstream model is `ok:deltas=30` either way, so even the model names match.
+    assert_eq!(relayed.text(), direct.text(), "a healthy stream is not re-encoded");
+}
+
+#[tokio::test]
+async fn events_split_across_reads_are_relayed_whole_and_in_order() {
+    let (r, _c, gate) = setup().await;
+    let direct =
+        post(&format!("{}/responses", r.url()), &json!({"model": "ok:deltas=6", "input": "x", "stream": true})).await;
+    let resp =
+        post(&gate.url("/v1/responses"), &json!({"model": "resp/ragged:deltas=6", "input": "x", "stream": true})).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.chunks.len() > 10, "the mock's pieces arrive as many reads: {}", resp.chunks.len());
+    let direct_events = direct.events();
+    let relayed_events = resp.events();
+    assert_eq!(relayed_events.len(), direct_events.len());
+    for (a, b) in relayed_events.iter().zip(&direct_events) {
+        assert_eq!(a["type"], b["type"]);
+        assert_eq!(a.get("delta"), b.get("delta"));
+    }
+    codex_gate_protocol::grammar::check_responses(&relayed_events).unwrap();
+    let rec = &gate.records(1).await[0];
+    assert_eq!((rec.status, rec.output_tokens, rec.error_code.clone()), (200, 30, None));
+}
+
+#[tokio::test]
 async fn chat_stream_and_whole_pass_through() {
     let (_r, c, gate) = setup().await;
     let body = json!({"model": "chatty", "messages": [{"role": "user", "content": "hi"}], "stream": true,

@@ -465,10 +465,12 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             .unwrap());
     }
     let steps = s.rendered(key, || {
-        if chat {
-            chat_steps(&sc, &model, tool, include_usage)
+        let steps =
+            if chat { chat_steps(&sc, &model, tool, include_usage) } else { responses_steps(&sc, &model, tool) };
+        if sc.name == "ragged" {
+            ragged(steps)
         } else {
-            responses_steps(&sc, &model, tool)
+            steps
         }
     });
     let frames = futures_util::stream::unfold((steps, 0usize), |(steps, mut i)| async move {
@@ -511,6 +513,23 @@ fn pct_decode(s: &str) -> String {
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every send cut into 13-byte pieces 1 ms apart, so a relay reads events split at odd places.
+fn ragged(steps: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len() * 16);
+    for step in steps {
+        match step {
+            Step::Send(b) => {
+                for piece in b.chunks(13) {
+                    out.push(Step::Send(Bytes::copy_from_slice(piece)));
+                    out.push(Step::Sleep(1));
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A stream that breaks the grammar the way real upstreams have: no `response.created`, deltas

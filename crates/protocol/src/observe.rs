@@ -39,12 +39,43 @@ impl Outcome {
     }
 }
 
-#[derive(Deserialize)]
-struct ResponsesEvent<'a> {
+/// The fields of a Responses event the gateway routes on, borrowed from its `data`. The relay
+/// parses each event into this once and hands it to both the observer and the repair.
+#[derive(Debug, Deserialize)]
+pub struct ResponsesHead<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    response: Option<&'a RawValue>,
+    pub kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub item_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub response: Option<&'a RawValue>,
+}
+
+impl<'a> ResponsesHead<'a> {
+    /// `None` when `data` is not a JSON object with a string `type`.
+    pub fn parse(data: &'a str) -> Option<Self> {
+        serde_json::from_str(data).ok()
+    }
+}
+
+/// What a terminal event's response says about the outcome; `output`, the big part, is
+/// skipped, not built.
+#[derive(Default, Deserialize)]
+struct Terminal {
+    #[serde(default)]
+    status: Value,
+    #[serde(default)]
+    usage: Value,
+    #[serde(default)]
+    error: Value,
+    #[serde(default)]
+    incomplete_details: Value,
+}
+
+impl Terminal {
+    fn parse(json: &str) -> Terminal {
+        serde_json::from_str(json).unwrap_or_default()
+    }
 }
 
 /// Observer of a Responses API event stream.
@@ -65,10 +96,13 @@ pub struct ResponsesObserver {
 impl ResponsesObserver {
     /// Look at one event.
     pub fn observe(&mut self, ev: &SseEvent) {
+        self.observe_head(ResponsesHead::parse(&ev.data).as_ref(), &ev.data);
+    }
+
+    /// Look at one event whose head is already parsed (`None`: its data is not a JSON event).
+    pub fn observe_head(&mut self, head: Option<&ResponsesHead<'_>>, data: &str) {
         self.events += 1;
-        let Ok(head) = serde_json::from_str::<ResponsesEvent>(&ev.data) else {
-            return;
-        };
+        let Some(head) = head else { return };
         match head.kind.as_ref() {
             "response.created" => {
                 self.created = true;
@@ -80,30 +114,30 @@ impl ResponsesObserver {
                     head.response.and_then(|r| serde_json::from_str::<Id>(r.get()).ok()).and_then(|r| r.id);
             }
             "response.completed" | "response.incomplete" | "response.failed" | "response.done" => {
-                let resp: Value = head.response.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or(Value::Null);
-                self.read_terminal(&head.kind, &resp);
+                let t = head.response.map(|r| Terminal::parse(r.get())).unwrap_or_default();
+                self.read_terminal(&head.kind, t);
             }
-            "codex.rate_limits" => self.rate_limits = serde_json::from_str(&ev.data).ok(),
+            "codex.rate_limits" => self.rate_limits = serde_json::from_str(data).ok(),
             "error" => {
                 // Wrapped error frames carry the error at the top level.
-                let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
                 self.outcome = failed_from(v.get("error").unwrap_or(&v));
             }
             _ => {}
         }
     }
 
-    fn read_terminal(&mut self, kind: &str, resp: &Value) {
-        if let Some(u) = resp.get("usage").and_then(Usage::from_responses) {
+    fn read_terminal(&mut self, kind: &str, t: Terminal) {
+        if let Some(u) = Usage::from_responses(&t.usage) {
             self.usage = Some(u);
         }
         self.outcome = match kind {
-            "response.failed" => failed_from(resp.get("error").unwrap_or(&Value::Null)),
+            "response.failed" => failed_from(&t.error),
             "response.incomplete" => Outcome::Incomplete(
-                resp.pointer("/incomplete_details/reason").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
+                t.incomplete_details.get("reason").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
             ),
-            _ => match resp.get("status").and_then(Value::as_str) {
-                Some("failed") => failed_from(resp.get("error").unwrap_or(&Value::Null)),
+            _ => match t.status.as_str() {
+                Some("failed") => failed_from(&t.error),
                 _ => Outcome::Completed,
             },
         };
@@ -111,13 +145,13 @@ impl ResponsesObserver {
 
     /// Read a non-streaming Responses object.
     pub fn observe_body(&mut self, body: &[u8]) {
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let kind = match v.get("status").and_then(Value::as_str) {
+        let t: Terminal = serde_json::from_slice(body).unwrap_or_default();
+        let kind = match t.status.as_str() {
             Some("failed") => "response.failed",
             Some("incomplete") => "response.incomplete",
             _ => "response.completed",
         };
-        self.read_terminal(kind, &v);
+        self.read_terminal(kind, t);
     }
 }
 

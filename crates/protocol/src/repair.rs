@@ -7,20 +7,41 @@
 //! - `usage` is complete (`total_tokens` derived) or removed — never `{}`;
 //! - `codex.*` vendor events reach Codex clients only.
 //!
-//! Events that need no change are re-encoded as they came.
+//! Events that need no change are kept as they came ([`Verdict::Keep`]), so a relay can pass
+//! their bytes on untouched.
 
+use crate::observe::ResponsesHead;
 use crate::sse::{encode, SseEvent};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::borrow::Cow;
 use std::collections::HashSet;
 
+/// What became of one upstream event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Unchanged: the caller sends the event as it came, after whatever was synthesized
+    /// before it (already in `out`).
+    Keep,
+    /// Rewritten or dropped: `out` holds everything that replaces it.
+    Replaced,
+}
+
+/// The parts of a terminal event that decide whether it needs repair; `output` is counted,
+/// not built.
 #[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    item_id: Option<Cow<'a, str>>,
+struct TerminalPeek {
+    response: Option<ResponsePeek>,
+}
+
+#[derive(Deserialize)]
+struct ResponsePeek {
+    #[serde(default)]
+    output: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    usage: Value,
+    #[serde(default)]
+    id: Value,
 }
 
 #[derive(Debug)]
@@ -52,17 +73,23 @@ impl ResponsesRepair {
         encode(Some(ty), &v.to_string(), out);
     }
 
-    /// One upstream event in, the client's bytes out.
+    /// One upstream event in, the client's bytes out (kept events re-encoded as they came).
     pub fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
-        let Ok(head) = serde_json::from_str::<Head>(&ev.data) else {
-            // Not JSON (e.g. a stray `[DONE]`): Codex skips it, so pass it on.
+        let head = ResponsesHead::parse(&ev.data);
+        if self.push_head(head.as_ref(), ev, out) == Verdict::Keep {
             encode(ev.event.as_deref(), &ev.data, out);
-            return;
-        };
+        }
+    }
+
+    /// One upstream event whose head is already parsed (`None`: its data is not a JSON event).
+    /// Whatever must come before the event is written to `out`; a kept event is not.
+    pub fn push_head(&mut self, head: Option<&ResponsesHead<'_>>, ev: &SseEvent, out: &mut Vec<u8>) -> Verdict {
+        // Not JSON (e.g. a stray `[DONE]`): Codex skips it, so pass it on.
+        let Some(head) = head else { return Verdict::Keep };
         let kind = head.kind.as_ref();
         if kind.starts_with("codex.") && !self.codex_client {
             self.repairs.push("dropped codex.* event for a non-Codex client");
-            return;
+            return Verdict::Replaced;
         }
         if !self.created && kind != "response.created" {
             let r = json!({"type": "response.created", "response": {"id": self.fallback_id, "object": "response", "status": "in_progress", "output": []}});
@@ -109,16 +136,33 @@ impl ResponsesRepair {
             "response.completed" | "response.incomplete" => {
                 if let Some(fixed) = self.fix_terminal(&ev.data) {
                     encode(Some(kind), &fixed, out);
-                    return;
+                    return Verdict::Replaced;
                 }
             }
             _ => {}
         }
-        encode(ev.event.as_deref().or(Some(kind)), &ev.data, out);
+        Verdict::Keep
+    }
+
+    /// Whether a terminal event needs any repair, read without building its `output`.
+    fn needs_fix(&self, data: &str) -> bool {
+        let Ok(TerminalPeek { response: Some(r) }) = serde_json::from_str::<TerminalPeek>(data) else {
+            // Not the expected shape: the full parse below decides (and leaves it alone).
+            return true;
+        };
+        let empty = r.output.as_ref().is_none_or(Vec::is_empty);
+        let usage_ok = r.usage.is_null()
+            || ["input_tokens", "output_tokens", "total_tokens"]
+                .iter()
+                .all(|k| r.usage.get(k).is_some_and(Value::is_u64));
+        (empty && !self.done.is_empty()) || !usage_ok || !r.id.is_string()
     }
 
     /// The repaired terminal event, or `None` when it is fine as it is.
     fn fix_terminal(&mut self, data: &str) -> Option<String> {
+        if !self.needs_fix(data) {
+            return None;
+        }
         let mut v: Value = serde_json::from_str(data).ok()?;
         let resp = v.get_mut("response")?.as_object_mut()?;
         let mut changed = false;
@@ -218,5 +262,39 @@ mod tests {
             ],
         );
         assert!(repairs.is_empty(), "{repairs:?}");
+    }
+
+    #[test]
+    fn verdicts_say_which_events_pass_untouched() {
+        let mut r = ResponsesRepair::new(false, "resp_fallback");
+        let mut verdict = |data: Value, out: &mut Vec<u8>| {
+            let ev = SseEvent { event: None, data: data.to_string() };
+            r.push_head(ResponsesHead::parse(&ev.data).as_ref(), &ev, out)
+        };
+        let mut out = Vec::new();
+        // A delta first: response.created and output_item.added are synthesized before it, and
+        // the delta itself is kept.
+        let v = verdict(json!({"type": "response.output_text.delta", "item_id": "m", "delta": "x"}), &mut out);
+        assert_eq!(v, Verdict::Keep);
+        let text = String::from_utf8(std::mem::take(&mut out)).unwrap();
+        assert!(text.contains("response.created") && text.contains("output_item.added"), "{text}");
+        assert!(!text.contains("output_text.delta"), "a kept event is not written: {text}");
+        // The next delta of the same item needs nothing.
+        assert_eq!(
+            verdict(json!({"type": "response.output_text.delta", "item_id": "m", "delta": "y"}), &mut out),
+            Verdict::Keep
+        );
+        assert!(out.is_empty());
+        // Vendor events are dropped for a non-Codex client.
+        assert_eq!(verdict(json!({"type": "codex.rate_limits"}), &mut out), Verdict::Replaced);
+        assert!(out.is_empty());
+        // A complete terminal event is kept; one with partial usage is replaced.
+        let done = json!({"type": "response.completed", "response": {"id": "r", "output": [{"type": "message"}],
+                          "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}});
+        assert_eq!(verdict(done, &mut out), Verdict::Keep);
+        let partial = json!({"type": "response.completed", "response": {"id": "r", "output": [{"type": "message"}],
+                             "usage": {"input_tokens": 1, "output_tokens": 1}}});
+        assert_eq!(verdict(partial, &mut out), Verdict::Replaced);
+        assert!(String::from_utf8(out).unwrap().contains("\"total_tokens\":2"));
     }
 }

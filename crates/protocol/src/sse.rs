@@ -65,7 +65,7 @@ impl SseDecoder {
                 self.skip_lf = false;
             }
         }
-        while let Some(pos) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', chunk) {
             let term = chunk[pos];
             let piece = &chunk[..pos];
             if self.line.is_empty() {
@@ -93,6 +93,13 @@ impl SseDecoder {
         Ok(())
     }
 
+    /// Nothing of a partial line or event is held: the bytes pushed so far ended exactly at an
+    /// event boundary, so the next chunk starts a new event (a relay may pass such chunks on
+    /// verbatim).
+    pub fn at_boundary(&self) -> bool {
+        self.line.is_empty() && !self.has_data && self.event.is_none() && !self.skip_lf
+    }
+
     /// End of stream: a last event without its trailing blank line is still delivered, because
     /// some upstreams end that way and dropping their final event would lose the terminal event.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), SseTooLarge> {
@@ -112,7 +119,7 @@ impl SseDecoder {
         if line[0] == b':' {
             return Ok(());
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
                 let v = &line[i + 1..];
                 (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
@@ -123,8 +130,14 @@ impl SseDecoder {
             b"data" => {
                 if self.has_data {
                     self.data.push('\n');
+                } else {
+                    // One allocation of the right size for the common one-line event.
+                    self.data.reserve_exact(value.len());
                 }
-                self.data.push_str(&String::from_utf8_lossy(value));
+                match std::str::from_utf8(value) {
+                    Ok(v) => self.data.push_str(v),
+                    Err(_) => self.data.push_str(&String::from_utf8_lossy(value)),
+                }
                 self.has_data = true;
                 if self.data.len() > self.limit {
                     return Err(SseTooLarge { limit: self.limit });
@@ -214,6 +227,30 @@ mod tests {
         let mut d = SseDecoder::new(8);
         let mut out = Vec::new();
         assert!(d.push(b"data: 0123456789", &mut out).is_err());
+    }
+
+    #[test]
+    fn boundary_is_known_after_each_chunk() {
+        let mut d = SseDecoder::default();
+        let mut out = Vec::new();
+        assert!(d.at_boundary());
+        d.push(b"data: a\n\n: ping\n", &mut out).unwrap();
+        assert!(d.at_boundary());
+        d.push(b"event: x\n", &mut out).unwrap();
+        assert!(!d.at_boundary(), "an event name is pending");
+        d.push(b"data: b\n\ndata: c", &mut out).unwrap();
+        assert!(!d.at_boundary(), "a partial line is pending");
+        d.push(b"\n", &mut out).unwrap();
+        assert!(!d.at_boundary(), "data without its blank line is pending");
+        d.push(b"\r", &mut out).unwrap();
+        assert!(!d.at_boundary(), "a \\r may be followed by its \\n");
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_dropped() {
+        let evs = decode_split(b"data: a\xffb\n\n", &[]);
+        assert_eq!(evs[0].data, "a\u{fffd}b");
     }
 
     #[test]

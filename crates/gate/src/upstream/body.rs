@@ -7,9 +7,9 @@
 
 use crate::tally::Tally;
 use bytes::Bytes;
-use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
-use codex_gate_protocol::repair::ResponsesRepair;
-use codex_gate_protocol::sse::{SseDecoder, SseEvent};
+use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesHead, ResponsesObserver};
+use codex_gate_protocol::repair::{ResponsesRepair, Verdict};
+use codex_gate_protocol::sse::{encode, SseDecoder, SseEvent};
 use codex_gate_protocol::translate::{ChatToResponses, ResponsesToChat};
 use codex_gate_protocol::{synth, Api};
 use http_body::{Body, Frame};
@@ -120,14 +120,47 @@ impl RelayBody {
         }
     }
 
-    fn observe_events(&mut self) {
-        for ev in self.events.drain(..) {
-            match &mut self.observer {
-                Observer::Responses(o) => o.observe(&ev),
-                Observer::Chat(o) => o.observe(&ev),
+    /// Feed the decoded events to the observer and the translator. `verbatim` says the chunk
+    /// they came from holds whole events only; the answer says whether it can still go to the
+    /// client as it came (every event kept, nothing added), so a healthy passthrough stream is
+    /// relayed without re-encoding a byte.
+    fn observe_events(&mut self, verbatim: bool) -> bool {
+        let mut verbatim = verbatim && matches!(self.translate, Translate::Repair(_));
+        let mut events = std::mem::take(&mut self.events);
+        for (i, ev) in events.iter().enumerate() {
+            match (&mut self.observer, &mut self.translate) {
+                (Observer::Responses(o), Translate::Repair(r)) => {
+                    // One parse of the event serves both the observer and the repair.
+                    let head = ResponsesHead::parse(&ev.data);
+                    o.observe_head(head.as_ref(), &ev.data);
+                    let before = self.out.len();
+                    let verdict = r.push_head(head.as_ref(), ev, &mut self.out);
+                    if verbatim && (verdict == Verdict::Replaced || self.out.len() != before) {
+                        // From here on the chunk is re-encoded: the kept events before this one
+                        // go first, then what the repair wrote.
+                        verbatim = false;
+                        let written = std::mem::take(&mut self.out);
+                        for kept in &events[..i] {
+                            encode(kept.event.as_deref(), &kept.data, &mut self.out);
+                        }
+                        self.out.extend_from_slice(&written);
+                    }
+                    if verdict == Verdict::Keep && !verbatim {
+                        encode(ev.event.as_deref(), &ev.data, &mut self.out);
+                    }
+                }
+                (observer, translate) => {
+                    match observer {
+                        Observer::Responses(o) => o.observe(ev),
+                        Observer::Chat(o) => o.observe(ev),
+                    }
+                    translate.push(ev, &mut self.out);
+                }
             }
-            self.translate.push(&ev, &mut self.out);
         }
+        events.clear();
+        self.events = events;
+        verbatim
     }
 
     /// The stream is over as far as the client is concerned.
@@ -142,7 +175,9 @@ impl RelayBody {
     /// Bytes for the client from this upstream chunk (`None`: nothing to send yet).
     fn on_data(&mut self, data: Bytes) -> Option<Bytes> {
         let t = Instant::now();
+        let mut verbatim = false;
         if self.decode_ok {
+            let started_clean = self.decoder.at_boundary();
             if self.decoder.push(&data, &mut self.events).is_err() {
                 // Passthrough keeps relaying; we only lose the ability to read the rest.
                 self.decode_ok = false;
@@ -150,10 +185,12 @@ impl RelayBody {
                     self.fail("upstream_event_too_large", "upstream sent an event larger than the gateway accepts");
                 }
             }
-            self.observe_events();
+            let whole_events = started_clean && self.decode_ok && self.decoder.at_boundary();
+            verbatim = self.observe_events(whole_events);
         }
         let out = match self.translate {
             Translate::None => Some(data),
+            _ if verbatim => Some(data),
             _ => (!self.out.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.out))),
         };
         self.tally.stream_work += t.elapsed();
@@ -166,7 +203,7 @@ impl RelayBody {
 
     fn on_eof(&mut self) {
         if self.decode_ok && self.decoder.finish(&mut self.events).is_ok() {
-            self.observe_events();
+            self.observe_events(false);
         }
         match (&mut self.translate, &self.observer) {
             // A chat upstream that ends cleanly has finished, `finish_reason` or not.

@@ -49,12 +49,20 @@ pub struct ResponsesHead<'a> {
     pub item_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub response: Option<&'a RawValue>,
+    /// Kept raw: only a translator needs it decoded, and only for `*.delta` events.
+    #[serde(borrow, default)]
+    pub delta: Option<&'a RawValue>,
 }
 
 impl<'a> ResponsesHead<'a> {
     /// `None` when `data` is not a JSON object with a string `type`.
     pub fn parse(data: &'a str) -> Option<Self> {
         serde_json::from_str(data).ok()
+    }
+
+    /// `delta` as text (`""` when absent or not a string).
+    pub fn delta_text(&self) -> Cow<'a, str> {
+        self.delta.and_then(|d| serde_json::from_str::<Cow<'a, str>>(d.get()).ok()).unwrap_or_default()
     }
 }
 

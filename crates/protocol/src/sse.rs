@@ -5,6 +5,8 @@
 //! and `\r` line ends (a `\r\n` split across two chunks counts once), `data:` lines joined with
 //! `\n`, one optional space after the colon, `:` comment lines, and dispatch on a blank line.
 
+use std::borrow::Cow;
+
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {
@@ -134,16 +136,13 @@ impl SseDecoder {
                     // One allocation of the right size for the common one-line event.
                     self.data.reserve_exact(value.len());
                 }
-                match std::str::from_utf8(value) {
-                    Ok(v) => self.data.push_str(v),
-                    Err(_) => self.data.push_str(&String::from_utf8_lossy(value)),
-                }
+                self.data.push_str(&text(value));
                 self.has_data = true;
                 if self.data.len() > self.limit {
                     return Err(SseTooLarge { limit: self.limit });
                 }
             }
-            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"event" => self.event = Some(text(value).into_owned()),
             _ => {} // id, retry and unknown fields carry nothing the gateway needs
         }
         Ok(())
@@ -155,6 +154,15 @@ impl SseDecoder {
         }
         self.event = None;
         self.has_data = false;
+    }
+}
+
+/// `bytes` as text: borrowed when valid UTF-8 (the usual case, checked at SIMD speed), with
+/// U+FFFD replacements otherwise.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 

@@ -149,6 +149,11 @@ impl RelayBody {
                         encode(ev.event.as_deref(), &ev.data, &mut self.out);
                     }
                 }
+                (Observer::Responses(o), Translate::ResponsesToChat(m)) => {
+                    let head = ResponsesHead::parse(&ev.data);
+                    o.observe_head(head.as_ref(), &ev.data);
+                    m.push_head(head.as_ref(), &ev.data, &mut self.out);
+                }
                 (observer, translate) => {
                     match observer {
                         Observer::Responses(o) => o.observe(ev),

@@ -10,7 +10,71 @@
 
 use super::request::{ToolMap, ToolOrigin};
 use crate::sse::encode;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::borrow::Cow;
+
+/// The common chunk — one choice, a text or reasoning delta, maybe a finish reason — read
+/// without building a `Value`. Anything else (tool calls, usage, errors, content parts, more
+/// choices) fails this shape and takes the general path.
+#[derive(Deserialize)]
+struct PlainChunk<'a> {
+    #[serde(borrow)]
+    choices: (PlainChoice<'a>,),
+    #[serde(default)]
+    usage: Option<IgnoredAny>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct PlainChoice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<PlainDelta<'a>>,
+    #[serde(default)]
+    message: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct PlainDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    reasoning: Option<IgnoredAny>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+}
+
+/// A `*.delta` event, written straight to the wire (these are nearly every event of a stream).
+#[derive(Serialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+}
+
+impl DeltaEvent<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(self.kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        // Serializing these plain fields cannot fail, and JSON text has no raw newline.
+        let _ = serde_json::to_writer(&mut *out, self);
+        out.extend_from_slice(b"\n\n");
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Item {
@@ -96,10 +160,14 @@ impl ChatToResponses {
         self.terminal.as_ref()
     }
 
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq - 1
+    }
+
     fn emit(&mut self, out: &mut Vec<u8>, ty: &str, mut v: Value) {
         v["type"] = json!(ty);
-        v["sequence_number"] = json!(self.seq);
-        self.seq += 1;
+        v["sequence_number"] = json!(self.next_seq());
         encode(Some(ty), &v.to_string(), out);
     }
 
@@ -125,8 +193,36 @@ impl ChatToResponses {
         if data.trim() == "[DONE]" {
             return self.finish(out);
         }
+        if let Ok(plain) = serde_json::from_str::<PlainChunk>(data) {
+            if self.push_plain(plain, out) {
+                return;
+            }
+        }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else { return };
         self.push_value(&chunk, out);
+    }
+
+    /// The common chunk, as [`push_value`](Self::push_value) would handle it; `false` (nothing
+    /// done) when it is not that simple.
+    fn push_plain(&mut self, chunk: PlainChunk<'_>, out: &mut Vec<u8>) -> bool {
+        let (choice,) = chunk.choices;
+        let simple_delta = choice.delta.as_ref().is_none_or(|d| d.reasoning.is_none() && d.tool_calls.is_none());
+        if chunk.usage.is_some() || chunk.error.is_some() || choice.message.is_some() || !simple_delta {
+            return false;
+        }
+        self.start(out);
+        if let Some(d) = choice.delta {
+            if let Some(r) = d.reasoning_content.filter(|r| !r.is_empty()) {
+                self.reasoning_delta(&r, out);
+            }
+            if let Some(c) = d.content.filter(|c| !c.is_empty()) {
+                self.text_delta(&c, out);
+            }
+        }
+        if let Some(f) = choice.finish_reason {
+            self.finish_reason = Some(f.into_owned());
+        }
+        true
     }
 
     /// One parsed chunk.
@@ -200,14 +296,19 @@ impl ChatToResponses {
                 idx
             }
         };
+        let seq = self.next_seq();
         if let Item::Reasoning { id, text: t } = &mut self.items[idx] {
             t.push_str(text);
-            let id = id.clone();
-            self.emit(
-                out,
-                "response.reasoning_summary_text.delta",
-                json!({"item_id": id, "output_index": idx, "summary_index": 0, "delta": text}),
-            );
+            DeltaEvent {
+                kind: "response.reasoning_summary_text.delta",
+                sequence_number: seq,
+                item_id: id,
+                output_index: idx,
+                content_index: None,
+                summary_index: Some(0),
+                delta: text,
+            }
+            .write(out);
         }
     }
 
@@ -262,14 +363,19 @@ impl ChatToResponses {
 
     fn message_delta(&mut self, text: &str, out: &mut Vec<u8>) {
         let Some(idx) = self.open_of(|i| matches!(i, Item::Message { .. })) else { return };
+        let seq = self.next_seq();
         if let Item::Message { id, text: t } = &mut self.items[idx] {
             t.push_str(text);
-            let id = id.clone();
-            self.emit(
-                out,
-                "response.output_text.delta",
-                json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": text}),
-            );
+            DeltaEvent {
+                kind: "response.output_text.delta",
+                sequence_number: seq,
+                item_id: id,
+                output_index: idx,
+                content_index: Some(0),
+                summary_index: None,
+                delta: text,
+            }
+            .write(out);
         }
     }
 
@@ -357,29 +463,32 @@ impl ChatToResponses {
                 newly_added = true;
             }
         }
-        let (item_id, custom, added, all_args) = match &self.items[idx] {
-            Item::Call { id, name, added, args, .. } => {
-                (id.clone(), matches!(self.tools.origin(name), ToolOrigin::Custom { .. }), *added, args.clone())
-            }
+        let (custom, added) = match &self.items[idx] {
+            Item::Call { name, added, .. } => (matches!(self.tools.origin(name), ToolOrigin::Custom { .. }), *added),
             _ => return,
         };
-        if newly_added {
+        let send = if newly_added {
             let item = self.call_item_json(idx, false);
             self.emit(out, "response.output_item.added", json!({"output_index": idx, "item": item}));
-            // Arguments that came with (or before) the name are sent now, not lost.
-            if !custom && !all_args.is_empty() {
-                self.emit(
-                    out,
-                    "response.function_call_arguments.delta",
-                    json!({"item_id": item_id, "output_index": idx, "delta": all_args}),
-                );
+            matches!(&self.items[idx], Item::Call { args, .. } if !args.is_empty())
+        } else {
+            added && !args_part.is_empty()
+        };
+        if send && !custom {
+            let seq = self.next_seq();
+            if let Item::Call { id, args, .. } = &self.items[idx] {
+                DeltaEvent {
+                    kind: "response.function_call_arguments.delta",
+                    sequence_number: seq,
+                    item_id: id,
+                    output_index: idx,
+                    content_index: None,
+                    summary_index: None,
+                    // Arguments that came with (or before) the name are sent once it is known.
+                    delta: if newly_added { args } else { args_part },
+                }
+                .write(out);
             }
-        } else if added && !custom && !args_part.is_empty() {
-            self.emit(
-                out,
-                "response.function_call_arguments.delta",
-                json!({"item_id": item_id, "output_index": idx, "delta": args_part}),
-            );
         }
     }
 
@@ -579,4 +688,60 @@ pub fn completion_to_response(
     m.push_value(&chunk, &mut sink);
     m.finish(&mut sink);
     m.terminal.unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::SseDecoder;
+
+    fn events(bytes: &[u8]) -> Vec<Value> {
+        let (mut d, mut evs) = (SseDecoder::default(), Vec::new());
+        d.push(bytes, &mut evs).unwrap();
+        evs.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect()
+    }
+
+    #[test]
+    fn plain_chunks_take_the_fast_path_and_match_the_general_one() {
+        let chunks = [
+            json!({"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]}),
+            json!({"id": "c", "choices": [{"index": 0, "delta": {"reasoning_content": "think \"hard\""}, "finish_reason": null}]}),
+            json!({"id": "c", "choices": [{"index": 0, "delta": {"content": "héllo\n"}, "finish_reason": null}]}),
+            json!({"id": "c", "choices": [{"index": 0, "delta": {"content": "world"}, "logprobs": null}]}),
+            json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": null}),
+        ];
+        for c in &chunks {
+            assert!(serde_json::from_str::<PlainChunk>(&c.to_string()).is_ok(), "{c} is a plain chunk");
+        }
+        let (mut fast, mut general) = (Vec::new(), Vec::new());
+        let mut a = ChatToResponses::new("resp_1", "m", 1, ToolMap::default(), false);
+        let mut b = ChatToResponses::new("resp_1", "m", 1, ToolMap::default(), false);
+        for c in &chunks {
+            a.push(&c.to_string(), &mut fast);
+            b.push_value(c, &mut general);
+        }
+        a.finish(&mut fast);
+        b.finish(&mut general);
+        let (fast, general) = (events(&fast), events(&general));
+        assert_eq!(fast, general);
+        assert_eq!(fast.iter().filter(|e| e["type"] == "response.output_text.delta").count(), 2);
+        assert_eq!(fast.last().unwrap()["response"]["output"][1]["content"][0]["text"], "héllo\nworld");
+    }
+
+    #[test]
+    fn other_chunks_take_the_general_path() {
+        for c in [
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f"}}]}}]}),
+            json!({"choices": [{"delta": {"content": [{"type": "text", "text": "part"}]}}]}),
+            json!({"choices": [{"delta": {"reasoning": {"text": "r"}}}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}),
+            json!({"choices": [{"delta": {}}, {"delta": {}}]}),
+            json!({"error": {"message": "boom"}}),
+        ] {
+            let text = c.to_string();
+            let plain = serde_json::from_str::<PlainChunk>(&text);
+            let mut m = ChatToResponses::new("resp_1", "m", 1, ToolMap::default(), false);
+            assert!(plain.is_err() || !m.push_plain(plain.unwrap(), &mut Vec::new()), "{c} is not plain");
+        }
+    }
 }

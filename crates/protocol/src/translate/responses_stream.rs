@@ -7,8 +7,37 @@
 //! client asked for `stream_options.include_usage`, and `[DONE]`. A failure becomes an error
 //! chunk and the end of the stream.
 
+use crate::observe::ResponsesHead;
 use crate::sse::encode;
+use serde::Serialize;
 use serde_json::{json, Value};
+
+/// A text or reasoning chunk, written straight to the wire (nearly every chunk of a stream).
+#[derive(Serialize)]
+struct TextChunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [TextChoice<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    index: u32,
+    delta: TextDelta<'a>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+}
 
 #[derive(Debug)]
 struct Call {
@@ -81,19 +110,53 @@ impl ResponsesToChat {
         encode(None, &v.to_string(), out);
     }
 
+    /// A `content` or `reasoning_content` chunk, without a `Value` in between.
+    fn text_chunk(&mut self, content: Option<&str>, reasoning_content: Option<&str>, out: &mut Vec<u8>) {
+        let role = (!self.role_sent).then_some("assistant");
+        self.role_sent = true;
+        let chunk = TextChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: [TextChoice {
+                index: 0,
+                delta: TextDelta { role, content, reasoning_content },
+                finish_reason: None,
+            }],
+        };
+        out.extend_from_slice(b"data: ");
+        // Plain strings and numbers: serializing cannot fail, and JSON text has no raw newline.
+        let _ = serde_json::to_writer(&mut *out, &chunk);
+        out.extend_from_slice(b"\n\n");
+    }
+
     /// One event's `data`.
     pub fn push(&mut self, data: &str, out: &mut Vec<u8>) {
+        self.push_head(ResponsesHead::parse(data).as_ref(), data, out);
+    }
+
+    /// One event whose head is already parsed (`None`: its data is not a JSON event).
+    pub fn push_head(&mut self, head: Option<&ResponsesHead<'_>>, data: &str, out: &mut Vec<u8>) {
         if self.finished {
             return;
         }
+        let Some(head) = head else { return };
+        match head.kind.as_ref() {
+            "response.created" => self.text_chunk(Some(""), None, out),
+            "response.output_text.delta" => self.text_chunk(Some(&head.delta_text()), None, out),
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                self.text_chunk(None, Some(&head.delta_text()), out)
+            }
+            _ => self.push_other(data, out),
+        }
+    }
+
+    /// The rarer events, read as a whole `Value`.
+    fn push_other(&mut self, data: &str, out: &mut Vec<u8>) {
         let Ok(ev) = serde_json::from_str::<Value>(data) else { return };
         let s = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or_default();
         match s("type") {
-            "response.created" => self.chunk(out, json!({"content": ""}), None),
-            "response.output_text.delta" => self.chunk(out, json!({"content": s("delta")}), None),
-            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
-                self.chunk(out, json!({"reasoning_content": s("delta")}), None)
-            }
             "response.output_item.added" => {
                 let item = &ev["item"];
                 if matches!(item["type"].as_str(), Some("function_call" | "custom_tool_call")) {

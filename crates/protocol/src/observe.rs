@@ -171,19 +171,33 @@ fn failed_from(err: &Value) -> Outcome {
     }
 }
 
-#[derive(Deserialize)]
-struct ChatChunk<'a> {
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
-    choices: Option<Vec<ChatChoice<'a>>>,
-    #[serde(borrow)]
-    error: Option<&'a RawValue>,
+/// The parts of a chat chunk (or completion) the gateway routes on, borrowed from its text.
+/// The relay parses each chunk into this once for both the observer and the translator.
+#[derive(Debug, Deserialize)]
+pub struct ChatHead<'a> {
+    #[serde(borrow, default)]
+    pub usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub choices: Option<Vec<ChatChoiceHead<'a>>>,
+    #[serde(borrow, default)]
+    pub error: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct ChatChoice<'a> {
-    #[serde(borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+#[derive(Debug, Deserialize)]
+pub struct ChatChoiceHead<'a> {
+    #[serde(borrow, default)]
+    pub finish_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub delta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub message: Option<&'a RawValue>,
+}
+
+impl<'a> ChatHead<'a> {
+    /// `None` when `data` is not a JSON chunk object (e.g. `[DONE]`).
+    pub fn parse(data: &'a str) -> Option<Self> {
+        serde_json::from_str(data).ok()
+    }
 }
 
 /// Observer of a Chat Completions chunk stream.
@@ -199,21 +213,25 @@ pub struct ChatObserver {
 impl ChatObserver {
     /// Look at one event.
     pub fn observe(&mut self, ev: &SseEvent) {
+        self.observe_head(ChatHead::parse(&ev.data).as_ref(), &ev.data);
+    }
+
+    /// Look at one event whose head is already parsed (`None`: not a JSON chunk).
+    pub fn observe_head(&mut self, head: Option<&ChatHead<'_>>, data: &str) {
         self.events += 1;
-        if ev.data.trim() == "[DONE]" {
+        if data.trim() == "[DONE]" {
             self.done = true;
             if !self.outcome.is_terminal() {
                 self.outcome = Outcome::Completed;
             }
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<ChatChunk>(&ev.data) else {
-            return;
-        };
-        self.read_chunk(chunk);
+        if let Some(chunk) = head {
+            self.read_chunk(chunk);
+        }
     }
 
-    fn read_chunk(&mut self, chunk: ChatChunk) {
+    fn read_chunk(&mut self, chunk: &ChatHead<'_>) {
         if let Some(u) = chunk.usage.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
             if let Some(u) = Usage::from_chat(&u) {
                 self.usage = Some(u);
@@ -225,7 +243,7 @@ impl ChatObserver {
                 return;
             }
         }
-        for c in chunk.choices.into_iter().flatten() {
+        for c in chunk.choices.iter().flatten() {
             match c.finish_reason.as_deref() {
                 None => {}
                 Some("length") => self.outcome = Outcome::Incomplete("max_output_tokens".into()),
@@ -237,8 +255,8 @@ impl ChatObserver {
 
     /// Read a non-streaming chat completion.
     pub fn observe_body(&mut self, body: &[u8]) {
-        if let Ok(chunk) = serde_json::from_slice::<ChatChunk>(body) {
-            self.read_chunk(chunk);
+        if let Ok(chunk) = serde_json::from_slice::<ChatHead>(body) {
+            self.read_chunk(&chunk);
         }
         if !self.outcome.is_terminal() {
             self.outcome = Outcome::Completed;

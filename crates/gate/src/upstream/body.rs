@@ -7,7 +7,7 @@
 
 use crate::tally::Tally;
 use bytes::Bytes;
-use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesHead, ResponsesObserver};
+use codex_gate_protocol::observe::{ChatHead, ChatObserver, Outcome, ResponsesHead, ResponsesObserver};
 use codex_gate_protocol::repair::{ResponsesRepair, Verdict};
 use codex_gate_protocol::sse::{encode, SseDecoder, SseEvent};
 use codex_gate_protocol::translate::{ChatToResponses, ResponsesToChat};
@@ -127,6 +127,11 @@ impl RelayBody {
     fn observe_events(&mut self, verbatim: bool) -> bool {
         let mut verbatim = verbatim && matches!(self.translate, Translate::Repair(_));
         let mut events = std::mem::take(&mut self.events);
+        if !verbatim && !events.is_empty() {
+            // Each chunk's output leaves as its own `Bytes`: size the buffer once instead of
+            // growing it from empty through every event of the chunk.
+            self.out.reserve(events.iter().map(|e| e.data.len() * 2 + 64).sum());
+        }
         for (i, ev) in events.iter().enumerate() {
             match (&mut self.observer, &mut self.translate) {
                 (Observer::Responses(o), Translate::Repair(r)) => {
@@ -148,6 +153,11 @@ impl RelayBody {
                     if verdict == Verdict::Keep && !verbatim {
                         encode(ev.event.as_deref(), &ev.data, &mut self.out);
                     }
+                }
+                (Observer::Chat(o), Translate::ChatToResponses(m)) => {
+                    let head = ChatHead::parse(&ev.data);
+                    o.observe_head(head.as_ref(), &ev.data);
+                    m.push_head(head.as_ref(), &ev.data, &mut self.out);
                 }
                 (Observer::Responses(o), Translate::ResponsesToChat(m)) => {
                     let head = ResponsesHead::parse(&ev.data);

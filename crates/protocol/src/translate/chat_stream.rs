@@ -9,35 +9,16 @@
 //! `response.incomplete` for `finish_reason: length`, or `response.failed`.
 
 use super::request::{ToolMap, ToolOrigin};
+use crate::observe::ChatHead;
 use crate::sse::encode;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 
-/// The common chunk — one choice, a text or reasoning delta, maybe a finish reason — read
-/// without building a `Value`. Anything else (tool calls, usage, errors, content parts, more
-/// choices) fails this shape and takes the general path.
-#[derive(Deserialize)]
-struct PlainChunk<'a> {
-    #[serde(borrow)]
-    choices: (PlainChoice<'a>,),
-    #[serde(default)]
-    usage: Option<IgnoredAny>,
-    #[serde(default)]
-    error: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct PlainChoice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<PlainDelta<'a>>,
-    #[serde(default)]
-    message: Option<IgnoredAny>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
+/// The delta of the common chunk — text or reasoning text — read without building a `Value`.
+/// Anything else (tool calls, content parts, reasoning objects) fails this shape or is refused
+/// by [`ChatToResponses::push_plain`] and takes the general path.
 #[derive(Deserialize)]
 struct PlainDelta<'a> {
     #[serde(borrow, default)]
@@ -187,16 +168,19 @@ impl ChatToResponses {
 
     /// One chunk's `data` (a JSON chat chunk, or `[DONE]`).
     pub fn push(&mut self, data: &str, out: &mut Vec<u8>) {
+        self.push_head(ChatHead::parse(data).as_ref(), data, out);
+    }
+
+    /// One chunk whose head is already parsed (`None`: not a JSON chunk).
+    pub fn push_head(&mut self, head: Option<&ChatHead<'_>>, data: &str, out: &mut Vec<u8>) {
         if self.finished {
             return;
         }
         if data.trim() == "[DONE]" {
             return self.finish(out);
         }
-        if let Ok(plain) = serde_json::from_str::<PlainChunk>(data) {
-            if self.push_plain(plain, out) {
-                return;
-            }
+        if head.is_some_and(|h| self.push_plain(h, out)) {
+            return;
         }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else { return };
         self.push_value(&chunk, out);
@@ -204,14 +188,20 @@ impl ChatToResponses {
 
     /// The common chunk, as [`push_value`](Self::push_value) would handle it; `false` (nothing
     /// done) when it is not that simple.
-    fn push_plain(&mut self, chunk: PlainChunk<'_>, out: &mut Vec<u8>) -> bool {
-        let (choice,) = chunk.choices;
-        let simple_delta = choice.delta.as_ref().is_none_or(|d| d.reasoning.is_none() && d.tool_calls.is_none());
-        if chunk.usage.is_some() || chunk.error.is_some() || choice.message.is_some() || !simple_delta {
+    fn push_plain(&mut self, chunk: &ChatHead<'_>, out: &mut Vec<u8>) -> bool {
+        let Some([choice]) = chunk.choices.as_deref() else { return false };
+        if chunk.usage.is_some() || chunk.error.is_some() || choice.message.is_some() {
             return false;
         }
+        let delta = match choice.delta {
+            None => None,
+            Some(raw) => match serde_json::from_str::<PlainDelta>(raw.get()) {
+                Ok(d) if d.reasoning.is_none() && d.tool_calls.is_none() => Some(d),
+                _ => return false,
+            },
+        };
         self.start(out);
-        if let Some(d) = choice.delta {
+        if let Some(d) = delta {
             if let Some(r) = d.reasoning_content.filter(|r| !r.is_empty()) {
                 self.reasoning_delta(&r, out);
             }
@@ -219,8 +209,8 @@ impl ChatToResponses {
                 self.text_delta(&c, out);
             }
         }
-        if let Some(f) = choice.finish_reason {
-            self.finish_reason = Some(f.into_owned());
+        if let Some(f) = &choice.finish_reason {
+            self.finish_reason = Some(f.clone().into_owned());
         }
         true
     }
@@ -711,7 +701,10 @@ mod tests {
             json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": null}),
         ];
         for c in &chunks {
-            assert!(serde_json::from_str::<PlainChunk>(&c.to_string()).is_ok(), "{c} is a plain chunk");
+            let text = c.to_string();
+            let head = ChatHead::parse(&text).unwrap();
+            let mut m = ChatToResponses::new("resp_1", "m", 1, ToolMap::default(), false);
+            assert!(m.push_plain(&head, &mut Vec::new()), "{c} is a plain chunk");
         }
         let (mut fast, mut general) = (Vec::new(), Vec::new());
         let mut a = ChatToResponses::new("resp_1", "m", 1, ToolMap::default(), false);
@@ -739,9 +732,9 @@ mod tests {
             json!({"error": {"message": "boom"}}),
         ] {
             let text = c.to_string();
-            let plain = serde_json::from_str::<PlainChunk>(&text);
+            let head = ChatHead::parse(&text).unwrap();
             let mut m = ChatToResponses::new("resp_1", "m", 1, ToolMap::default(), false);
-            assert!(plain.is_err() || !m.push_plain(plain.unwrap(), &mut Vec::new()), "{c} is not plain");
+            assert!(!m.push_plain(&head, &mut Vec::new()), "{c} is not plain");
         }
     }
 }

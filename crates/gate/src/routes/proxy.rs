@@ -39,7 +39,9 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
         ))
     };
     match read.await {
-        Ok((inbound, resolved)) => relay(&app, tally, inbound, resolved).await,
+        // Boxed: the relay's state machine is large, and axum and tower move the handler's
+        // future by value a few times before polling it; a pointer is cheaper to move.
+        Ok((inbound, resolved)) => Box::pin(relay(&app, tally, inbound, resolved)).await,
         Err(e) => fail(tally, e),
     }
 }

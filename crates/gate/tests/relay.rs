@@ -96,14 +96,17 @@ async fn responses_stream_is_relayed_and_recorded() {
 async fn healthy_responses_stream_reaches_the_client_byte_for_byte() {
     let (r, _c, gate) = setup().await;
     // The mock answers a model the same way every time, so its direct answer is the reference.
-    let direct =
-        post(&format!("{}/responses", r.url()), &json!({"model": "ok:deltas=30", "input": "x", "stream": true})).await;
-    let relayed =
-        post(&gate.url("/v1/responses"), &json!({"model": "resp/ok:deltas=30", "input": "x", "stream": true})).await;
+    // Its SSE comments would be dropped, and `event:` lines rewritten, by a relay that decodes
+    // and re-encodes every event.
+    let body = |model: &str| json!({"model": model, "input": "x", "stream": true});
+    let direct = post(&format!("{}/responses", r.url()), &body("pings:deltas=30")).await;
+    let relayed = post(&gate.url("/v1/responses"), &body("resp/pings:deltas=30")).await;
     assert_eq!(relayed.status, 200);
     assert!(direct.body.len() > 3000, "a real stream: {} bytes", direct.body.len());
-    // The upstream model is `ok:deltas=30` either way, so even the model names match.
+    assert!(direct.text().contains(": keep-alive"));
+    // The upstream model is `pings:deltas=30` either way, so even the model names match.
     assert_eq!(relayed.text(), direct.text(), "a healthy stream is not re-encoded");
+    codex_gate_protocol::grammar::check_responses(&relayed.events()).unwrap();
 }
 
 #[tokio::test]

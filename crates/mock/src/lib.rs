@@ -20,6 +20,7 @@
 //! | `hang` | never answers (first-byte timeouts) |
 //! | `stall` | sends the first event, then goes silent (idle timeouts) |
 //! | `sloppy` | a Responses stream that breaks the grammar (for the repair) |
+//! | `pings` | a normal stream with an SSE comment (`: keep-alive`) before every send |
 //! | `ragged` | a normal stream cut into 13-byte pieces sent 1 ms apart (events split across reads) |
 //!
 //! The same server is a mock ChatGPT backend (`…/codex/responses` with per-account tokens, see

@@ -467,10 +467,10 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
     let steps = s.rendered(key, || {
         let steps =
             if chat { chat_steps(&sc, &model, tool, include_usage) } else { responses_steps(&sc, &model, tool) };
-        if sc.name == "ragged" {
-            ragged(steps)
-        } else {
-            steps
+        match sc.name.as_str() {
+            "ragged" => ragged(steps),
+            "pings" => pings(steps),
+            _ => steps,
         }
     });
     let frames = futures_util::stream::unfold((steps, 0usize), |(steps, mut i)| async move {
@@ -528,6 +528,18 @@ fn ragged(steps: Vec<Step>) -> Vec<Step> {
             }
             other => out.push(other),
         }
+    }
+    out
+}
+
+/// An SSE comment before every send, as some providers and proxies send to keep a stream alive.
+fn pings(steps: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len() * 2);
+    for step in steps {
+        if matches!(step, Step::Send(_)) {
+            out.push(send(": keep-alive\n\n".into()));
+        }
+        out.push(step);
     }
     out
 }

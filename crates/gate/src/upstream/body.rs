@@ -39,15 +39,6 @@ pub enum Translate {
 }
 
 impl Translate {
-    fn push(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
-        match self {
-            Translate::None => {}
-            Translate::Repair(m) => m.push(ev, out),
-            Translate::ChatToResponses(m) => m.push(&ev.data, out),
-            Translate::ResponsesToChat(m) => m.push(&ev.data, out),
-        }
-    }
-
     /// A translator (not a pass-through) has written its terminal event.
     fn finished(&self) -> bool {
         match self {
@@ -164,13 +155,11 @@ impl RelayBody {
                     o.observe_head(head.as_ref(), &ev.data);
                     m.push_head(head.as_ref(), &ev.data, &mut self.out);
                 }
-                (observer, translate) => {
-                    match observer {
-                        Observer::Responses(o) => o.observe(ev),
-                        Observer::Chat(o) => o.observe(ev),
-                    }
-                    translate.push(ev, &mut self.out);
-                }
+                // Same API on both sides with nothing to rewrite (chat passthrough): the bytes
+                // go out as they came and are only observed. The observer follows the upstream
+                // API and the translator the pair of APIs, so no other pairing exists.
+                (Observer::Responses(o), _) => o.observe(ev),
+                (Observer::Chat(o), _) => o.observe(ev),
             }
         }
         events.clear();

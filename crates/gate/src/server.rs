@@ -42,11 +42,13 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Largest read buffer per client connection. hyper's default lets it grow to ~400 KB while a
-/// big request body arrives and keeps that capacity for the life of the connection, so every
-/// open stream held ~64 KB for a 40 KB Codex body; 16 KB keeps reads large enough for big
-/// bodies and an open stream small.
-const CONN_READ_BUF: usize = 16 << 10;
+/// Largest read buffer per client connection, which is also the limit on a request's head
+/// (larger heads get 431). hyper's default lets the buffer grow to ~400 KB while a big request
+/// body arrives and keeps it for the life of the connection; while a response streams, hyper
+/// keeps a buffer of this size to notice the client hanging up (which cancels the upstream).
+/// hyper's minimum, 8 KB, halves what an open stream holds compared with 16 KB; client heads
+/// (Codex, SDKs) are 1–2 KB.
+const CONN_READ_BUF: usize = 8 << 10;
 
 /// Serve until `shutdown` resolves, then give open streams `drain_timeout` to finish.
 pub async fn serve(

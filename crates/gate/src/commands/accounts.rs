@@ -82,7 +82,7 @@ async fn find(ctx: &Ctx, who: &str) -> anyhow::Result<AccountRow> {
 async fn notify(config: &Config) {
     let url = format!("http://{}/api/accounts/reload", config.server.listen);
     let client = UpstreamClient::new(&[]);
-    let Ok(req) = http::Request::post(url).body(http_body_util::Full::new(bytes::Bytes::new())) else { return };
+    let Ok(req) = http::Request::post(url).body(bytes::Bytes::new()) else { return };
     if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), client.request(req)).await {
         if r.status().is_success() {
             println!("the running gateway reloaded its accounts");

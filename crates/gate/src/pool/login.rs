@@ -8,7 +8,7 @@ use crate::upstream::client::UpstreamClient;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -212,7 +212,7 @@ async fn post(
     let req = http::Request::post(url)
         .header(http::header::CONTENT_TYPE, content_type)
         .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(Bytes::from(body))
         .map_err(|e| LoginError::Failed(e.to_string()))?;
     let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
         .await

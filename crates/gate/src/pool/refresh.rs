@@ -3,7 +3,7 @@
 
 use crate::upstream::client::UpstreamClient;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -61,7 +61,7 @@ pub async fn refresh(
     let req = http::Request::post(format!("{}/oauth/token", oauth.issuer.trim_end_matches('/')))
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(Bytes::from(body))
         .map_err(|e| RefreshError::Transient(e.to_string()))?;
     let send = async {
         let resp = client

@@ -430,7 +430,7 @@ impl Pool {
                 .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
                 .header("chatgpt-account-id", &a.chatgpt_account_id)
                 .header(http::header::ACCEPT, "application/json")
-                .body(http_body_util::Full::new(bytes::Bytes::new()));
+                .body(bytes::Bytes::new());
             let Ok(req) = req else { continue };
             let fetched = tokio::time::timeout(Duration::from_secs(10), async {
                 let resp = self.client.request(req).await.ok()?;

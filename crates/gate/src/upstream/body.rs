@@ -5,6 +5,7 @@
 //! stream, so an upstream error, an idle timeout or an end without the terminal event becomes
 //! one final event in the client's API, and the stream closes right after it.
 
+use super::h1::UpstreamBody;
 use crate::tally::Tally;
 use bytes::Bytes;
 use codex_gate_protocol::observe::{ChatHead, ChatObserver, Outcome, ResponsesHead, ResponsesObserver};
@@ -13,7 +14,6 @@ use codex_gate_protocol::sse::{encode, SseDecoder, SseEvent};
 use codex_gate_protocol::translate::{ChatToResponses, ResponsesToChat};
 use codex_gate_protocol::{synth, Api};
 use http_body::{Body, Frame};
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -71,7 +71,7 @@ pub struct RelayOptions {
 
 pub struct RelayBody {
     first: Option<Bytes>,
-    inner: Incoming,
+    inner: UpstreamBody,
     opts: RelayOptions,
     sleep: Pin<Box<Sleep>>,
     keepalive: Option<Pin<Box<Sleep>>>,
@@ -89,7 +89,7 @@ pub struct RelayBody {
 impl RelayBody {
     /// `first` is the first chunk, already read to commit the response; `upstream` is the API
     /// the upstream speaks.
-    pub fn new(opts: RelayOptions, translate: Translate, first: Bytes, inner: Incoming, tally: Tally) -> RelayBody {
+    pub fn new(opts: RelayOptions, translate: Translate, first: Bytes, inner: UpstreamBody, tally: Tally) -> RelayBody {
         RelayBody {
             first: Some(first),
             inner,

@@ -27,7 +27,6 @@ use codex_gate_protocol::sse::SseDecoder;
 use codex_gate_protocol::translate::chat_to_responses_request;
 use codex_gate_protocol::Api;
 use http::{header, HeaderValue, Request};
-use http_body_util::Full;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -110,11 +109,11 @@ fn request_for(
     body: &Bytes,
     token: &str,
     account_id: &str,
-) -> Result<Request<Full<Bytes>>, GateError> {
+) -> Result<Request<Bytes>, GateError> {
     let mut req = Request::post(format!("{}/codex/responses", t.provider.base_url))
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, "text/event-stream")
-        .body(Full::new(body.clone()))
+        .body(body.clone())
         .map_err(|e| GateError::Internal(format!("bad pool request: {e}")))?;
     let h = req.headers_mut();
     for (k, v) in &inb.headers {

@@ -1,97 +1,276 @@
-//! The one shared upstream HTTP client (connection pool, TLS context, HTTP/1.1 + HTTP/2 by
-//! ALPN), with per-provider connect timeouts applied by host in the connector.
+//! The one shared upstream HTTP client: HTTP/1.1 over TCP or TLS (rustls, webpki roots), a
+//! keep-alive pool per `scheme://host:port`, per-provider connect timeouts. Its own because an
+//! open stream through hyper's client held ~25 KB of buffers and channel blocks per connection
+//! even while idle; here an idle stream holds a socket and a few words of state.
 
+pub use super::h1::UpstreamBody;
+use super::h1::{self, SendError};
 use crate::config::Provider;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A pooled connection older than this is closed instead of reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per host.
+const MAX_IDLE_PER_HOST: usize = 512;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An [`HttpConnector`] whose connect timeout depends on the destination `host:port`, so one
-/// pooled client can honour every provider's `connect_timeout_ms`.
-#[derive(Clone, Debug)]
-pub struct TimedConnector {
-    inner: HttpConnector,
-    by_authority: Arc<HashMap<String, Duration>>,
-    default: Duration,
+/// Why a request got no answer. The message names the step that failed, never a header value.
+#[derive(Debug)]
+pub struct ClientError {
+    message: String,
 }
 
-fn authority_key(uri: &http::Uri) -> String {
-    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
-    format!("{}:{port}", uri.host().unwrap_or_default())
-}
-
-impl tower::Service<http::Uri> for TimedConnector {
-    type Response = <HttpConnector as tower::Service<http::Uri>>::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+impl ClientError {
+    pub(super) fn new(message: impl Into<String>) -> ClientError {
+        ClientError { message: message.into() }
     }
 
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let t = self.by_authority.get(&authority_key(&uri)).copied().unwrap_or(self.default);
-        let fut = self.inner.call(uri);
-        Box::pin(async move {
-            match tokio::time::timeout(t, fut).await {
-                Ok(r) => r.map_err(Into::into),
-                Err(_) => Err(format!("connect timeout after {} ms", t.as_millis()).into()),
+    pub(super) fn io(step: &str, e: &std::io::Error) -> ClientError {
+        ClientError { message: format!("{step}: {e}") }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A socket, plain or TLS.
+pub(super) enum Io {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Io::Tcp($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
             }
-        })
+            Io::Tls($s) => {
+                let $s = std::pin::Pin::new(&mut **$s);
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
     }
 }
 
-/// The shared client.
-#[derive(Clone, Debug)]
+impl AsyncWrite for Io {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// A connection to one upstream host, which knows the pool it returns to.
+pub(super) struct Conn {
+    pub io: Io,
+    key: Arc<str>,
+    /// Weak: the pool holds idle connections, and a dropped client must free them.
+    pool: Weak<Pool>,
+}
+
+impl Conn {
+    /// Back to the idle pool, after an answer was read to its end.
+    pub(super) fn release(self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.put(self);
+        }
+    }
+
+    /// Still usable after sitting idle: nothing to read, not closed by the server.
+    fn is_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(h1::poll_read_chunk(&mut self.io, &mut cx), Poll::Pending)
+    }
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Idle>,
+}
+
+#[derive(Default)]
+struct Idle {
+    by_host: HashMap<Arc<str>, Vec<(Conn, Instant)>>,
+    last_sweep: Option<Instant>,
+}
+
+impl Pool {
+    fn take(&self, key: &str) -> Option<Conn> {
+        let now = Instant::now();
+        loop {
+            let (mut conn, since) = self.idle.lock().by_host.get_mut(key)?.pop()?;
+            if now.duration_since(since) < IDLE_TIMEOUT && conn.is_open() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn put(&self, conn: Conn) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock();
+        let list = idle.by_host.entry(conn.key.clone()).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push((conn, now));
+        }
+        // Connections to hosts no longer asked for would otherwise sit here half-closed.
+        if idle.last_sweep.is_none_or(|t| now.duration_since(t) > IDLE_TIMEOUT / 3) {
+            idle.last_sweep = Some(now);
+            idle.by_host.retain(|_, list| {
+                list.retain(|(_, since)| now.duration_since(*since) < IDLE_TIMEOUT);
+                !list.is_empty()
+            });
+        }
+    }
+}
+
+/// Where a request goes.
+struct Dest<'a> {
+    tls: bool,
+    /// Host as used to connect and for TLS (no IPv6 brackets).
+    host: &'a str,
+    port: u16,
+    /// The `Host` header value.
+    authority: String,
+    key: Arc<str>,
+}
+
+impl<'a> Dest<'a> {
+    fn of(uri: &'a http::Uri) -> Result<Dest<'a>, ClientError> {
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(ClientError::new(format!("unsupported URL scheme in {uri}"))),
+        };
+        let raw = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| ClientError::new("URL has no host"))?;
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = match uri.port_u16() {
+            Some(p) => format!("{raw}:{p}"),
+            None => raw.to_owned(),
+        };
+        let key = Arc::from(format!("{}://{raw}:{port}", if tls { "https" } else { "http" }));
+        Ok(Dest { tls, host: raw.trim_start_matches('[').trim_end_matches(']'), port, authority, key })
+    }
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// The shared client; clones share the pool.
+#[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<hyper_rustls::HttpsConnector<TimedConnector>, Full<Bytes>>,
+    pool: Arc<Pool>,
+    /// Connect timeout by `host:port`.
+    connect_timeouts: Arc<HashMap<String, Duration>>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient").finish_non_exhaustive()
+    }
 }
 
 impl UpstreamClient {
     pub fn new(providers: &[Provider]) -> UpstreamClient {
-        let mut by_authority = HashMap::new();
+        let mut connect_timeouts = HashMap::new();
         for p in providers {
             if let Ok(uri) = p.base_url.parse::<http::Uri>() {
-                // Two providers on one host: the longer timeout wins.
-                let e = by_authority.entry(authority_key(&uri)).or_insert(p.timeouts.connect);
-                *e = (*e).max(p.timeouts.connect);
+                if let Ok(d) = Dest::of(&uri) {
+                    // Two providers on one host: the longer timeout wins.
+                    let e = connect_timeouts.entry(format!("{}:{}", d.host, d.port)).or_insert(p.timeouts.connect);
+                    *e = (*e).max(p.timeouts.connect);
+                }
             }
         }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let timed =
-            TimedConnector { inner: http, by_authority: Arc::new(by_authority), default: Duration::from_secs(10) };
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(timed);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(512)
-            .build(https);
-        UpstreamClient { client }
+        UpstreamClient { pool: Arc::default(), connect_timeouts: Arc::new(connect_timeouts) }
     }
 
-    /// Send a request; resolves when the response head arrives.
-    pub fn request(
-        &self,
-        req: http::Request<Full<Bytes>>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper_util::client::legacy::Error>> + Send + 'static
-    {
-        self.client.request(req)
+    /// Send a request; resolves when the answer's head arrives. A pooled connection that turns
+    /// out to have been closed by the server before any answer is replaced by a fresh one once.
+    pub async fn request(&self, req: http::Request<Bytes>) -> Result<http::Response<UpstreamBody>, ClientError> {
+        let dest = Dest::of(req.uri())?;
+        let head = h1::encode_request(&req, &dest.authority);
+        if let Some(conn) = self.pool.take(&dest.key) {
+            match h1::send(conn, &head, &req).await {
+                Ok(resp) => return Ok(resp),
+                Err(SendError { retry: true, .. }) => {}
+                Err(SendError { error, .. }) => return Err(error),
+            }
+        }
+        let conn = self.connect(&dest).await?;
+        h1::send(conn, &head, &req).await.map_err(|e| e.error)
+    }
+
+    async fn connect(&self, dest: &Dest<'_>) -> Result<Conn, ClientError> {
+        let hp = format!("{}:{}", dest.host, dest.port);
+        let limit = self.connect_timeouts.get(&hp).copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let connect = async {
+            let tcp = TcpStream::connect((dest.host, dest.port))
+                .await
+                .map_err(|e| ClientError::io(&format!("connect to {hp}"), &e))?;
+            // SSE deltas are small writes; Nagle would hold them back. Keep-alive probes keep
+            // long quiet streams alive through NATs.
+            let _ = tcp.set_nodelay(true);
+            let _ = socket2::SockRef::from(&tcp)
+                .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)));
+            if !dest.tls {
+                return Ok(Io::Tcp(tcp));
+            }
+            let name = rustls::pki_types::ServerName::try_from(dest.host.to_owned())
+                .map_err(|_| ClientError::new(format!("`{}` is not a valid TLS server name", dest.host)))?;
+            let tls = tokio_rustls::TlsConnector::from(tls_config())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| ClientError::io(&format!("TLS handshake with {hp}"), &e))?;
+            Ok(Io::Tls(Box::new(tls)))
+        };
+        let io = match tokio::time::timeout(limit, connect).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ClientError::new(format!("connect to {hp}: timeout after {} ms", limit.as_millis()))),
+        };
+        Ok(Conn { io, key: dest.key.clone(), pool: Arc::downgrade(&self.pool) })
     }
 }

@@ -4,4 +4,5 @@
 pub mod body;
 pub mod chatgpt;
 pub mod client;
+mod h1;
 pub mod relay;

@@ -6,6 +6,7 @@
 //! tried (unless the route fails closed or the failure would repeat everywhere).
 
 use super::body::{RelayBody, RelayOptions, Translate};
+use super::h1::UpstreamBody;
 use crate::app::App;
 use crate::error::GateError;
 use crate::routing::{Resolved, Target};
@@ -24,8 +25,7 @@ use codex_gate_protocol::translate::{
 use codex_gate_protocol::usage::Usage;
 use codex_gate_protocol::Api;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub(super) struct Plan {
 }
 
 pub(super) enum Answer {
-    Stream { parts: http::response::Parts, first: Bytes, body: Incoming },
+    Stream { parts: http::response::Parts, first: Bytes, body: UpstreamBody },
     Whole { parts: http::response::Parts, body: Bytes },
 }
 
@@ -117,7 +117,7 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
     }
 }
 
-fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Full<Bytes>>, Plan), GateError> {
+fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan), GateError> {
     let (body, plan) = translated_body(t, inb)?;
     let path = match plan.upstream {
         Api::Responses => "/responses",
@@ -128,7 +128,7 @@ fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Full<Bytes>>,
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, accept)
         .header(header::USER_AGENT, USER_AGENT)
-        .body(Full::new(body))
+        .body(body)
         .map_err(|e| GateError::Internal(format!("bad upstream request for {}: {e}", t.label)))?;
     let h = req.headers_mut();
     for (k, v) in &inb.headers {
@@ -162,7 +162,7 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Read a whole body: the first frame by `first_deadline`, then at most `idle` between frames.
 pub(super) async fn read_all(
-    body: &mut Incoming,
+    body: &mut UpstreamBody,
     first_deadline: tokio::time::Instant,
     idle: Duration,
     limit: usize,
@@ -194,12 +194,7 @@ pub(super) async fn read_all(
     }
 }
 
-pub(super) async fn attempt(
-    app: &App,
-    t: &Target,
-    req: Request<Full<Bytes>>,
-    stream: bool,
-) -> Result<Answer, GateError> {
+pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: bool) -> Result<Answer, GateError> {
     let to = t.provider.timeouts;
     let label = &*t.label;
     let deadline = tokio::time::Instant::now() + to.first_byte;

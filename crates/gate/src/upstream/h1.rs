@@ -1,0 +1,394 @@
+//! HTTP/1.1 on the wire for the upstream client: the request head, the response head and the
+//! response body's framing (Content-Length, chunked, or until close). Built for the gateway's
+//! load, thousands of mostly idle streams: between two reads a connection holds no buffer at all
+//! (each read lands on the stack and leaves as an exact-size `Bytes`).
+
+use super::client::{ClientError, Conn};
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+/// One read's worth: large enough for big answers, and it lives on the stack only while polled.
+const READ_CHUNK: usize = 16 << 10;
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 << 10;
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4 << 10;
+/// Bodies up to this size go out in the same write as the head.
+const INLINE_BODY: usize = 16 << 10;
+
+/// Read what the socket has (at most [`READ_CHUNK`]) into a `Bytes` of exactly that size; empty
+/// means end of stream.
+pub(super) fn poll_read_chunk<R: AsyncRead + Unpin>(io: &mut R, cx: &mut Context<'_>) -> Poll<std::io::Result<Bytes>> {
+    let mut stack = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut rb = ReadBuf::uninit(&mut stack);
+    ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+    Poll::Ready(Ok(Bytes::copy_from_slice(rb.filled())))
+}
+
+/// The request head (and a small body with it) as written to the socket. A `Host` header is
+/// added unless the request has one; framing headers are always the client's own.
+pub(super) fn encode_request(req: &Request<Bytes>, host: &str) -> Vec<u8> {
+    let body = req.body();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut out =
+        Vec::with_capacity(256 + req.headers().len() * 48 + if body.len() <= INLINE_BODY { body.len() } else { 0 });
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(if path.is_empty() { b"/" } else { path.as_bytes() });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !req.headers().contains_key(HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (k, v) in req.headers() {
+        if k == CONTENT_LENGTH || k == TRANSFER_ENCODING || k == CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless = matches!(*req.method(), Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
+    if !body.is_empty() || !bodiless {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if body.len() <= INLINE_BODY {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Where sending a request failed: `retry` says no byte of an answer had arrived, so on a reused
+/// connection (which the server may have closed while it sat idle) a fresh one may try again.
+pub(super) struct SendError {
+    pub error: ClientError,
+    pub retry: bool,
+}
+
+/// Write the request on `conn` and read the answer's head; the body is read as it is polled.
+pub(super) async fn send(
+    mut conn: Conn,
+    head: &[u8],
+    req: &Request<Bytes>,
+) -> Result<Response<UpstreamBody>, SendError> {
+    let body = req.body();
+    let write = async {
+        conn.io.write_all(head).await?;
+        if body.len() > INLINE_BODY {
+            conn.io.write_all(body).await?;
+        }
+        conn.io.flush().await
+    };
+    if let Err(e) = write.await {
+        return Err(SendError { error: ClientError::io("sending the request", &e), retry: true });
+    }
+    let mut buf = BytesMut::new();
+    let mut answered = false;
+    loop {
+        // Parse before reading: an interim answer and the real one can come in one read.
+        if !buf.is_empty() {
+            let fail = |error| Err(SendError { error, retry: false });
+            match parse_head(&buf) {
+                Err(e) => return fail(e),
+                Ok(None) if buf.len() > MAX_HEAD => return fail(ClientError::new("answer head larger than 64 KB")),
+                Ok(None) => {}
+                Ok(Some((len, head))) => {
+                    buf = buf.split_off(len);
+                    // Interim answers (100 Continue, 103 Early Hints) precede the real one.
+                    if head.status.is_informational() {
+                        continue;
+                    }
+                    let framing = match Framing::of(&head, req.method()) {
+                        Ok(f) => f,
+                        Err(e) => return fail(e),
+                    };
+                    let reusable = keep_alive(&head) && !matches!(framing, Framing::Close);
+                    let mut resp =
+                        Response::new(UpstreamBody { conn: Some(conn), buf: buf.freeze(), framing, reusable });
+                    *resp.status_mut() = head.status;
+                    *resp.version_mut() = head.version;
+                    *resp.headers_mut() = head.headers;
+                    return Ok(resp);
+                }
+            }
+        }
+        let chunk = match poll_fn(|cx| poll_read_chunk(&mut conn.io, cx)).await {
+            Ok(c) if c.is_empty() => {
+                let error = ClientError::new("connection closed before an answer arrived");
+                return Err(SendError { error, retry: !answered });
+            }
+            Ok(c) => c,
+            Err(e) => return Err(SendError { error: ClientError::io("reading the answer", &e), retry: !answered }),
+        };
+        answered = true;
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+pub(super) struct Head {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+}
+
+/// Parse a response head: `None` until it is complete, else its length and content.
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, ClientError> {
+    let mut few = [httparse::EMPTY_HEADER; 64];
+    let mut many;
+    let mut resp = httparse::Response::new(&mut few);
+    let mut status = resp.parse(buf);
+    if let Err(httparse::Error::TooManyHeaders) = status {
+        many = vec![httparse::EMPTY_HEADER; 512];
+        resp = httparse::Response::new(&mut many);
+        status = resp.parse(buf);
+    }
+    let len = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ClientError::new(format!("malformed answer head: {e}"))),
+    };
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
+        .map_err(|_| ClientError::new("malformed answer head: bad status code"))?;
+    let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes());
+        let value = HeaderValue::from_bytes(h.value);
+        if let (Ok(n), Ok(v)) = (name, value) {
+            headers.append(n, v);
+        }
+    }
+    Ok(Some((len, Head { status, version, headers })))
+}
+
+/// Whether the connection may carry another request after this answer.
+fn keep_alive(head: &Head) -> bool {
+    let has = |token: &str| {
+        head.headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    };
+    match head.version {
+        Version::HTTP_11 => !has("close"),
+        _ => has("keep-alive"),
+    }
+}
+
+/// How the body's end is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+impl Framing {
+    fn of(head: &Head, method: &Method) -> Result<Framing, ClientError> {
+        let s = head.status;
+        if *method == Method::HEAD || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED {
+            return Ok(Framing::Length(0));
+        }
+        if let Some(te) = head.headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+            // RFC 9112 §6.3: chunked only when it is the final coding; otherwise read to close.
+            let last = te.to_str().ok().and_then(|s| s.rsplit(',').next()).map(str::trim);
+            return Ok(match last {
+                Some(l) if l.eq_ignore_ascii_case("chunked") => Framing::Chunked(Chunk::Size),
+                _ => Framing::Close,
+            });
+        }
+        let mut length = None;
+        for v in head.headers.get_all(CONTENT_LENGTH) {
+            for part in v.to_str().unwrap_or("x").split(',') {
+                let n: u64 =
+                    part.trim().parse().map_err(|_| ClientError::new("malformed Content-Length in the answer"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ClientError::new("conflicting Content-Length values in the answer"));
+                }
+                length = Some(n);
+            }
+        }
+        Ok(length.map_or(Framing::Close, Framing::Length))
+    }
+}
+
+/// An upstream answer's body. Reading it to the end hands the connection back to the pool;
+/// dropping it earlier closes the connection.
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    /// Received and not yet decoded.
+    buf: Bytes,
+    framing: Framing,
+    reusable: bool,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").field("framing", &self.framing).finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    /// Append one read to `buf`; `Ready(Ok(false))` is the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ClientError>> {
+        let Some(conn) = self.conn.as_mut() else { return Poll::Ready(Ok(false)) };
+        let chunk = ready!(poll_read_chunk(&mut conn.io, cx)).map_err(|e| ClientError::io("reading the answer", &e))?;
+        if chunk.is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        self.buf = if self.buf.is_empty() {
+            chunk
+        } else {
+            // Only a chunk-size line cut between two reads gets here.
+            let mut joined = BytesMut::with_capacity(self.buf.len() + chunk.len());
+            joined.extend_from_slice(&self.buf);
+            joined.extend_from_slice(&chunk);
+            joined.freeze()
+        };
+        Poll::Ready(Ok(true))
+    }
+
+    /// The body is complete: the connection goes back to the pool if nothing else came with it.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.reusable && self.buf.is_empty() {
+                conn.release();
+            }
+        }
+    }
+
+    /// Take one line (without its line end) from `buf`, if a whole one is there.
+    fn take_line(&mut self) -> Result<Option<Bytes>, ClientError> {
+        match memchr::memchr(b'\n', &self.buf) {
+            Some(i) => {
+                let mut line = self.buf.split_to(i + 1);
+                line.truncate(i - usize::from(i > 0 && line[i - 1] == b'\r'));
+                Ok(Some(line))
+            }
+            None if self.buf.len() > MAX_LINE => Err(ClientError::new("malformed chunked answer: line too long")),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `left` bytes of data from `buf`.
+    fn take_data(&mut self, left: &mut u64) -> Bytes {
+        let n = self.buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+        *left -= n as u64;
+        self.buf.split_to(n)
+    }
+}
+
+fn parse_chunk_size(line: &[u8]) -> Result<u64, ClientError> {
+    let bad = || ClientError::new("malformed chunked answer: bad chunk size");
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(bad());
+    }
+    let mut n = 0u64;
+    for &d in digits {
+        let v = (d as char).to_digit(16).ok_or_else(bad)?;
+        n = n * 16 + u64::from(v);
+    }
+    Ok(n)
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = ClientError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
+        let this = &mut *self;
+        loop {
+            match this.framing {
+                Framing::Length(0) | Framing::Chunked(Chunk::Done) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Framing::Length(mut left) => {
+                    if this.buf.is_empty() && !ready!(this.poll_fill(cx))? {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))));
+                    }
+                    let data = this.take_data(&mut left);
+                    this.framing = Framing::Length(left);
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Close => {
+                    if this.buf.is_empty() && !ready!(this.poll_fill(cx))? {
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.buf)))));
+                }
+                Framing::Chunked(Chunk::Data(mut left)) => {
+                    if this.buf.is_empty() && !ready!(this.poll_fill(cx))? {
+                        break;
+                    }
+                    let data = this.take_data(&mut left);
+                    this.framing = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(state) => match this.take_line()? {
+                    Some(line) => {
+                        this.framing = Framing::Chunked(match state {
+                            Chunk::Size => match parse_chunk_size(&line)? {
+                                0 => Chunk::Trailer,
+                                n => Chunk::Data(n),
+                            },
+                            Chunk::DataEnd if line.is_empty() => Chunk::Size,
+                            Chunk::DataEnd => {
+                                return Poll::Ready(Some(Err(ClientError::new(
+                                    "malformed chunked answer: data longer than its size",
+                                ))))
+                            }
+                            // Trailer fields are not used; an empty line ends them.
+                            _ if line.is_empty() => Chunk::Done,
+                            _ => Chunk::Trailer,
+                        })
+                    }
+                    None => {
+                        if !ready!(this.poll_fill(cx))? {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        this.conn = None;
+        Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Length(0) | Framing::Chunked(Chunk::Done))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}

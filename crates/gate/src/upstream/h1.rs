@@ -104,7 +104,11 @@ pub(super) async fn send(
                 Ok(None) => {}
                 Ok(Some((len, head))) => {
                     buf = buf.split_off(len);
-                    // Interim answers (100 Continue, 103 Early Hints) precede the real one.
+                    // Interim answers (100 Continue, 103 Early Hints) precede the real one; no
+                    // request asks for an upgrade, so a 101 is the server's mistake.
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return fail(ClientError::new("unexpected 101 Switching Protocols"));
+                    }
                     if head.status.is_informational() {
                         continue;
                     }
@@ -135,7 +139,7 @@ pub(super) async fn send(
     }
 }
 
-pub(super) struct Head {
+struct Head {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,

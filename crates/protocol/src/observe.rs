@@ -232,10 +232,8 @@ impl ChatObserver {
     }
 
     fn read_chunk(&mut self, chunk: &ChatHead<'_>) {
-        if let Some(u) = chunk.usage.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
-            if let Some(u) = Usage::from_chat(&u) {
-                self.usage = Some(u);
-            }
+        if let Some(u) = chunk.usage.and_then(|r| Usage::from_chat_json(r.get())) {
+            self.usage = Some(u);
         }
         if let Some(err) = chunk.error.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
             if !err.is_null() {

@@ -1,5 +1,7 @@
 //! Token usage, normalized across the two APIs, and read from either API's JSON.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Token counts of one request. `cached_input_tokens` is part of `input_tokens`, and
@@ -28,6 +30,46 @@ impl Usage {
             total_tokens: num(v, &["total_tokens"]).unwrap_or(input_tokens + output_tokens),
             cached_input_tokens: num(v, &["input_tokens_details", "cached_tokens"]).unwrap_or(0),
             reasoning_tokens: num(v, &["output_tokens_details", "reasoning_tokens"]).unwrap_or(0),
+        })
+    }
+
+    /// From a Chat Completions `usage` object's JSON text: the same answer as [`Usage::from_chat`]
+    /// without building a `Value` (this runs for every chat answer and final stream chunk).
+    pub fn from_chat_json(json: &str) -> Option<Usage> {
+        #[derive(Deserialize)]
+        struct Details<'a> {
+            #[serde(borrow, default)]
+            cached_tokens: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            reasoning_tokens: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Counts<'a> {
+            #[serde(borrow, default)]
+            prompt_tokens: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            completion_tokens: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            total_tokens: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            prompt_tokens_details: Option<Details<'a>>,
+            #[serde(borrow, default)]
+            completion_tokens_details: Option<Details<'a>>,
+        }
+        // An integer's text parses as u64 exactly when `Value::as_u64` would accept it.
+        let int = |r: Option<&RawValue>| r.and_then(|r| r.get().parse::<u64>().ok());
+        let Ok(c) = serde_json::from_str::<Counts>(json) else {
+            // Odd shapes (details that are not objects, …) take the general path.
+            return Usage::from_chat(&serde_json::from_str(json).ok()?);
+        };
+        let input_tokens = int(c.prompt_tokens)?;
+        let output_tokens = int(c.completion_tokens).unwrap_or(0);
+        Some(Usage {
+            input_tokens,
+            output_tokens,
+            total_tokens: int(c.total_tokens).unwrap_or(input_tokens + output_tokens),
+            cached_input_tokens: int(c.prompt_tokens_details.and_then(|d| d.cached_tokens)).unwrap_or(0),
+            reasoning_tokens: int(c.completion_tokens_details.and_then(|d| d.reasoning_tokens)).unwrap_or(0),
         })
     }
 
@@ -70,5 +112,28 @@ mod tests {
         .unwrap();
         assert_eq!((u.cached_input_tokens, u.reasoning_tokens, u.total_tokens), (1024, 128, 1500));
         assert_eq!(Usage::from_chat(&Value::Null), None);
+    }
+
+    #[test]
+    fn chat_usage_from_text_matches_the_value_path() {
+        let cases = [
+            r#"{"prompt_tokens":1200,"completion_tokens":300,"total_tokens":1500,"prompt_tokens_details":{"cached_tokens":1000},"completion_tokens_details":{"reasoning_tokens":200}}"#,
+            r#"{"prompt_tokens":7}"#,
+            r#"{"prompt_tokens":7,"completion_tokens":null,"prompt_tokens_details":null}"#,
+            r#"{"prompt_tokens":1.5,"completion_tokens":3}"#,
+            r#"{"prompt_tokens":"7","completion_tokens":3}"#,
+            r#"{"prompt_tokens":-1,"completion_tokens":3}"#,
+            r#"{"prompt_tokens":5,"completion_tokens":2e1}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens_details":"none","completion_tokens_details":[1]}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":{"x":1}},"extra":[1,{"a":2}]}"#,
+            r#"null"#,
+            r#"[]"#,
+            r#"not json"#,
+        ];
+        for c in cases {
+            let by_value = serde_json::from_str::<Value>(c).ok().and_then(|v| Usage::from_chat(&v));
+            assert_eq!(Usage::from_chat_json(c), by_value, "{c}");
+        }
+        assert_eq!(Usage::from_chat_json(cases[0]).unwrap().cached_input_tokens, 1000);
     }
 }

@@ -11,7 +11,7 @@ pub use accounts::AccountRow;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
+use sqlx::{PgPool, Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -126,14 +126,14 @@ impl Store {
             Store::Sqlite(p) => {
                 let mut tx = p.begin().await?;
                 for chunk in chunks(rows) {
-                    build_insert(chunk).build().execute(&mut *tx).await?;
+                    bind_rows(sqlx::query(insert_sql(chunk.len(), false)), chunk).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
             Store::Postgres(p) => {
                 let mut tx = p.begin().await?;
                 for chunk in chunks(rows) {
-                    build_insert(chunk).build().execute(&mut *tx).await?;
+                    bind_rows(sqlx::query(insert_sql(chunk.len(), true)), chunk).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -200,10 +200,48 @@ fn chunks(rows: &[RequestRecord]) -> impl Iterator<Item = &[RequestRecord]> {
     })
 }
 
-fn build_insert<'a, DB>(rows: &'a [RequestRecord]) -> QueryBuilder<'a, DB>
+/// Columns written per row (the length of [`COLUMNS`]).
+const NCOLS: usize = 17;
+
+/// The multi-row INSERT for `n` rows (one of [`CHUNK_SIZES`]), built once per backend and size:
+/// sqlx's `QueryBuilder` formatted every placeholder of every batch anew.
+fn insert_sql(n: usize, postgres: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        [false, true].map(|pg| {
+            CHUNK_SIZES
+                .iter()
+                .map(|&rows| {
+                    let mut sql = format!("INSERT INTO request_log ({COLUMNS}) VALUES ");
+                    for r in 0..rows {
+                        sql.push_str(if r == 0 { "(" } else { ", (" });
+                        for c in 0..NCOLS {
+                            if c > 0 {
+                                sql.push_str(", ");
+                            }
+                            if pg {
+                                sql.push_str(&format!("${}", r * NCOLS + c + 1));
+                            } else {
+                                sql.push('?');
+                            }
+                        }
+                        sql.push(')');
+                    }
+                    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+                    sql
+                })
+                .collect()
+        })
+    });
+    let i = CHUNK_SIZES.iter().position(|&c| c == n).expect("chunks() only yields CHUNK_SIZES");
+    &all[usize::from(postgres)][i]
+}
+
+type Insert<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
+
+fn bind_rows<'a, DB>(mut q: Insert<'a, DB>, rows: &'a [RequestRecord]) -> Insert<'a, DB>
 where
     DB: sqlx::Database,
-    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -211,28 +249,27 @@ where
     Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut qb = QueryBuilder::new(format!("INSERT INTO request_log ({COLUMNS}) "));
-    qb.push_values(rows, |mut b, r| {
-        b.push_bind(r.id.as_str())
-            .push_bind(r.ts_ms)
-            .push_bind(r.api.as_str())
-            .push_bind(r.route.as_str())
-            .push_bind(r.target.as_str())
-            .push_bind(r.model.as_str())
-            .push_bind(r.stream)
-            .push_bind(i32::from(r.status))
-            .push_bind(r.error_code.as_deref())
-            .push_bind(r.attempts as i32)
-            .push_bind(r.input_tokens)
-            .push_bind(r.cached_tokens)
-            .push_bind(r.output_tokens)
-            .push_bind(r.reasoning_tokens)
-            .push_bind(r.latency_ms)
-            .push_bind(r.ttfb_ms)
-            .push_bind(r.overhead_us);
-    });
-    qb.push(" ON CONFLICT (id) DO NOTHING");
-    qb
+    for r in rows {
+        q = q
+            .bind(r.id.as_str())
+            .bind(r.ts_ms)
+            .bind(r.api.as_str())
+            .bind(r.route.as_str())
+            .bind(r.target.as_str())
+            .bind(r.model.as_str())
+            .bind(r.stream)
+            .bind(i32::from(r.status))
+            .bind(r.error_code.as_deref())
+            .bind(r.attempts as i32)
+            .bind(r.input_tokens)
+            .bind(r.cached_tokens)
+            .bind(r.output_tokens)
+            .bind(r.reasoning_tokens)
+            .bind(r.latency_ms)
+            .bind(r.ttfb_ms)
+            .bind(r.overhead_us);
+    }
+    q
 }
 
 macro_rules! read_row {
@@ -282,5 +319,18 @@ mod tests {
             assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "largest first: {sizes:?}");
         }
         assert_eq!(chunks(&vec![RequestRecord::default(); 500]).count(), 8);
+    }
+
+    #[test]
+    fn insert_statements_have_one_placeholder_per_column_and_row() {
+        assert_eq!(COLUMNS.split(',').count(), NCOLS);
+        for n in CHUNK_SIZES {
+            let lite = insert_sql(n, false);
+            assert_eq!(lite.matches('?').count(), n * NCOLS, "{n}");
+            assert_eq!(lite.matches("), (").count(), n - 1);
+            let pg = insert_sql(n, true);
+            assert!(pg.contains(&format!("${}) ON CONFLICT (id) DO NOTHING", n * NCOLS)), "{n}");
+            assert!(!pg.contains(&format!("${}", n * NCOLS + 1)));
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The one shared upstream HTTP client: HTTP/1.1 over TCP or TLS (rustls, webpki roots), a
-//! keep-alive pool per `scheme://host:port`, per-provider connect timeouts. Its own because an
+//! keep-alive pool per scheme and `host[:port]`, per-provider connect timeouts. Its own because an
 //! open stream through hyper's client held ~25 KB of buffers and channel blocks per connection
 //! even while idle; here an idle stream holds a socket and a few words of state.
 
@@ -93,7 +93,8 @@ impl AsyncWrite for Io {
 /// A connection to one upstream host, which knows the pool it returns to.
 pub(super) struct Conn {
     pub io: Io,
-    key: Arc<str>,
+    tls: bool,
+    authority: Arc<str>,
     /// Weak: the pool holds idle connections, and a dropped client must free them.
     pool: Weak<Pool>,
 }
@@ -120,15 +121,16 @@ struct Pool {
 
 #[derive(Default)]
 struct Idle {
-    by_host: HashMap<Arc<str>, Vec<(Conn, Instant)>>,
+    /// By `authority`, one map per scheme (so a lookup needs no allocation).
+    by_host: [HashMap<Arc<str>, Vec<(Conn, Instant)>>; 2],
     last_sweep: Option<Instant>,
 }
 
 impl Pool {
-    fn take(&self, key: &str) -> Option<Conn> {
+    fn take(&self, tls: bool, authority: &str) -> Option<Conn> {
         let now = Instant::now();
         loop {
-            let (mut conn, since) = self.idle.lock().by_host.get_mut(key)?.pop()?;
+            let (mut conn, since) = self.idle.lock().by_host[usize::from(tls)].get_mut(authority)?.pop()?;
             if now.duration_since(since) < IDLE_TIMEOUT && conn.is_open() {
                 return Some(conn);
             }
@@ -138,30 +140,31 @@ impl Pool {
     fn put(&self, conn: Conn) {
         let now = Instant::now();
         let mut idle = self.idle.lock();
-        let list = idle.by_host.entry(conn.key.clone()).or_default();
+        let list = idle.by_host[usize::from(conn.tls)].entry(conn.authority.clone()).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
             list.push((conn, now));
         }
         // Connections to hosts no longer asked for would otherwise sit here half-closed.
         if idle.last_sweep.is_none_or(|t| now.duration_since(t) > IDLE_TIMEOUT / 3) {
             idle.last_sweep = Some(now);
-            idle.by_host.retain(|_, list| {
-                list.retain(|(_, since)| now.duration_since(*since) < IDLE_TIMEOUT);
-                !list.is_empty()
-            });
+            for map in &mut idle.by_host {
+                map.retain(|_, list| {
+                    list.retain(|(_, since)| now.duration_since(*since) < IDLE_TIMEOUT);
+                    !list.is_empty()
+                });
+            }
         }
     }
 }
 
-/// Where a request goes.
+/// Where a request goes, borrowed from its URI (this runs for every request).
 struct Dest<'a> {
     tls: bool,
     /// Host as used to connect and for TLS (no IPv6 brackets).
     host: &'a str,
     port: u16,
-    /// The `Host` header value.
-    authority: String,
-    key: Arc<str>,
+    /// `host[:port]` as written in the URL: the `Host` header and, with `tls`, the pool key.
+    authority: &'a str,
 }
 
 impl<'a> Dest<'a> {
@@ -172,13 +175,15 @@ impl<'a> Dest<'a> {
             _ => return Err(ClientError::new(format!("unsupported URL scheme in {uri}"))),
         };
         let raw = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| ClientError::new("URL has no host"))?;
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let authority = match uri.port_u16() {
-            Some(p) => format!("{raw}:{p}"),
-            None => raw.to_owned(),
-        };
-        let key = Arc::from(format!("{}://{raw}:{port}", if tls { "https" } else { "http" }));
-        Ok(Dest { tls, host: raw.trim_start_matches('[').trim_end_matches(']'), port, authority, key })
+        let authority = uri.authority().map_or(raw, |a| a.as_str());
+        // Credentials in a URL are not sent as a Host header.
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        Ok(Dest {
+            tls,
+            host: raw.trim_start_matches('[').trim_end_matches(']'),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            authority,
+        })
     }
 }
 
@@ -232,8 +237,8 @@ impl UpstreamClient {
     /// out to have been closed by the server before any answer is replaced by a fresh one once.
     pub async fn request(&self, req: http::Request<Bytes>) -> Result<http::Response<UpstreamBody>, ClientError> {
         let dest = Dest::of(req.uri())?;
-        let head = h1::encode_request(&req, &dest.authority);
-        if let Some(conn) = self.pool.take(&dest.key) {
+        let head = h1::encode_request(&req, dest.authority);
+        if let Some(conn) = self.pool.take(dest.tls, dest.authority) {
             match h1::send(conn, &head, &req).await {
                 Ok(resp) => return Ok(resp),
                 Err(SendError { retry: true, .. }) => {}
@@ -267,10 +272,12 @@ impl UpstreamClient {
                 .map_err(|e| ClientError::io(&format!("TLS handshake with {hp}"), &e))?;
             Ok(Io::Tls(Box::new(tls)))
         };
-        let io = match tokio::time::timeout(limit, connect).await {
+        // Boxed: the TLS handshake's state is large, and only new connections need it; unboxed it
+        // would make every request's future (moved several times per request) that much bigger.
+        let io = match tokio::time::timeout(limit, Box::pin(connect)).await {
             Ok(r) => r?,
             Err(_) => return Err(ClientError::new(format!("connect to {hp}: timeout after {} ms", limit.as_millis()))),
         };
-        Ok(Conn { io, key: dest.key.clone(), pool: Arc::downgrade(&self.pool) })
+        Ok(Conn { io, tls: dest.tls, authority: Arc::from(dest.authority), pool: Arc::downgrade(&self.pool) })
     }
 }

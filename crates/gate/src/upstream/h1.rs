@@ -92,7 +92,9 @@ pub(super) async fn send(
     if let Err(e) = write.await {
         return Err(SendError { error: ClientError::io("sending the request", &e), retry: true });
     }
-    let mut buf = BytesMut::new();
+    // Usually the head (and often the whole answer) comes in one read, which is parsed where it
+    // landed; only a head cut across reads is joined.
+    let mut buf = Bytes::new();
     let mut answered = false;
     loop {
         // Parse before reading: an interim answer and the real one can come in one read.
@@ -103,7 +105,7 @@ pub(super) async fn send(
                 Ok(None) if buf.len() > MAX_HEAD => return fail(ClientError::new("answer head larger than 64 KB")),
                 Ok(None) => {}
                 Ok(Some((len, head))) => {
-                    buf = buf.split_off(len);
+                    buf = buf.slice(len..);
                     // Interim answers (100 Continue, 103 Early Hints) precede the real one; no
                     // request asks for an upgrade, so a 101 is the server's mistake.
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -117,8 +119,7 @@ pub(super) async fn send(
                         Err(e) => return fail(e),
                     };
                     let reusable = keep_alive(&head) && !matches!(framing, Framing::Close);
-                    let mut resp =
-                        Response::new(UpstreamBody { conn: Some(conn), buf: buf.freeze(), framing, reusable });
+                    let mut resp = Response::new(UpstreamBody { conn: Some(conn), buf, framing, reusable });
                     *resp.status_mut() = head.status;
                     *resp.version_mut() = head.version;
                     *resp.headers_mut() = head.headers;
@@ -135,7 +136,7 @@ pub(super) async fn send(
             Err(e) => return Err(SendError { error: ClientError::io("reading the answer", &e), retry: !answered }),
         };
         answered = true;
-        buf.extend_from_slice(&chunk);
+        buf = join(buf, chunk);
     }
 }
 
@@ -262,15 +263,8 @@ impl UpstreamBody {
         if chunk.is_empty() {
             return Poll::Ready(Ok(false));
         }
-        self.buf = if self.buf.is_empty() {
-            chunk
-        } else {
-            // Only a chunk-size line cut between two reads gets here.
-            let mut joined = BytesMut::with_capacity(self.buf.len() + chunk.len());
-            joined.extend_from_slice(&self.buf);
-            joined.extend_from_slice(&chunk);
-            joined.freeze()
-        };
+        // Only a line cut between two reads has something left to join.
+        self.buf = join(std::mem::take(&mut self.buf), chunk);
         Poll::Ready(Ok(true))
     }
 
@@ -302,6 +296,17 @@ impl UpstreamBody {
         *left -= n as u64;
         self.buf.split_to(n)
     }
+}
+
+/// `a` then `b`, copying only when both hold something.
+fn join(a: Bytes, b: Bytes) -> Bytes {
+    if a.is_empty() {
+        return b;
+    }
+    let mut joined = BytesMut::with_capacity(a.len() + b.len());
+    joined.extend_from_slice(&a);
+    joined.extend_from_slice(&b);
+    joined.freeze()
 }
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64, ClientError> {

@@ -119,10 +119,13 @@ struct Pool {
     idle: Mutex<Idle>,
 }
 
+/// Idle connections to one scheme's hosts, by `authority`, each with when it became idle.
+type ByHost = HashMap<Arc<str>, Vec<(Conn, Instant)>>;
+
 #[derive(Default)]
 struct Idle {
-    /// By `authority`, one map per scheme (so a lookup needs no allocation).
-    by_host: [HashMap<Arc<str>, Vec<(Conn, Instant)>>; 2],
+    /// One map per scheme (http, https), so a lookup needs no allocation.
+    by_host: [ByHost; 2],
     last_sweep: Option<Instant>,
 }
 

@@ -203,15 +203,22 @@ async fn answers_without_keep_alive_are_read_to_the_end_and_not_reused() {
     })
     .await;
     let http10 = start(|_, _| (vec![b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()], After::Keep)).await;
+    // Both framings at once: read by the chunked one, and the connection is not trusted again.
+    let both = start(|_, _| {
+        let wire = b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        (vec![wire.to_vec()], After::Keep)
+    })
+    .await;
     let client = UpstreamClient::new(&[]);
     for _ in 0..2 {
         assert_eq!(fetch(&client, get(&srv.url)).await.unwrap().1, "until the end");
         assert_eq!(fetch(&client, get(&close_header.url)).await.unwrap().1, "ok");
         assert_eq!(fetch(&client, get(&http10.url)).await.unwrap().1, "ok");
+        assert_eq!(fetch(&client, get(&both.url)).await.unwrap().1, "ok");
     }
-    assert_eq!(srv.accepted.load(Ordering::SeqCst), 2);
-    assert_eq!(close_header.accepted.load(Ordering::SeqCst), 2);
-    assert_eq!(http10.accepted.load(Ordering::SeqCst), 2);
+    for s in [&srv, &close_header, &http10, &both] {
+        assert_eq!(s.accepted.load(Ordering::SeqCst), 2, "{}", s.url);
+    }
 }
 
 #[tokio::test]

@@ -232,7 +232,7 @@ impl ChatObserver {
     }
 
     fn read_chunk(&mut self, chunk: &ChatHead<'_>) {
-        if let Some(u) = chunk.usage.and_then(|r| Usage::from_chat_json(r.get())) {
+        if let Some(u) = chunk.usage.and_then(|r| Usage::from_chat(r.get())) {
             self.usage = Some(u);
         }
         if let Some(err) = chunk.error.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {

@@ -118,7 +118,11 @@ pub(super) async fn send(
                         Ok(f) => f,
                         Err(e) => return fail(e),
                     };
-                    let reusable = keep_alive(&head) && !matches!(framing, Framing::Close);
+                    // Both framings at once may be a smuggling attempt (RFC 9112 §6.3): the
+                    // answer is read by Transfer-Encoding, and the connection is not trusted again.
+                    let ambiguous =
+                        head.headers.contains_key(TRANSFER_ENCODING) && head.headers.contains_key(CONTENT_LENGTH);
+                    let reusable = keep_alive(&head) && !matches!(framing, Framing::Close) && !ambiguous;
                     let mut resp = Response::new(UpstreamBody { conn: Some(conn), buf, framing, reusable });
                     *resp.status_mut() = head.status;
                     *resp.version_mut() = head.version;
@@ -296,6 +300,66 @@ impl UpstreamBody {
         *left -= n as u64;
         self.buf.split_to(n)
     }
+
+    /// The next frame by the answer's framing.
+    fn decode(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
+        loop {
+            match self.framing {
+                Framing::Length(0) | Framing::Chunked(Chunk::Done) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Framing::Length(mut left) => {
+                    if self.buf.is_empty() && !ready!(self.poll_fill(cx))? {
+                        return Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))));
+                    }
+                    let data = self.take_data(&mut left);
+                    self.framing = Framing::Length(left);
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Close => {
+                    if self.buf.is_empty() && !ready!(self.poll_fill(cx))? {
+                        self.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut self.buf)))));
+                }
+                Framing::Chunked(Chunk::Data(mut left)) => {
+                    if self.buf.is_empty() && !ready!(self.poll_fill(cx))? {
+                        break;
+                    }
+                    let data = self.take_data(&mut left);
+                    self.framing = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(state) => match self.take_line()? {
+                    Some(line) => {
+                        self.framing = Framing::Chunked(match state {
+                            Chunk::Size => match parse_chunk_size(&line)? {
+                                0 => Chunk::Trailer,
+                                n => Chunk::Data(n),
+                            },
+                            Chunk::DataEnd if line.is_empty() => Chunk::Size,
+                            Chunk::DataEnd => {
+                                return Poll::Ready(Some(Err(ClientError::new(
+                                    "malformed chunked answer: data longer than its size",
+                                ))))
+                            }
+                            // Trailer fields are not used; an empty line ends them.
+                            _ if line.is_empty() => Chunk::Done,
+                            _ => Chunk::Trailer,
+                        })
+                    }
+                    None => {
+                        if !ready!(self.poll_fill(cx))? {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))))
+    }
 }
 
 /// `a` then `b`, copying only when both hold something.
@@ -329,65 +393,7 @@ impl Body for UpstreamBody {
     type Error = ClientError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
-        let this = &mut *self;
-        loop {
-            match this.framing {
-                Framing::Length(0) | Framing::Chunked(Chunk::Done) => {
-                    this.finish();
-                    return Poll::Ready(None);
-                }
-                Framing::Length(mut left) => {
-                    if this.buf.is_empty() && !ready!(this.poll_fill(cx))? {
-                        this.conn = None;
-                        return Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))));
-                    }
-                    let data = this.take_data(&mut left);
-                    this.framing = Framing::Length(left);
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Close => {
-                    if this.buf.is_empty() && !ready!(this.poll_fill(cx))? {
-                        this.conn = None;
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.buf)))));
-                }
-                Framing::Chunked(Chunk::Data(mut left)) => {
-                    if this.buf.is_empty() && !ready!(this.poll_fill(cx))? {
-                        break;
-                    }
-                    let data = this.take_data(&mut left);
-                    this.framing = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Chunked(state) => match this.take_line()? {
-                    Some(line) => {
-                        this.framing = Framing::Chunked(match state {
-                            Chunk::Size => match parse_chunk_size(&line)? {
-                                0 => Chunk::Trailer,
-                                n => Chunk::Data(n),
-                            },
-                            Chunk::DataEnd if line.is_empty() => Chunk::Size,
-                            Chunk::DataEnd => {
-                                return Poll::Ready(Some(Err(ClientError::new(
-                                    "malformed chunked answer: data longer than its size",
-                                ))))
-                            }
-                            // Trailer fields are not used; an empty line ends them.
-                            _ if line.is_empty() => Chunk::Done,
-                            _ => Chunk::Trailer,
-                        })
-                    }
-                    None => {
-                        if !ready!(this.poll_fill(cx))? {
-                            break;
-                        }
-                    }
-                },
-            }
-        }
-        this.conn = None;
-        Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))))
+        self.decode(cx)
     }
 
     fn is_end_stream(&self) -> bool {

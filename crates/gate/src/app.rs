@@ -10,6 +10,7 @@ use crate::secrets::Cipher;
 use crate::store::Store;
 use crate::upstream::client::UpstreamClient;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug)]
 pub struct App {
@@ -20,6 +21,15 @@ pub struct App {
     pub ledger: Ledger,
     pub pool: Pool,
     pub store: Store,
+    pub lifecycle: Lifecycle,
+}
+
+/// Shutdown, in two steps: `stopping` when the server stops accepting (background tasks end),
+/// `cut` when the drain deadline passes (open streams end with their final failure event).
+#[derive(Debug, Default, Clone)]
+pub struct Lifecycle {
+    pub stopping: CancellationToken,
+    pub cut: CancellationToken,
 }
 
 impl App {
@@ -38,6 +48,6 @@ impl App {
             oauth: crate::pool::refresh::OAuthConfig { issuer: p.issuer.clone(), client_id: p.client_id.clone() },
         };
         let pool = Pool::new(settings, store.clone(), cipher, client.clone());
-        Arc::new(App { config, router, client, metrics, ledger, pool, store })
+        Arc::new(App { config, router, client, metrics, ledger, pool, store, lifecycle: Lifecycle::default() })
     }
 }

@@ -28,8 +28,12 @@ pub enum GateError {
     PayloadTooLarge(usize),
     #[error("unsupported Content-Encoding `{0}`; send identity or zstd")]
     UnsupportedEncoding(String),
-    #[error("{0}")]
-    Forbidden(&'static str),
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
+    #[error("this endpoint takes Content-Type: application/json")]
+    UnsupportedMediaType,
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed on this path")]
@@ -91,7 +95,9 @@ impl GateError {
             GateError::ModelNotFound(_) | GateError::NotFound(_) => StatusCode::NOT_FOUND,
             GateError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GateError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            GateError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GateError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GateError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GateError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GateError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GateError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             // The provider refusing the gateway's own credentials is not the client's fault.
@@ -112,7 +118,9 @@ impl GateError {
             GateError::ModelNotFound(_) => "model_not_found".into(),
             GateError::PayloadTooLarge(_) => "payload_too_large".into(),
             GateError::UnsupportedEncoding(_) => "unsupported_encoding".into(),
-            GateError::Forbidden(_) => "forbidden".into(),
+            GateError::Forbidden { code, .. } => (*code).into(),
+            GateError::UnsupportedMediaType => "unsupported_media_type".into(),
+            GateError::RequestTimeout(_) => "request_timeout".into(),
             GateError::NotFound(_) => "not_found".into(),
             GateError::MethodNotAllowed => "method_not_allowed".into(),
             GateError::UpgradeRequired => "websocket_not_supported".into(),

@@ -2,6 +2,7 @@
 //! providers (and, later, pools of ChatGPT subscription accounts).
 //!
 //! Map of the crate:
+//! - [`access`]: who is asking: the Host/Origin guard, the loopback rule.
 //! - [`config`]: TOML → validated [`config::Config`]; errors name the file and the key.
 //! - [`routing`]: requested model → ordered targets.
 //! - [`server`]: the router (`router(app)`) and `serve(listener, app, shutdown)`.
@@ -14,6 +15,7 @@
 //! - [`metrics`]: Prometheus registry; [`error`]: the one error enum.
 //! - [`cli`], [`commands`]: the `codex-gate` command line; [`logsink`]: the buffered log writer.
 
+pub mod access;
 pub mod app;
 pub mod cli;
 pub mod commands;

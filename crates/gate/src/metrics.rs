@@ -81,6 +81,8 @@ impl Series {
     }
 
     pub fn count_error(&self, code: &str) {
+        let known = self.errors.read().iter().any(|(k, _)| k == code);
+        let code = if !known && (code.len() > 64 || self.errors.read().len() >= MAX_CODES) { "other" } else { code };
         bump(&self.errors, code, || code.to_owned());
     }
 }
@@ -108,6 +110,17 @@ fn bump<K: std::borrow::Borrow<Q>, Q: PartialEq + ?Sized>(
 /// (route, target).
 type SeriesKey = (Arc<str>, Arc<str>);
 
+/// Longest route or target label kept as it is.
+const MAX_LABEL: usize = 160;
+/// (route, target) series at most; later ones fold into `other`.
+const MAX_SERIES: usize = 256;
+/// Distinct error codes per series (upstreams choose them); later ones count as `other`.
+const MAX_CODES: usize = 64;
+
+fn other_key() -> SeriesKey {
+    (Arc::from("other"), Arc::from("other"))
+}
+
 /// The gateway's metrics registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -117,16 +130,28 @@ pub struct Metrics {
     pub ledger_dropped: AtomicU64,
     pub ledger_written: AtomicU64,
     pub ledger_failed: AtomicU64,
+    pub accept_errors: AtomicU64,
+    /// Connections turned away at the connection cap (every open one was busy).
+    pub connections_refused: AtomicU64,
 }
 
 impl Metrics {
     /// The series for (route, target), created on first use.
+    /// Clients name routes and targets (`provider/anything`), so both are bounded: a label
+    /// longer than [`MAX_LABEL`], or a new pair once [`MAX_SERIES`] exist, counts under
+    /// `route="other",target="other"`.
     pub fn series(&self, route: &Arc<str>, target: &Arc<str>) -> Arc<Series> {
-        let key = (route.clone(), target.clone());
+        let key = if route.len() > MAX_LABEL || target.len() > MAX_LABEL {
+            other_key()
+        } else {
+            (route.clone(), target.clone())
+        };
         if let Some(s) = self.series.read().get(&key) {
             return s.clone();
         }
-        self.series.write().entry(key).or_insert_with(|| Arc::new(Series::new())).clone()
+        let mut w = self.series.write();
+        let key = if w.len() >= MAX_SERIES && !w.contains_key(&key) { other_key() } else { key };
+        w.entry(key).or_insert_with(|| Arc::new(Series::new())).clone()
     }
 
     /// Prometheus text exposition format.
@@ -197,6 +222,18 @@ impl Metrics {
                 "Request-log records lost to store errors.",
                 self.ledger_failed.load(Relaxed) as i64,
             ),
+            (
+                "codex_gate_accept_errors_total",
+                "counter",
+                "Failed accepts of client connections (e.g. out of file descriptors).",
+                self.accept_errors.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_connections_refused_total",
+                "counter",
+                "Client connections closed at once because the connection cap was reached and all were busy.",
+                self.connections_refused.load(Relaxed) as i64,
+            ),
         ];
         for (name, kind, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -212,6 +249,33 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_chosen_names_are_bounded() {
+        let m = Metrics::default();
+        let long: Arc<str> = Arc::from(format!("rs/{}", "x".repeat(1 << 20)));
+        m.series(&Arc::from("rs/*"), &long).count_status(200);
+        for i in 0..5000 {
+            m.series(&Arc::from("rs/*"), &Arc::from(format!("rs/m{i}"))).count_status(200);
+        }
+        let text = m.render();
+        assert!(text.len() < 1_200_000, "metrics text is {} bytes", text.len());
+        assert_eq!(m.series.read().len(), MAX_SERIES);
+        let folded = 1 + 5000 - (MAX_SERIES - 1);
+        let other = format!(r#"codex_gate_requests_total{{route="other",target="other",status="200"}} {folded}"#);
+        assert!(text.contains(&other), "{}", &text[..2000]);
+        let m2 = Metrics::default();
+        let s = m2.series(&Arc::from("r"), &Arc::from("t"));
+        for i in 0..500 {
+            s.count_error(&format!("code_{i}"));
+        }
+        s.count_error(&"e".repeat(1000));
+        s.count_error("code_3");
+        let text2 = m2.render();
+        assert!(text2.contains(r#"{route="r",target="t",code="other"} 437"#), "{text2}");
+        assert!(text2.contains(r#"{route="r",target="t",code="code_3"} 2"#));
+        assert!(!text.contains("xxxxxxxx"));
+    }
 
     #[test]
     fn renders_counters_and_histograms() {

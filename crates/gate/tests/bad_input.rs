@@ -25,6 +25,10 @@ async fn bad_requests_get_openai_shaped_4xx_and_the_gateway_keeps_serving() {
     let url = gate.url("/v1/responses");
     let json_ct = [("content-type", "application/json")];
     let big = format!(r#"{{"model":"ok","input":"{}"}}"#, "x".repeat(5000));
+    let zstd_ct = [("content-encoding", "zstd"), ("content-type", "application/json")];
+    // A frame whose header asks for a 1 TiB window: refused before any decoder allocates.
+    let mut huge_window = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 30 << 3];
+    huge_window.resize(2 << 10, 0);
     let bomb = zstd(format!(r#"{{"model":"ok","input":"{}"}}"#, "y".repeat(100_000)).as_bytes());
     type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -43,9 +47,17 @@ async fn bad_requests_get_openai_shaped_4xx_and_the_gateway_keeps_serving() {
         ("unknown model", br#"{"model":"gpt-nope","input":"x"}"#.to_vec(), json_ct.to_vec(), 404, "model_not_found"),
         ("unknown provider", br#"{"model":"ghost/x","input":"x"}"#.to_vec(), json_ct.to_vec(), 404, "model_not_found"),
         ("too large", big.into_bytes(), json_ct.to_vec(), 413, "payload_too_large"),
-        ("bad zstd", b"definitely not zstd".to_vec(), vec![("content-encoding", "zstd")], 400, "invalid_request"),
-        ("zstd bomb", bomb, vec![("content-encoding", "zstd")], 413, "payload_too_large"),
-        ("gzip", b"x".to_vec(), vec![("content-encoding", "gzip")], 415, "unsupported_encoding"),
+        ("bad zstd", b"definitely not zstd".to_vec(), zstd_ct.to_vec(), 400, "invalid_request"),
+        ("zstd bomb", bomb, zstd_ct.to_vec(), 413, "payload_too_large"),
+        ("zstd frame declaring a 1 TiB window", huge_window, zstd_ct.to_vec(), 400, "invalid_request"),
+        ("gzip", b"x".to_vec(), vec![("content-encoding", "gzip"), json_ct[0]], 415, "unsupported_encoding"),
+        (
+            "not JSON content",
+            br#"{"model":"ok"}"#.to_vec(),
+            vec![("content-type", "text/plain")],
+            415,
+            "unsupported_media_type",
+        ),
     ];
     for (name, body, headers, status, code) in cases {
         let resp = send("POST", &url, body, &headers).await;
@@ -124,6 +136,7 @@ async fn only_loopback_clients_are_served() {
         let mut req = http::Request::builder()
             .method(method)
             .uri(path)
+            .header("content-type", "application/json")
             .body(axum::body::Body::from(r#"{"model":"ok","input":"x"}"#))
             .unwrap();
         let addr: std::net::SocketAddr = format!("{ip}:5555").parse().unwrap();

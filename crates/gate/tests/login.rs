@@ -164,7 +164,13 @@ async fn admin_api_login_import_pause_resume_remove() {
     let r = send("POST", &gate.url("/api/accounts/import"), auth.to_string(), &[("content-type", "application/json")])
         .await;
     assert_eq!(r.json()["email"], "imp@example.com", "{}", r.text());
-    let bad = send("POST", &gate.url("/api/accounts/import"), r#"{"OPENAI_API_KEY":"sk-x"}"#, &[]).await;
+    let bad = send(
+        "POST",
+        &gate.url("/api/accounts/import"),
+        r#"{"OPENAI_API_KEY":"sk-x"}"#,
+        &[("content-type", "application/json")],
+    )
+    .await;
     assert_eq!(bad.status, 400);
     let r = send("POST", &gate.url(&format!("/api/accounts/{id}/pause")), "", &[]).await;
     assert_eq!(r.json()["status"], "paused");

@@ -52,7 +52,8 @@ async fn responses_body_goes_upstream_unchanged_but_for_the_model() {
     for (k, v) in [("session-id", "s-1"), ("thread-id", "t-1"), ("x-client-request-id", "c-1"), ("x-team", "core")] {
         assert_eq!(up.header(k), Some(v), "{k}");
     }
-    assert_eq!(up.header("x-codex-turn-metadata"), Some("{\"turn_id\":\"u\"}"));
+    // Codex's own headers (workspace path, installation id) never reach a third-party provider.
+    assert_eq!(up.header("x-codex-turn-metadata"), None);
     assert_eq!(up.header("cookie"), None);
     let overhead: f64 = resp.header("x-codex-gate-overhead-ms").unwrap().parse().unwrap();
     assert!((0.0..1000.0).contains(&overhead));
@@ -203,6 +204,7 @@ async fn client_disconnect_mid_stream_stops_upstream_work_and_is_recorded() {
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let body = json!({"model": "resp/slow:deltas=50,delay_ms=100", "input": "x", "stream": true}).to_string();
     let req = http::Request::post(gate.url("/v1/responses"))
+        .header("content-type", "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap();
     let resp = client.request(req).await.unwrap();

@@ -250,7 +250,27 @@ async fn a_pooled_connection_the_server_dropped_is_replaced_without_an_error() {
 }
 
 #[tokio::test]
-async fn a_body_dropped_before_its_end_closes_its_connection() {
+async fn a_post_already_written_is_never_sent_again() {
+    // Conn 0 answers the first POST, then reads the second one whole and hangs up: the server
+    // may have run it, so the client must report the failure instead of sending it again.
+    let srv = start(|seen, n| match (seen.conn, n) {
+        (0, 0) => (vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst".to_vec()], After::Keep),
+        (0, _) => (vec![], After::Close),
+        _ => (vec![b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond".to_vec()], After::Keep),
+    })
+    .await;
+    let client = UpstreamClient::new(&[]);
+    let post = || http::Request::post(&srv.url).body(Bytes::from_static(br#"{"model":"m"}"#)).unwrap();
+    assert_eq!(fetch(&client, post()).await.unwrap().1, "first");
+    let err = fetch(&client, post()).await.unwrap_err();
+    assert!(err.contains("closed before an answer"), "{err}");
+    let seen = srv.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "the second POST reached the server once and was not resent: {seen:?}");
+    assert_eq!(srv.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_dropped_before_its_end_closes_its_connection_unless_the_rest_arrives_soon() {
     let srv =
         start(|_, _| (vec![b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial".to_vec()], After::Keep)).await;
     let client = UpstreamClient::new(&[]);
@@ -259,7 +279,25 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
         assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "partial");
         drop(body);
     }
-    assert_eq!(srv.accepted.load(Ordering::SeqCst), 2, "a half-read connection is never reused");
+    assert_eq!(srv.accepted.load(Ordering::SeqCst), 2, "a connection whose answer never ends is not reused");
+
+    // A stream read up to its terminal event: the chunked end follows a moment later. The
+    // connection is drained in the background and serves the next request.
+    let stream = start(|_, _| {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let event = b"data: {\"type\":\"response.completed\"}\n\n";
+        let first = [&head[..], format!("{:x}\r\n", event.len()).as_bytes(), event, b"\r\n"].concat();
+        (vec![first, b"e\r\ndata: [DONE]\n\n\r\n".to_vec(), b"0\r\n\r\n".to_vec()], After::Keep)
+    })
+    .await;
+    for _ in 0..3 {
+        let mut body = client.request(get(&stream.url)).await.unwrap().into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"data: {"), "{first:?}");
+        drop(body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stream.accepted.load(Ordering::SeqCst), 1, "one connection served every stream");
 }
 
 #[tokio::test]

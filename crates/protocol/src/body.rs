@@ -71,6 +71,13 @@ pub fn inspect(body: &[u8]) -> Result<RequestHead, BodyError> {
     if model.is_empty() {
         return Err(BodyError { param: Some("model".into()), message: "'model' must not be empty".into() });
     }
+    // Model names become map keys, log fields and metric labels: bound them where they enter.
+    if model.len() > MAX_MODEL_LEN || model.chars().any(char::is_control) {
+        return Err(BodyError {
+            param: Some("model".into()),
+            message: format!("'model' must be at most {MAX_MODEL_LEN} bytes without control characters"),
+        });
+    }
     // RawValue borrows from `body`, so its position inside `body` is a pointer difference.
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     Ok(RequestHead {
@@ -99,6 +106,9 @@ fn explain(body: &[u8]) -> BodyError {
     };
     BodyError { param, message }
 }
+
+/// Longest model name accepted (real ones, `provider/vendor/model:tag`, are under 100 bytes).
+pub const MAX_MODEL_LEN: usize = 256;
 
 /// `body` with its model literal (at `span`) replaced by `model`.
 pub fn rewrite_model(body: &[u8], span: Range<usize>, model: &str) -> Vec<u8> {
@@ -140,6 +150,9 @@ mod tests {
         let e = inspect(br#"{"model":"m","stream":"yes"}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("stream"));
         assert!(e.message.contains("stream"), "{}", e.message);
+        let long = format!(r#"{{"model":"rs/{}"}}"#, "x".repeat(MAX_MODEL_LEN));
+        assert_eq!(inspect(long.as_bytes()).unwrap_err().param.as_deref(), Some("model"));
+        assert_eq!(inspect(br#"{"model":"a\u0000b"}"#).unwrap_err().param.as_deref(), Some("model"));
         let e = inspect(br#"{"model": 3}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
         let e = inspect(br#"{"stream": true}"#).unwrap_err();

@@ -104,6 +104,9 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// How to talk to this provider when a request is translated for it (chat providers).
     pub dialect: ChatDialect,
+    /// Codex's own headers (`x-codex-*`, `x-openai-subagent`: installation id, workspace path,
+    /// git state) go to this provider. Default: only OpenAI's and ChatGPT's own hosts.
+    pub forward_codex_headers: bool,
 }
 
 /// An explicit route: a client-facing model name and its ordered targets (`provider/model`).
@@ -124,6 +127,16 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Keep-alive to stream clients after this much upstream silence (`None`: off).
     pub keepalive: Option<Duration>,
+    /// Host names (besides loopback names and IP literals) that requests may be addressed to;
+    /// `*.example.com` matches subdomains. Guards against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// A client must send a whole request head within this time of connecting or of its
+    /// previous answer ending (so it also bounds idle keep-alive connections).
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this time.
+    pub body_read_timeout: Duration,
+    /// Open client connections at most; at the cap the longest-idle one makes room.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +250,33 @@ fn ms(key: String, v: Option<u64>, default: u64) -> Result<Duration, KeyError> {
     }
 }
 
+fn secs(key: &str, v: Option<u64>, default: u64) -> Result<Duration, KeyError> {
+    match v.unwrap_or(default) {
+        0 => Err((key.to_owned(), "must be greater than 0".into())),
+        n => Ok(Duration::from_secs(n)),
+    }
+}
+
+/// Host names as the Host check compares them: lower case, no port, `*.` only as a prefix.
+fn validate_hosts(hosts: Vec<String>) -> Result<Vec<String>, KeyError> {
+    let mut out = Vec::with_capacity(hosts.len());
+    for (i, h) in hosts.into_iter().enumerate() {
+        let h = h.trim().to_ascii_lowercase();
+        let name = h.strip_prefix("*.").unwrap_or(&h);
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !ok {
+            return Err((
+                format!("server.allowed_hosts[{i}]"),
+                format!("{h:?} is not a host name (like \"gate.example.com\" or \"*.example.com\", without a port)"),
+            ));
+        }
+        out.push(h);
+    }
+    Ok(out)
+}
+
 fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
     let listen_s = raw.server.listen.unwrap_or_else(|| "127.0.0.1:2455".into());
     let listen = listen_s
@@ -253,6 +293,13 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         keepalive: match raw.server.keepalive_secs.unwrap_or(15) {
             0 => None,
             n => Some(Duration::from_secs(n)),
+        },
+        allowed_hosts: validate_hosts(raw.server.allowed_hosts.unwrap_or_default())?,
+        header_read_timeout: secs("server.header_read_timeout_secs", raw.server.header_read_timeout_secs, 30)?,
+        body_read_timeout: secs("server.body_read_timeout_secs", raw.server.body_read_timeout_secs, 120)?,
+        max_connections: match raw.server.max_connections.unwrap_or(2048) {
+            n @ 16..=1_000_000 => n as usize,
+            _ => return Err(("server.max_connections".into(), "must be between 16 and 1000000".into())),
         },
     };
 
@@ -319,8 +366,14 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
             max_tokens_field,
             recover_leaked_tool_calls: p.recover_tool_calls.unwrap_or(true),
         };
+        let first_party = matches!(p.kind, RawKind::Chatgpt)
+            || uri.as_ref().and_then(|u| u.host()).is_some_and(|h| {
+                let h = h.to_ascii_lowercase();
+                ["openai.com", "chatgpt.com"].iter().any(|d| h == *d || h.ends_with(&format!(".{d}")))
+            });
         providers.push(Provider {
             dialect,
+            forward_codex_headers: p.forward_codex_headers.unwrap_or(first_party),
             name: p.name,
             kind: match p.kind {
                 RawKind::Chat => ProviderKind::Chat,

@@ -44,6 +44,10 @@ pub struct RawServer {
     pub max_body_bytes: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub keepalive_secs: Option<u64>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub body_read_timeout_secs: Option<u64>,
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +85,7 @@ pub struct RawProvider {
     pub reasoning_history: Option<bool>,
     pub max_tokens_field: Option<String>,
     pub recover_tool_calls: Option<bool>,
+    pub forward_codex_headers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -106,3 +106,48 @@ fn a_missing_explicit_file_is_an_error() {
     let e = Config::load(Some(Path::new("/nonexistent/gate.toml"))).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/gate.toml") && e.contains("cannot read"), "{e}");
 }
+
+#[test]
+fn codex_headers_go_only_to_first_party_hosts_unless_a_provider_opts_in() {
+    let cfg = Config::from_toml_str(
+        r#"
+        [[providers]]
+        name = "openai"
+        kind = "responses"
+        base_url = "https://api.openai.com/v1"
+        [[providers]]
+        name = "ds"
+        kind = "chat"
+        base_url = "https://api.deepseek.com/v1"
+        [[providers]]
+        name = "evil"
+        kind = "chat"
+        base_url = "https://openai.com.evil.example/v1"
+        [[providers]]
+        name = "mine"
+        kind = "responses"
+        base_url = "http://127.0.0.1:9000/v1"
+        forward_codex_headers = true
+        [[providers]]
+        name = "pool"
+        kind = "chatgpt"
+        "#,
+        None,
+        &|_| None,
+    )
+    .unwrap();
+    let fwd: Vec<bool> = cfg.providers.iter().map(|p| p.forward_codex_headers).collect();
+    assert_eq!(fwd, [true, false, false, true, true]);
+}
+
+#[test]
+fn server_limits_are_validated_with_their_key() {
+    let e = Config::from_toml_str("[server]\nallowed_hosts = [\"gate:2455\"]", None, &|_| None).unwrap_err();
+    assert_eq!(e.key, "server.allowed_hosts[0]");
+    let e = Config::from_toml_str("[server]\nheader_read_timeout_secs = 0", None, &|_| None).unwrap_err();
+    assert_eq!(e.key, "server.header_read_timeout_secs");
+    let e = Config::from_toml_str("[server]\nmax_connections = 3", None, &|_| None).unwrap_err();
+    assert_eq!(e.key, "server.max_connections");
+    let c = Config::from_toml_str("[server]\nallowed_hosts = [\"Gate.Example.com\"]", None, &|_| None).unwrap();
+    assert_eq!(c.server.allowed_hosts, ["gate.example.com"]);
+}

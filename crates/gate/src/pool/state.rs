@@ -112,10 +112,53 @@ pub enum NoAccount {
     },
 }
 
+/// Session → account, with expiry. Clients choose session ids, so the map is bounded: keys are
+/// at most [`MAX_SESSION_KEY`] bytes (longer ones are hashed), expired entries are swept as
+/// new ones arrive, and past [`MAX_SESSIONS`] live entries new sessions go without affinity.
+#[derive(Debug, Default)]
+pub struct Affinity {
+    map: HashMap<String, (String, Instant)>,
+    last_sweep: Option<Instant>,
+}
+
+const MAX_SESSION_KEY: usize = 128;
+const MAX_SESSIONS: usize = 100_000;
+
+fn affinity_key(session: &str) -> std::borrow::Cow<'_, str> {
+    if session.len() <= MAX_SESSION_KEY {
+        return std::borrow::Cow::Borrowed(session);
+    }
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(session.as_bytes());
+    std::borrow::Cow::Owned(h.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Affinity {
+    fn insert(&mut self, key: String, account: String, ttl: Duration) {
+        let now = Instant::now();
+        let sweep_due = self.last_sweep.is_none_or(|t| now.duration_since(t) > Duration::from_secs(60));
+        if sweep_due || self.map.len() >= MAX_SESSIONS {
+            self.last_sweep = Some(now);
+            self.map.retain(|_, (_, exp)| *exp > now);
+        }
+        if self.map.len() < MAX_SESSIONS || self.map.contains_key(&key) {
+            self.map.insert(key, (account, now + ttl));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 pub struct Pool {
     accounts: RwLock<Vec<Arc<AccountState>>>,
     pub settings: PoolSettings,
-    affinity: Mutex<HashMap<String, (String, Instant)>>,
+    affinity: Mutex<Affinity>,
     rr: AtomicU64,
     decisions: Mutex<VecDeque<Decision>>,
     store: Store,
@@ -139,7 +182,7 @@ impl Pool {
         Pool {
             accounts: RwLock::new(Vec::new()),
             settings,
-            affinity: Mutex::new(HashMap::new()),
+            affinity: Mutex::new(Affinity::default()),
             rr: AtomicU64::new(0),
             decisions: Mutex::new(VecDeque::new()),
             store,
@@ -247,6 +290,11 @@ impl Pool {
         self.pick_at(session, tried, crate::now_ms())
     }
 
+    /// Live session-affinity entries.
+    pub fn affinity_len(&self) -> usize {
+        self.affinity.lock().len()
+    }
+
     /// [`Pool::pick`] at a given time (cooldowns and window resets are judged against it).
     pub fn pick_at(&self, session: Option<&str>, tried: &[String], now_ms: i64) -> Result<InFlight, NoAccount> {
         let accounts = self.accounts.read();
@@ -261,7 +309,7 @@ impl Pool {
         }
         let sticky = session.and_then(|s| {
             let aff = self.affinity.lock();
-            let (id, exp) = aff.get(s)?;
+            let (id, exp) = aff.map.get(affinity_key(s).as_ref())?;
             (*exp > Instant::now()).then(|| accounts.iter().position(|a| &a.id == id)).flatten()
         });
         let rr = self.rr.fetch_add(1, Relaxed);
@@ -272,7 +320,7 @@ impl Pool {
         let a = accounts[i].clone();
         a.in_flight.fetch_add(1, Relaxed);
         if let Some(s) = session {
-            self.affinity.lock().insert(s.to_owned(), (a.id.clone(), Instant::now() + self.settings.affinity_ttl));
+            self.affinity.lock().insert(affinity_key(s).into_owned(), a.id.clone(), self.settings.affinity_ttl);
         }
         self.decide(&a.id, reason.to_owned());
         Ok(InFlight(a))
@@ -555,4 +603,26 @@ pub async fn check_key(store: &Store, cipher: &Cipher) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_stays_bounded_however_many_sessions_clients_invent() {
+        let mut a = Affinity::default();
+        for i in 0..(MAX_SESSIONS + 50_000) {
+            a.insert(affinity_key(&format!("s{i}")).into_owned(), "acct".into(), Duration::ZERO);
+        }
+        assert!(a.len() <= MAX_SESSIONS, "{}", a.len());
+        // Expired entries are swept by the next insert once the map is full or a minute passed.
+        a.last_sweep = Some(Instant::now() - Duration::from_secs(61));
+        a.insert("fresh".into(), "acct".into(), Duration::from_secs(60));
+        assert_eq!(a.len(), 1, "expired entries were swept");
+        let long = "k".repeat(1 << 20);
+        let key = affinity_key(&long);
+        assert_eq!(key.len(), 64);
+        assert_eq!(key, affinity_key(&long), "the same session maps to the same key");
+    }
 }

@@ -1,15 +1,13 @@
-//! Operations surfaces: `/health`, `/metrics`, the loopback guard, and the OpenAI-shaped answers
+//! Operations surfaces: `/health`, `/metrics`, and the OpenAI-shaped answers
 //! for unknown paths, wrong methods and WebSocket upgrades.
 
 use crate::app::App;
 use crate::error::GateError;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue};
 use serde_json::json;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -23,20 +21,6 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut r = app.metrics.render().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
-}
-
-/// Until client keys exist only loopback clients are served (the API spends the operator's
-/// provider credit and subscription quota).
-pub async fn loopback_only(req: Request, next: Next) -> Response {
-    let local = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(a)| a.ip().to_canonical().is_loopback());
-    if !local {
-        return GateError::Forbidden("codex-gate serves only loopback clients until client keys are configured")
-            .into_response();
-    }
-    next.run(req).await
 }
 
 /// GET on a `/responses` path: a WebSocket upgrade gets 426 so Codex falls back to SSE at once.

@@ -30,7 +30,9 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
     let tally = Tally::open(&app, api);
     let (parts, body) = req.into_parts();
     let read = async {
-        let body = read_body(body, &parts.headers, app.config.server.max_body_bytes).await?;
+        let body =
+            read_body(body, &parts.headers, app.config.server.max_body_bytes, app.config.server.body_read_timeout)
+                .await?;
         let head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
         let resolved = app.router.resolve(&head.model).ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
         Ok::<_, GateError>((

@@ -117,7 +117,7 @@ fn request_for(
         .map_err(|e| GateError::Internal(format!("bad pool request: {e}")))?;
     let h = req.headers_mut();
     for (k, v) in &inb.headers {
-        if is_continuity_header(k.as_str()) {
+        if is_continuity_header(k.as_str(), true) {
             h.append(k.clone(), v.clone());
         }
     }

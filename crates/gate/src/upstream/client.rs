@@ -237,7 +237,8 @@ impl UpstreamClient {
     }
 
     /// Send a request; resolves when the answer's head arrives. A pooled connection that turns
-    /// out to have been closed by the server before any answer is replaced by a fresh one once.
+    /// out to have been closed by the server is replaced by a fresh one once — for a POST only
+    /// if none of it had been written (see [`h1::SendError`]).
     pub async fn request(&self, req: http::Request<Bytes>) -> Result<http::Response<UpstreamBody>, ClientError> {
         let dest = Dest::of(req.uri())?;
         let head = h1::encode_request(&req, dest.authority);

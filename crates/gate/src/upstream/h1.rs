@@ -68,8 +68,10 @@ pub(super) fn encode_request(req: &Request<Bytes>, host: &str) -> Vec<u8> {
     out
 }
 
-/// Where sending a request failed: `retry` says no byte of an answer had arrived, so on a reused
-/// connection (which the server may have closed while it sat idle) a fresh one may try again.
+/// Where sending a request failed. `retry` says another connection may be tried: only when not
+/// one byte of the request was written, or when the method is idempotent (GET, HEAD) and no
+/// answer byte had arrived. A POST that reached the server may have been run and billed, so it
+/// is never sent again (hyper-util's rule).
 pub(super) struct SendError {
     pub error: ClientError,
     pub retry: bool,
@@ -82,15 +84,20 @@ pub(super) async fn send(
     req: &Request<Bytes>,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let body = req.body();
+    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let mut written = false;
     let write = async {
-        conn.io.write_all(head).await?;
+        // The first write tells "nothing sent" (the socket was already dead) from "sent".
+        let n = conn.io.write(head).await?;
+        written = n > 0;
+        conn.io.write_all(&head[n..]).await?;
         if body.len() > INLINE_BODY {
             conn.io.write_all(body).await?;
         }
         conn.io.flush().await
     };
     if let Err(e) = write.await {
-        return Err(SendError { error: ClientError::io("sending the request", &e), retry: true });
+        return Err(SendError { error: ClientError::io("sending the request", &e), retry: !written || idempotent });
     }
     // Usually the head (and often the whole answer) comes in one read, which is parsed where it
     // landed; only a head cut across reads is joined.
@@ -123,7 +130,8 @@ pub(super) async fn send(
                     let ambiguous =
                         head.headers.contains_key(TRANSFER_ENCODING) && head.headers.contains_key(CONTENT_LENGTH);
                     let reusable = keep_alive(&head) && !matches!(framing, Framing::Close) && !ambiguous;
-                    let mut resp = Response::new(UpstreamBody { conn: Some(conn), buf, framing, reusable });
+                    let mut resp =
+                        Response::new(UpstreamBody { conn: Some(conn), buf, framing, reusable, draining: false });
                     *resp.status_mut() = head.status;
                     *resp.version_mut() = head.version;
                     *resp.headers_mut() = head.headers;
@@ -134,10 +142,13 @@ pub(super) async fn send(
         let chunk = match poll_fn(|cx| poll_read_chunk(&mut conn.io, cx)).await {
             Ok(c) if c.is_empty() => {
                 let error = ClientError::new("connection closed before an answer arrived");
-                return Err(SendError { error, retry: !answered });
+                return Err(SendError { error, retry: !answered && idempotent });
             }
             Ok(c) => c,
-            Err(e) => return Err(SendError { error: ClientError::io("reading the answer", &e), retry: !answered }),
+            Err(e) => {
+                let error = ClientError::io("reading the answer", &e);
+                return Err(SendError { error, retry: !answered && idempotent });
+            }
         };
         answered = true;
         buf = join(buf, chunk);
@@ -251,6 +262,53 @@ pub struct UpstreamBody {
     buf: Bytes,
     framing: Framing,
     reusable: bool,
+    /// This body is the background drain of one that was dropped early.
+    draining: bool,
+}
+
+/// What a dropped body may still have left for its connection to be reused: a stream ends with
+/// its terminal event a few bytes before the chunked body does (`data: [DONE]`, `0\r\n\r\n`).
+const DRAIN_MAX: u64 = 64 << 10;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Drop for UpstreamBody {
+    /// A stream's reader stops at the terminal event, before the body's end: read the rest in
+    /// the background (bounded in bytes and time) so the connection can serve the next request
+    /// instead of paying TCP and TLS again. Anything longer or slower closes it.
+    fn drop(&mut self) {
+        if self.draining || !self.reusable {
+            return;
+        }
+        let small = match self.framing {
+            Framing::Length(n) => n <= DRAIN_MAX,
+            Framing::Chunked(Chunk::Done) | Framing::Close => false,
+            Framing::Chunked(_) => true,
+        };
+        let Some(conn) = self.conn.take().filter(|_| small) else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let mut rest = UpstreamBody {
+            conn: Some(conn),
+            buf: std::mem::take(&mut self.buf),
+            framing: self.framing,
+            reusable: true,
+            draining: true,
+        };
+        rt.spawn(async move {
+            let drain = async {
+                let mut read = 0u64;
+                while let Some(frame) = std::future::poll_fn(|cx| rest.decode(cx)).await {
+                    read += frame.ok()?.data_ref().map_or(0, |d| d.len() as u64);
+                    if read > DRAIN_MAX {
+                        return None;
+                    }
+                }
+                Some(())
+            };
+            // `decode` returned the connection to the pool when it reached the end; on any
+            // other way out it is dropped, and closed, with `rest`.
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        });
+    }
 }
 
 impl std::fmt::Debug for UpstreamBody {

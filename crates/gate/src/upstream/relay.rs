@@ -64,18 +64,16 @@ pub(super) enum Answer {
 }
 
 /// Headers a client sends that must reach the upstream to keep prompt caches, sticky routing
-/// and turn state working (codex-protocol §2.2).
-pub(super) fn is_continuity_header(name: &str) -> bool {
-    matches!(
-        name,
-        "session-id"
-            | "session_id"
-            | "thread-id"
-            | "x-client-request-id"
-            | "x-openai-subagent"
-            | "traceparent"
-            | "tracestate"
-    ) || name.starts_with("x-codex-")
+/// and turn state working (codex-protocol §2.2). Codex's own headers (`x-codex-*`,
+/// `x-openai-subagent`) describe the user's machine — installation id, workspace path, git
+/// commit, sandbox mode — so they go only where `codex_own` says (OpenAI/ChatGPT upstreams,
+/// or a provider that opted in with `forward_codex_headers`).
+pub(super) fn is_continuity_header(name: &str, codex_own: bool) -> bool {
+    match name {
+        "session-id" | "session_id" | "thread-id" | "x-client-request-id" | "traceparent" | "tracestate" => true,
+        "x-openai-subagent" => codex_own,
+        _ => codex_own && name.starts_with("x-codex-"),
+    }
 }
 
 /// Upstream response headers passed back to the client.
@@ -132,7 +130,7 @@ fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan)
         .map_err(|e| GateError::Internal(format!("bad upstream request for {}: {e}", t.label)))?;
     let h = req.headers_mut();
     for (k, v) in &inb.headers {
-        if is_continuity_header(k.as_str()) {
+        if is_continuity_header(k.as_str(), t.provider.forward_codex_headers) {
             h.append(k.clone(), v.clone());
         }
     }
@@ -443,10 +441,14 @@ mod tests {
         for h in
             ["session-id", "session_id", "thread-id", "x-client-request-id", "x-codex-turn-state", "x-codex-window-id"]
         {
-            assert!(is_continuity_header(h), "{h}");
+            assert!(is_continuity_header(h, true), "{h}");
         }
+        for h in ["x-codex-turn-metadata", "x-codex-turn-state", "x-openai-subagent"] {
+            assert!(!is_continuity_header(h, false), "{h} must not reach third parties");
+        }
+        assert!(is_continuity_header("session_id", false));
         for h in ["authorization", "cookie", "host", "content-length", "openai-organization"] {
-            assert!(!is_continuity_header(h), "{h}");
+            assert!(!is_continuity_header(h, true), "{h}");
         }
         assert!(is_relayed_response_header("x-codex-primary-used-percent"));
         assert!(!is_relayed_response_header("set-cookie"));

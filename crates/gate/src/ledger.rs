@@ -19,6 +19,7 @@ const BATCH: usize = 500;
 pub struct Ledger {
     tx: mpsc::Sender<RequestRecord>,
     metrics: Arc<Metrics>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// Retention policy.
@@ -35,8 +36,15 @@ impl Ledger {
     /// [`Ledger`] clone is dropped.
     pub fn start(store: Store, queue: usize, retention: Retention, metrics: Arc<Metrics>) -> (Ledger, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let task = tokio::spawn(writer(store, rx, retention, metrics.clone()));
-        (Ledger { tx, metrics }, task)
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(writer(store, rx, retention, metrics.clone(), stop.clone()));
+        (Ledger { tx, metrics, stop }, task)
+    }
+
+    /// Write what is queued now and end the writer task, even while clones (held by background
+    /// tasks) still exist; records sent later are dropped and counted.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
     }
 
     /// Queue a record without waiting; drops (and counts) it when the queue is full.
@@ -51,11 +59,28 @@ impl Ledger {
 /// transaction (and one wake-up of this task) per request into one per 200 ms.
 const LINGER: Duration = Duration::from_millis(200);
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<RequestRecord>, retention: Retention, metrics: Arc<Metrics>) {
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<RequestRecord>,
+    retention: Retention,
+    metrics: Arc<Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut buf = Vec::with_capacity(BATCH);
     let mut prune = tokio::time::interval(retention.every);
     loop {
         tokio::select! {
+            () = stop.cancelled() => {
+                rx.close();
+                while let Ok(r) = rx.try_recv() {
+                    buf.push(r);
+                    if buf.len() == BATCH {
+                        flush(&store, &mut buf, &metrics).await;
+                    }
+                }
+                flush(&store, &mut buf, &metrics).await;
+                break;
+            }
             n = rx.recv_many(&mut buf, BATCH) => {
                 if n == 0 {
                     break; // every sender is gone and the queue is empty

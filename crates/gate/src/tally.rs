@@ -90,6 +90,11 @@ impl Tally {
         self.record.stream = stream;
     }
 
+    /// The target of the latest attempt (`-` before the first).
+    pub fn target(&self) -> Option<&str> {
+        (&*self.target != "-").then_some(&*self.target)
+    }
+
     pub fn set_target(&mut self, target: &Arc<str>) {
         self.target = target.clone();
         self.record.target = target.to_string();

@@ -115,7 +115,21 @@ async fn failures_after_the_first_byte_end_the_responses_stream_with_response_fa
         let events = resp.events();
         let last = events.last().unwrap();
         assert_eq!(last["type"], "response.failed", "{scenario}: {}", resp.text());
-        assert_eq!(last["response"]["error"]["code"], code, "{scenario}");
+        // The client gets the API's own code (the upstream's, or `server_error`, which Codex
+        // and OpenClaw retry) with the gateway's detail in the message; the log keeps the detail.
+        let client_code = if code == "rate_limit_exceeded" { code } else { "server_error" };
+        assert_eq!(last["response"]["error"]["code"], client_code, "{scenario}");
+        if client_code == "server_error" {
+            let msg = last["response"]["error"]["message"].as_str().unwrap();
+            assert!(msg.contains(code), "{scenario}: {msg}");
+            // Shaped like the API's own failure event.
+            assert!(last["sequence_number"].as_u64().is_some(), "{scenario}: {last}");
+            assert_eq!(last["response"]["output"], json!([]), "{scenario}");
+            if scenario != "stall" {
+                assert_eq!(last["response"]["model"], scenario, "{scenario}");
+                assert!(last["response"]["created_at"].as_u64().is_some(), "{scenario}");
+            }
+        }
         assert_eq!(events.iter().filter(|e| e["type"] == "response.failed").count(), 1, "{scenario}");
         if scenario != "stall" {
             assert_eq!(last["response"]["id"], "resp_mock", "{scenario}: the upstream's response id is kept");
@@ -133,6 +147,7 @@ async fn failures_after_the_first_byte_end_the_chat_stream_with_an_error_chunk()
     let gate = Gate::start(&provider("a", "chat", &a.url(), "idle_timeout_ms = 300")).await;
     for (scenario, code) in [
         ("truncated", "upstream_stream_error"),
+        ("cut-mid-event", "upstream_stream_error"),
         ("stall", "upstream_idle_timeout"),
         ("no-terminal", "stream_incomplete"),
     ] {
@@ -143,6 +158,12 @@ async fn failures_after_the_first_byte_end_the_chat_stream_with_an_error_chunk()
         .await;
         assert_eq!(resp.status, 200);
         let last = resp.events().last().cloned().unwrap();
-        assert_eq!(last["error"]["code"], code, "{scenario}: {}", resp.text());
+        assert_eq!(last["error"]["code"], "server_error", "{scenario}: {}", resp.text());
+        assert!(last["error"]["message"].as_str().unwrap().contains(code), "{scenario}");
+        // The error chunk is an event of its own: every event before it is whole JSON.
+        for e in resp.events() {
+            assert!(e.is_object() || e == "[DONE]", "{scenario}: a broken event reached the client: {e}");
+        }
+        assert!(!resp.text().contains("never whole"), "{scenario}: half an event reached the client");
     }
 }

@@ -561,7 +561,7 @@ fn sloppy_steps(model: &str) -> Vec<Step> {
 /// Deltas sent before a scripted failure cuts in (all of them otherwise).
 fn delta_count(sc: &Scenario) -> usize {
     match sc.name.as_str() {
-        "truncated" => sc.deltas.min(2),
+        "truncated" | "cut-mid-event" => sc.deltas.min(2),
         "failed" => sc.deltas.min(1),
         _ => sc.deltas,
     }
@@ -673,6 +673,11 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
     match sc.name.as_str() {
         // Pause first so what was sent is flushed: the cut then lands mid-stream, after bytes.
         "truncated" => steps.extend([Step::Sleep(50), Step::Cut]),
+        // Half of the next event, then the cut: the client must never see that half.
+        "cut-mid-event" => {
+            let next = sse_data(&chat_chunk(model, json!({"content": "never whole"}), None).to_string());
+            steps.extend([send(next[..next.len() / 2].to_owned()), Step::Sleep(50), Step::Cut]);
+        }
         "no-terminal" => {}
         "failed" => {
             let code = sc.code.as_deref().unwrap_or("server_error");

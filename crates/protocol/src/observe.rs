@@ -52,6 +52,8 @@ pub struct ResponsesHead<'a> {
     /// Kept raw: only a translator needs it decoded, and only for `*.delta` events.
     #[serde(borrow, default)]
     pub delta: Option<&'a RawValue>,
+    #[serde(default)]
+    pub sequence_number: Option<u64>,
 }
 
 impl<'a> ResponsesHead<'a> {
@@ -93,8 +95,12 @@ pub struct ResponsesObserver {
     pub usage: Option<Usage>,
     /// `response.created` was seen.
     pub created: bool,
-    /// The upstream's response id, from `response.created`.
+    /// The upstream's response id, model and creation time, from `response.created`.
     pub response_id: Option<String>,
+    pub model: Option<String>,
+    pub created_at: Option<u64>,
+    /// The last `sequence_number` seen.
+    pub last_sequence: Option<u64>,
     /// The last `codex.rate_limits` event (ChatGPT backend quota snapshot).
     pub rate_limits: Option<Value>,
     /// Events seen, including ones that were not JSON.
@@ -111,15 +117,21 @@ impl ResponsesObserver {
     pub fn observe_head(&mut self, head: Option<&ResponsesHead<'_>>, data: &str) {
         self.events += 1;
         let Some(head) = head else { return };
+        if head.sequence_number.is_some() {
+            self.last_sequence = head.sequence_number;
+        }
         match head.kind.as_ref() {
             "response.created" => {
                 self.created = true;
                 #[derive(Deserialize)]
-                struct Id {
+                struct Created {
                     id: Option<String>,
+                    model: Option<String>,
+                    created_at: Option<u64>,
                 }
-                self.response_id =
-                    head.response.and_then(|r| serde_json::from_str::<Id>(r.get()).ok()).and_then(|r| r.id);
+                if let Some(c) = head.response.and_then(|r| serde_json::from_str::<Created>(r.get()).ok()) {
+                    (self.response_id, self.model, self.created_at) = (c.id, c.model, c.created_at);
+                }
             }
             "response.completed" | "response.incomplete" | "response.failed" | "response.done" => {
                 let t = head.response.map(|r| Terminal::parse(r.get())).unwrap_or_default();

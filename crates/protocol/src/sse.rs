@@ -58,13 +58,27 @@ impl SseDecoder {
     }
 
     /// Decode `chunk`, appending every completed event to `out`.
-    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseTooLarge> {
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseTooLarge> {
+        self.push_tracked(chunk, out).map(|_| ())
+    }
+
+    /// [`push`](Self::push), also telling where in `chunk` the decoder was last between two
+    /// events: `Some(n)` means `chunk[..n]` ends exactly at an event boundary (`Some(0)`: the
+    /// chunk started at one), `None` that it never was. A relay that must add bytes of its own
+    /// (an error event, a keep-alive) sends only up to there and holds the rest.
+    pub fn push_tracked(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<Option<usize>, SseTooLarge> {
+        let total = chunk.len();
+        let mut chunk = chunk;
+        let mut last = self.at_boundary().then_some(0);
         if self.skip_lf {
             if let Some(rest) = chunk.strip_prefix(b"\n") {
                 chunk = rest;
             }
             if !chunk.is_empty() {
                 self.skip_lf = false;
+            }
+            if self.at_boundary() {
+                last = Some(total - chunk.len());
             }
         }
         while let Some(pos) = memchr::memchr2(b'\n', b'\r', chunk) {
@@ -87,12 +101,15 @@ impl SseDecoder {
                     None => self.skip_lf = true,
                 }
             }
+            if self.at_boundary() {
+                last = Some(total - chunk.len());
+            }
         }
         self.line.extend_from_slice(chunk);
         if self.line.len() + self.data.len() > self.limit {
             return Err(SseTooLarge { limit: self.limit });
         }
-        Ok(())
+        Ok(last)
     }
 
     /// Nothing of a partial line or event is held: the bytes pushed so far ended exactly at an
@@ -184,6 +201,32 @@ pub fn encode(event: Option<&str>, data: &str, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tracked_boundaries_fall_exactly_between_events_however_the_bytes_are_cut() {
+        let stream = b"data: {\"a\":1}\n\n: keep-alive\n\nevent: x\r\ndata: two\r\n\r\ndata: [DONE]\n\n";
+        let ends = [15usize, 28, 29, 52, 66];
+        for size in 1..stream.len() {
+            let mut d = SseDecoder::default();
+            let mut evs = Vec::new();
+            let mut at = 0;
+            let mut sent = 0;
+            for piece in stream.chunks(size) {
+                if let Some(n) = d.push_tracked(piece, &mut evs).unwrap() {
+                    sent = at + n;
+                }
+                at += piece.len();
+                assert!(sent == 0 || ends.contains(&sent), "size {size}: boundary at {sent}");
+                // Everything up to the boundary decodes to whole events, nothing more.
+                let mut check = SseDecoder::default();
+                let mut whole = Vec::new();
+                check.push(&stream[..sent], &mut whole).unwrap();
+                assert!(check.at_boundary(), "size {size}: {sent}");
+            }
+            assert_eq!(sent, stream.len(), "size {size}");
+            assert_eq!(evs.len(), 3);
+        }
+    }
+
     use super::*;
 
     fn decode_split(input: &[u8], split: &[usize]) -> Vec<SseEvent> {

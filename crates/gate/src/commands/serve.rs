@@ -35,6 +35,7 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
     let cipher = crate::secrets::Cipher::load(&config.pool.key_file)?;
     crate::pool::state::check_key(&store, &cipher).await?;
+    let ledger_handle = ledger.clone();
     let app = App::new(config, ledger, metrics, store.clone(), cipher);
     let accounts = app.pool.load().await?;
     let backend = app
@@ -45,11 +46,19 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         .map(|p| p.base_url.clone());
     if let (Some(every), Some(base)) = (app.config.pool.usage_poll, backend) {
         let a = app.clone();
+        let stopping = app.lifecycle.stopping.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                a.pool.poll_usage(&base).await;
+            // Ends with the server, so it holds no App (and no request-log sender) at exit.
+            let poll = async {
+                loop {
+                    tick.tick().await;
+                    a.pool.poll_usage(&base).await;
+                }
+            };
+            tokio::select! {
+                () = poll => {}
+                () = stopping.cancelled() => {}
             }
         });
     }
@@ -58,7 +67,8 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         routes = app.config.routes.len(), accounts, "codex-gate is serving; point clients at http://{}/v1", listen
     );
     crate::server::serve(listener, app, shutdown_signal()).await?;
-    // Handlers are gone; the writer ends once it has flushed what is queued.
+    // Connections are closed and open streams have written their rows: flush and stop.
+    ledger_handle.shutdown();
     if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
         tracing::warn!("request log writer did not finish in 10 s");
     }

@@ -21,6 +21,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
 
+/// The code a stream failure carries to the client (both APIs' own).
+const STREAM_ERROR: &str = "server_error";
+
 enum Observer {
     Responses(ResponsesObserver),
     Chat(ChatObserver),
@@ -84,12 +87,24 @@ pub struct RelayBody {
     state: State,
     failure: Option<String>,
     tally: Tally,
+    /// Chat passthrough: bytes of an event not yet complete. Only whole events leave, so an
+    /// error event or a keep-alive the gateway adds never lands inside one.
+    held: Vec<u8>,
+    /// Resolves when shutdown's drain deadline passes: the stream ends with a failure event.
+    cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
 impl RelayBody {
     /// `first` is the first chunk, already read to commit the response; `upstream` is the API
     /// the upstream speaks.
-    pub fn new(opts: RelayOptions, translate: Translate, first: Bytes, inner: UpstreamBody, tally: Tally) -> RelayBody {
+    pub fn new(
+        opts: RelayOptions,
+        translate: Translate,
+        first: Bytes,
+        inner: UpstreamBody,
+        tally: Tally,
+        cut: tokio_util::sync::CancellationToken,
+    ) -> RelayBody {
         RelayBody {
             first: Some(first),
             inner,
@@ -108,6 +123,8 @@ impl RelayBody {
             state: State::Streaming,
             failure: None,
             tally,
+            held: Vec::new(),
+            cut: Box::pin(cut.cancelled_owned()),
         }
     }
 
@@ -180,9 +197,12 @@ impl RelayBody {
     fn on_data(&mut self, data: Bytes) -> Option<Bytes> {
         let t = Instant::now();
         let mut verbatim = false;
+        let mut boundary = None;
         if self.decode_ok {
             let started_clean = self.decoder.at_boundary();
-            if self.decoder.push(&data, &mut self.events).is_err() {
+            let pushed = self.decoder.push_tracked(&data, &mut self.events);
+            boundary = pushed.as_ref().ok().copied().flatten();
+            if pushed.is_err() {
                 // Passthrough keeps relaying; we only lose the ability to read the rest.
                 self.decode_ok = false;
                 if !matches!(self.translate, Translate::None) {
@@ -193,7 +213,7 @@ impl RelayBody {
             verbatim = self.observe_events(whole_events);
         }
         let out = match self.translate {
-            Translate::None => Some(data),
+            Translate::None => self.whole_events(data, boundary),
             _ if verbatim => Some(data),
             _ => (!self.out.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.out))),
         };
@@ -205,10 +225,50 @@ impl RelayBody {
         out
     }
 
+    /// Chat passthrough: the part of `data` (after what was held) that ends at the last event
+    /// boundary; the rest waits for its event's end. Usually the whole chunk, unchanged.
+    fn whole_events(&mut self, data: Bytes, boundary: Option<usize>) -> Option<Bytes> {
+        if !self.decode_ok {
+            // The decoder gave up (an oversized event): relay as it comes.
+            if self.held.is_empty() {
+                return Some(data);
+            }
+            let mut all = std::mem::take(&mut self.held);
+            all.extend_from_slice(&data);
+            return Some(Bytes::from(all));
+        }
+        match boundary {
+            Some(n) if self.held.is_empty() && n == data.len() => Some(data),
+            Some(n) if self.held.is_empty() => {
+                self.held.extend_from_slice(&data[n..]);
+                (n > 0).then(|| data.slice(..n))
+            }
+            Some(n) => {
+                let mut out = std::mem::take(&mut self.held);
+                out.extend_from_slice(&data[..n]);
+                self.held.extend_from_slice(&data[n..]);
+                Some(Bytes::from(out))
+            }
+            None => {
+                self.held.extend_from_slice(&data);
+                None
+            }
+        }
+    }
+
     fn on_eof(&mut self) {
+        let before = self.events.len();
         if self.decode_ok && self.decoder.finish(&mut self.events).is_ok() {
+            // A last event without its blank line still completes what was held.
+            if self.events.len() > before && !self.held.is_empty() {
+                let mut held = std::mem::take(&mut self.held);
+                held.extend_from_slice(b"\n\n");
+                self.out.extend_from_slice(&held);
+            }
             self.observe_events(false);
         }
+        // An event cut off by the end of the stream is never sent half.
+        self.held.clear();
         match (&mut self.translate, &self.observer) {
             // A chat upstream that ends cleanly has finished, `finish_reason` or not.
             (Translate::ChatToResponses(m), _) if !m.is_finished() => m.finish(&mut self.out),
@@ -228,18 +288,29 @@ impl RelayBody {
         self.state = if tail.is_empty() { State::Done } else { State::Tail(Bytes::from(tail)) };
     }
 
+    /// End the stream with a failure event. The client gets the API's own code, `server_error`
+    /// (Codex and OpenClaw retry it; invented codes are final for OpenClaw), with the gateway's
+    /// detail in the message; the request log keeps the gateway's code.
     fn fail(&mut self, code: &str, message: &str) {
         tracing::warn!(id = %self.tally.id(), code, message, "upstream stream failed after the first byte");
         self.failure = Some(code.to_owned());
+        self.held.clear();
+        let message = format!("{message} ({code})");
         let mut tail = std::mem::take(&mut self.out);
         match (&mut self.translate, &self.observer) {
-            (Translate::ChatToResponses(m), _) => m.fail(code, message, &mut tail),
-            (Translate::ResponsesToChat(m), _) => m.fail(code, message, &mut tail),
+            (Translate::ChatToResponses(m), _) => m.fail(STREAM_ERROR, &message, &mut tail),
+            (Translate::ResponsesToChat(m), _) => m.fail(STREAM_ERROR, &message, &mut tail),
             (_, Observer::Responses(o)) => {
                 let id = o.response_id.clone().unwrap_or_else(|| format!("resp_{}", self.tally.id()));
-                tail.extend_from_slice(&synth::responses_failed(&id, code, message));
+                let so_far = synth::StreamSoFar {
+                    response_id: &id,
+                    model: o.model.as_deref(),
+                    created_at: o.created_at,
+                    last_sequence: o.last_sequence,
+                };
+                tail.extend_from_slice(&synth::responses_failed(&so_far, STREAM_ERROR, &message));
             }
-            (_, Observer::Chat(_)) => tail.extend_from_slice(&synth::chat_error(code, message)),
+            (_, Observer::Chat(_)) => tail.extend_from_slice(&synth::chat_error(STREAM_ERROR, &message)),
         }
         self.state = State::Tail(Bytes::from(tail));
     }
@@ -351,6 +422,10 @@ impl Body for RelayBody {
                 }
                 Poll::Ready(None) => this.on_eof(),
                 Poll::Pending => {
+                    if this.cut.as_mut().poll(cx).is_ready() {
+                        this.fail("gateway_shutdown", "the gateway is shutting down; retry the request");
+                        return this.tail_or_end();
+                    }
                     if this.sleep.as_mut().poll(cx).is_pending() {
                         if let Some(frame) = this.poll_keepalive(cx) {
                             return Poll::Ready(Some(Ok(Frame::data(frame))));

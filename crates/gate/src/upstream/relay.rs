@@ -295,7 +295,8 @@ pub fn fail(mut tally: Tally, e: GateError) -> Response {
     let status = e.status();
     tally.close(status.as_u16(), Some(e.code()), None);
     let mut resp = e.into_response();
-    gate_headers(resp.headers_mut(), &tally, overhead, None);
+    let target = tally.target().map(str::to_owned);
+    gate_headers(resp.headers_mut(), &tally, overhead, target.as_deref());
     resp
 }
 
@@ -404,7 +405,7 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             gate_headers(&mut headers, &tally, overhead, Some(&t.label));
             let status = parts.status;
-            let body = Body::new(RelayBody::new(opts, translate, first, body, tally));
+            let body = Body::new(RelayBody::new(opts, translate, first, body, tally, app.lifecycle.cut.clone()));
             let mut resp = Response::new(body);
             *resp.status_mut() = status;
             *resp.headers_mut() = headers;

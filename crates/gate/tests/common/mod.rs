@@ -109,6 +109,13 @@ impl Gate {
         id
     }
 
+    /// Begin shutdown (as SIGTERM does) while the test keeps its handles.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// The SQLite file of this gateway.
     pub fn store_path(&self) -> String {
         self._dir.path().join("gate.db").display().to_string()

@@ -10,6 +10,9 @@ use crate::body::BodyError;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
+/// The smallest `max_output_tokens` the Responses API accepts.
+pub const MIN_OUTPUT_TOKENS: u64 = 16;
+
 /// How a chat upstream wants a few optional things said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatDialect {
@@ -489,8 +492,10 @@ pub fn chat_to_responses_request(req: &Value, model: &str) -> Result<Value, Body
             _ => {}
         }
     }
-    if let Some(m) = obj.get("max_completion_tokens").or_else(|| obj.get("max_tokens")).filter(|m| m.is_u64()) {
-        out.insert("max_output_tokens".into(), m.clone());
+    if let Some(m) = obj.get("max_completion_tokens").or_else(|| obj.get("max_tokens")).and_then(Value::as_u64) {
+        // The Responses API refuses `max_output_tokens` below 16; chat clients probe with less
+        // (OpenClaw's `models status --probe` asks for 8).
+        out.insert("max_output_tokens".into(), m.max(MIN_OUTPUT_TOKENS).into());
     }
     if let Some(e) = obj.get("reasoning_effort").and_then(Value::as_str) {
         out.insert("reasoning".into(), json!({"effort": e, "summary": "auto"}));

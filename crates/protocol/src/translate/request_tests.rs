@@ -199,3 +199,11 @@ fn provider_dialect_switches() {
     let plain = responses_to_chat_request(&codex_like(), "m", &ChatDialect::default()).unwrap();
     assert!(plain.body["messages"][3].get("reasoning_content").is_none());
 }
+
+#[test]
+fn chat_output_limits_below_the_responses_minimum_are_raised_to_it() {
+    let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 8});
+    assert_eq!(chat_to_responses_request(&req, "gpt-5.5").unwrap()["max_output_tokens"], 16);
+    let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200});
+    assert_eq!(chat_to_responses_request(&req, "gpt-5.5").unwrap()["max_output_tokens"], 200);
+}

@@ -64,7 +64,11 @@ fn the_process_exits_on_time_with_a_half_open_client_and_a_pool_configured() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(half.is_some(), "the gateway did not start");
+    if half.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the gateway did not start");
+    }
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
@@ -77,6 +81,7 @@ fn the_process_exits_on_time_with_a_half_open_client_and_a_pool_configured() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+    let _ = child.wait();
     let (status, took) = exited.expect("still running 15 s after SIGTERM");
     assert!(status.success(), "{status:?}");
     // Nothing is in flight, so nothing waits for the 2 s drain.

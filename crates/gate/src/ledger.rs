@@ -123,10 +123,25 @@ async fn flush(store: &Store, buf: &mut Vec<RequestRecord>, metrics: &Metrics) {
     }
     let n = buf.len() as u64;
     match store.insert_requests(buf).await {
-        Ok(()) => metrics.ledger_written.fetch_add(n, Relaxed),
+        Ok(()) => {
+            metrics.ledger_written.fetch_add(n, Relaxed);
+        }
+        // One bad row must not lose its whole batch: write them one by one.
+        Err(e) if buf.len() > 1 => {
+            tracing::warn!(error = %e, rows = n, "request log batch failed; writing its rows one by one");
+            for r in buf.iter() {
+                match store.insert_requests(std::slice::from_ref(r)).await {
+                    Ok(()) => metrics.ledger_written.fetch_add(1, Relaxed),
+                    Err(e) => {
+                        tracing::warn!(error = %e, id = %r.id, "request log row lost");
+                        metrics.ledger_failed.fetch_add(1, Relaxed)
+                    }
+                };
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, rows = n, "request log write failed");
-            metrics.ledger_failed.fetch_add(n, Relaxed)
+            metrics.ledger_failed.fetch_add(n, Relaxed);
         }
     };
     buf.clear();

@@ -64,9 +64,12 @@ impl Cipher {
             Ok(text) => parse_key(&text).map(Cipher::from_key).ok_or(SecretError::BadKeyFile { path }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key: [u8; 32] = rand::random();
-                write_private(key_file, &STANDARD.encode(key))
-                    .map_err(|source| SecretError::KeyFile { path, source })?;
-                Ok(Cipher::from_key(key))
+                match create_private(key_file, &STANDARD.encode(key)) {
+                    Ok(()) => Ok(Cipher::from_key(key)),
+                    // Another process created it first: use that key, never overwrite it.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(key_file),
+                    Err(source) => Err(SecretError::KeyFile { path, source }),
+                }
             }
             Err(source) => Err(SecretError::KeyFile { path, source }),
         }
@@ -99,11 +102,24 @@ impl Cipher {
 
 /// Write `contents` to `path` readable by the owner only.
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    open_private(path, contents, false)
+}
+
+/// Like [`write_private`], but fails with `AlreadyExists` instead of replacing a file.
+pub fn create_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    open_private(path, contents, true)
+}
+
+fn open_private(path: &Path, contents: &str, new: bool) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    if new {
+        opts.write(true).create_new(true);
+    } else {
+        opts.write(true).create(true).truncate(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

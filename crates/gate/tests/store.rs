@@ -72,6 +72,21 @@ async fn sqlite_backend() {
         Store::Postgres(_) => unreachable!(),
     };
     assert_eq!(mode, "wal");
+    // Emails, plans and the request log are the owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let m = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let db_dir = dir.path().join("nested/dir");
+        assert_eq!(m(db_dir.clone()), 0o700);
+        assert_eq!(m(db_dir.join("gate.db")), 0o600);
+        assert_eq!(m(db_dir.join("gate.db-wal")), 0o600);
+        // An existing world-readable database is tightened on open.
+        store.close().await;
+        std::fs::set_permissions(db_dir.join("gate.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        Store::open(&url).await.unwrap().close().await;
+        assert_eq!(m(db_dir.join("gate.db")), 0o600);
+    }
 }
 
 /// A store in a fresh private schema, or `None` (after a loud skip) without PostgreSQL.
@@ -102,6 +117,34 @@ async fn postgres_backend() {
     let Some((store, admin, schema)) = pg_store().await else { return };
     assert_eq!(store.backend(), "postgres");
     suite(&store).await;
+    store.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_keeps_every_row_of_a_batch_with_nul_bytes_in_it() {
+    let Some((store, admin, schema)) = pg_store().await else { return };
+    let metrics = Arc::new(Metrics::default());
+    let retention = Retention { max_age: Duration::from_secs(3600), max_rows: 1000, every: Duration::from_secs(3600) };
+    let (ledger, writer) = Ledger::start(store.clone(), 100, retention, metrics.clone());
+    let now = codex_gate::now_ms();
+    for i in 0..50 {
+        let mut r = rec(i, now + i);
+        if i == 7 {
+            r.model = "rs/a\0b".into();
+        }
+        if i == 8 {
+            r.error_code = Some("upstream\0code".into());
+        }
+        ledger.record(r);
+    }
+    drop(ledger);
+    writer.await.unwrap();
+    assert_eq!(store.count_requests().await.unwrap(), 50, "no row of the batch was lost");
+    assert_eq!(metrics.ledger_failed.load(Relaxed), 0);
+    let rows = store.recent_requests(100).await.unwrap();
+    let r7 = rows.iter().find(|r| r.id == "req_7").unwrap();
+    assert_eq!(r7.model, "rs/a\u{fffd}b");
     store.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
 }

@@ -156,9 +156,8 @@ impl BrowserLogin {
         let got = tokio::time::timeout(timeout, async {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else { continue };
-                let mut buf = vec![0u8; 8192];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                // A browser sends the whole head at once; anything slower or larger is not one.
+                let Some(head) = read_head(&mut sock).await else { continue };
                 let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 if !target.starts_with("/auth/callback") {
                     let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
@@ -169,7 +168,7 @@ impl BrowserLogin {
                     Ok(_) => ("200 OK", "Signed in. codex-gate has added this account to its pool; you can close this tab.".to_owned()),
                     Err(e) => ("400 Bad Request", format!("Sign-in failed: {e}")),
                 };
-                let page = format!("<!doctype html><title>codex-gate</title><p>{text}</p>");
+                let page = format!("<!doctype html><title>codex-gate</title><p>{}</p>", html_escape(&text));
                 let resp = format!("HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}", page.len());
                 let _ = sock.write_all(resp.as_bytes()).await;
                 return result;
@@ -328,6 +327,57 @@ mod tests {
         assert_eq!(
             p,
             [("code".into(), "ab/c".into()), ("state".into(), "x y".into()), ("empty".into(), String::new())]
+        );
+    }
+}
+
+/// Longest callback request head read, and how long it may take.
+const CALLBACK_HEAD_MAX: usize = 8 << 10;
+const CALLBACK_HEAD_TIME: Duration = Duration::from_secs(5);
+
+/// The callback's request head: at most [`CALLBACK_HEAD_MAX`] bytes within [`CALLBACK_HEAD_TIME`].
+async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < CALLBACK_HEAD_MAX {
+            let n = sock.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n.min(CALLBACK_HEAD_MAX - buf.len())]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(CALLBACK_HEAD_TIME, read).await.ok()??;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Text for an HTML page: the OAuth error text comes from the URL, i.e. from whoever made it.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::html_escape;
+
+    #[test]
+    fn callback_text_is_escaped() {
+        assert_eq!(
+            html_escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
     }
 }

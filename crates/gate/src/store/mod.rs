@@ -41,6 +41,24 @@ pub struct RequestRecord {
     pub overhead_us: i64,
 }
 
+impl RequestRecord {
+    /// PostgreSQL refuses NUL in text; clients and upstreams choose some of these strings.
+    fn without_nul(&self) -> std::borrow::Cow<'_, RequestRecord> {
+        let has = |s: &str| memchr::memchr(0, s.as_bytes()).is_some();
+        let texts = [&self.id, &self.api, &self.route, &self.target, &self.model];
+        if !texts.iter().any(|s| has(s)) && !self.error_code.as_deref().is_some_and(has) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let clean = |s: &str| s.replace('\0', "\u{fffd}");
+        let mut r = self.clone();
+        for f in [&mut r.id, &mut r.api, &mut r.route, &mut r.target, &mut r.model] {
+            *f = clean(f);
+        }
+        r.error_code = r.error_code.as_deref().map(clean);
+        std::borrow::Cow::Owned(r)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store url {0:?} is not sqlite://… or postgres://…")]
@@ -72,9 +90,11 @@ impl Store {
                 .busy_timeout(Duration::from_secs(5));
             let path = opts.get_filename();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+                private_dir(dir).map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
             }
+            // The database holds emails, plans and the request log. SQLite creates its -wal and
+            // -shm files with the database file's mode, so creating that one 0600 covers all three.
+            private_file(path).map_err(|source| StoreError::DataDir { path: path.display().to_string(), source })?;
             Store::Sqlite(SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
@@ -131,6 +151,14 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Postgres(p) => {
+                let clean: Vec<std::borrow::Cow<'_, RequestRecord>> = rows.iter().map(|r| r.without_nul()).collect();
+                let cleaned;
+                let rows = if clean.iter().all(|c| matches!(c, std::borrow::Cow::Borrowed(_))) {
+                    rows
+                } else {
+                    cleaned = clean.into_iter().map(std::borrow::Cow::into_owned).collect::<Vec<_>>();
+                    &cleaned
+                };
                 let mut tx = p.begin().await?;
                 for chunk in chunks(rows) {
                     bind_rows(sqlx::query(insert_sql(chunk.len(), true)), chunk).execute(&mut *tx).await?;
@@ -333,4 +361,37 @@ mod tests {
             assert!(!pg.contains(&format!("${}", n * NCOLS + 1)));
         }
     }
+}
+
+/// Create `dir` (and its parents) if missing; the data directory itself is made owner-only.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let existed = dir.exists();
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    if !existed {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Create the database file owner-only, or take group/other access away from an existing one.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }

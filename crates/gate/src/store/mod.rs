@@ -333,36 +333,6 @@ fn row_pg(r: &sqlx::postgres::PgRow) -> RequestRecord {
     read_row!(r)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_split_into_the_fixed_statement_sizes() {
-        for n in [1usize, 3, 5, 17, 255, 256, 257, 500, 1000] {
-            let rows = vec![RequestRecord::default(); n];
-            let sizes: Vec<usize> = chunks(&rows).map(<[_]>::len).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
-            assert!(sizes.iter().all(|s| CHUNK_SIZES.contains(s)), "{n}: {sizes:?}");
-            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "largest first: {sizes:?}");
-        }
-        assert_eq!(chunks(&vec![RequestRecord::default(); 500]).count(), 8);
-    }
-
-    #[test]
-    fn insert_statements_have_one_placeholder_per_column_and_row() {
-        assert_eq!(COLUMNS.split(',').count(), NCOLS);
-        for n in CHUNK_SIZES {
-            let lite = insert_sql(n, false);
-            assert_eq!(lite.matches('?').count(), n * NCOLS, "{n}");
-            assert_eq!(lite.matches("), (").count(), n - 1);
-            let pg = insert_sql(n, true);
-            assert!(pg.contains(&format!("${}) ON CONFLICT (id) DO NOTHING", n * NCOLS)), "{n}");
-            assert!(!pg.contains(&format!("${}", n * NCOLS + 1)));
-        }
-    }
-}
-
 /// Create `dir` (and its parents) if missing; the data directory itself is made owner-only.
 fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let existed = dir.exists();
@@ -394,4 +364,34 @@ fn private_file(path: &std::path::Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_the_fixed_statement_sizes() {
+        for n in [1usize, 3, 5, 17, 255, 256, 257, 500, 1000] {
+            let rows = vec![RequestRecord::default(); n];
+            let sizes: Vec<usize> = chunks(&rows).map(<[_]>::len).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
+            assert!(sizes.iter().all(|s| CHUNK_SIZES.contains(s)), "{n}: {sizes:?}");
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "largest first: {sizes:?}");
+        }
+        assert_eq!(chunks(&vec![RequestRecord::default(); 500]).count(), 8);
+    }
+
+    #[test]
+    fn insert_statements_have_one_placeholder_per_column_and_row() {
+        assert_eq!(COLUMNS.split(',').count(), NCOLS);
+        for n in CHUNK_SIZES {
+            let lite = insert_sql(n, false);
+            assert_eq!(lite.matches('?').count(), n * NCOLS, "{n}");
+            assert_eq!(lite.matches("), (").count(), n - 1);
+            let pg = insert_sql(n, true);
+            assert!(pg.contains(&format!("${}) ON CONFLICT (id) DO NOTHING", n * NCOLS)), "{n}");
+            assert!(!pg.contains(&format!("${}", n * NCOLS + 1)));
+        }
+    }
 }

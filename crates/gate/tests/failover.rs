@@ -96,6 +96,9 @@ async fn every_target_down_gives_a_clean_gateway_error() {
     let err = resp.json();
     assert_eq!(err["error"]["code"], "upstream_unreachable");
     assert_eq!(err["error"]["type"], "server_error");
+    // An error answer names the target that failed, as a success names the one that served.
+    assert_eq!(resp.header("x-codex-gate-target"), Some("dead/x"));
+    assert!(resp.header("x-codex-gate-request-id").is_some());
 }
 
 #[tokio::test]

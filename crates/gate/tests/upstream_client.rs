@@ -221,16 +221,21 @@ async fn answers_without_keep_alive_are_read_to_the_end_and_not_reused() {
     }
 }
 
-#[tokio::test]
-async fn a_pooled_connection_the_server_dropped_is_replaced_without_an_error() {
-    // Conn 0 answers its first request, then reads the second and hangs up without a word:
-    // what a server whose keep-alive timer fired at that moment does.
-    let srv = start(|seen, n| match (seen.conn, n) {
+/// Conn 0 answers its first request, then reads the second and hangs up without a word: what a
+/// server whose keep-alive timer fired at that moment does. Other connections answer "second".
+async fn drops_the_second_request() -> Server {
+    start(|seen, n| match (seen.conn, n) {
         (0, 0) => (vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst".to_vec()], After::Keep),
         (0, _) => (vec![], After::Close),
         _ => (vec![b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond".to_vec()], After::Keep),
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_is_replaced_without_an_error() {
+    // A GET may be sent again on a fresh connection.
+    let srv = drops_the_second_request().await;
     let client = UpstreamClient::new(&[]);
     assert_eq!(fetch(&client, get(&srv.url)).await.unwrap().1, "first");
     assert_eq!(fetch(&client, get(&srv.url)).await.unwrap().1, "second");
@@ -253,12 +258,7 @@ async fn a_pooled_connection_the_server_dropped_is_replaced_without_an_error() {
 async fn a_post_already_written_is_never_sent_again() {
     // Conn 0 answers the first POST, then reads the second one whole and hangs up: the server
     // may have run it, so the client must report the failure instead of sending it again.
-    let srv = start(|seen, n| match (seen.conn, n) {
-        (0, 0) => (vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst".to_vec()], After::Keep),
-        (0, _) => (vec![], After::Close),
-        _ => (vec![b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond".to_vec()], After::Keep),
-    })
-    .await;
+    let srv = drops_the_second_request().await;
     let client = UpstreamClient::new(&[]);
     let post = || http::Request::post(&srv.url).body(Bytes::from_static(br#"{"model":"m"}"#)).unwrap();
     assert_eq!(fetch(&client, post()).await.unwrap().1, "first");

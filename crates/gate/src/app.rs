@@ -37,7 +37,12 @@ impl App {
     /// `app.pool.load()` to bring the accounts in.
     pub fn new(config: Config, ledger: Ledger, metrics: Arc<Metrics>, store: Store, cipher: Cipher) -> Arc<App> {
         let router = ModelRouter::new(&config);
-        let client = UpstreamClient::new(&config.providers);
+        let egress = crate::egress::Egress::new(&config.egress).unwrap_or_else(|e| {
+            // Config validation read the CA file already; it can only have changed since.
+            tracing::error!(error = %e, "egress setup failed; using the default trust roots");
+            crate::egress::Egress::new(&crate::egress::EgressConfig::default()).expect("default TLS setup")
+        });
+        let client = UpstreamClient::with_egress(&config.providers, egress);
         let p = &config.pool;
         let settings = PoolSettings {
             strategy: p.strategy,

@@ -43,7 +43,11 @@ pub enum GateError {
     /// The upstream answered with an error status; its body is relayed in our envelope.
     #[error("upstream {target} answered {status}")]
     Upstream { target: String, status: StatusCode, headers: Box<HeaderMap>, body: Bytes },
-    /// No HTTP answer: connect error, reset, or a stream that died before its first byte.
+    /// No usable answer from the upstream, typed by what broke (connect, DNS, TLS, reset,
+    /// timeout, malformed answer, proxy).
+    #[error("upstream {target}: {detail}")]
+    Transport { target: String, kind: crate::egress::TransportKind, detail: String },
+    /// The upstream could not be asked at all (its account needs a login, a token refresh failed).
     #[error("upstream {target} is unreachable: {detail}")]
     Unreachable { target: String, detail: String },
     #[error("upstream {target} did not answer within {what} timeout of {ms} ms")]
@@ -67,6 +71,7 @@ impl GateError {
     pub fn side(&self) -> Side {
         match self {
             GateError::Upstream { .. }
+            | GateError::Transport { .. }
             | GateError::Unreachable { .. }
             | GateError::Timeout { .. }
             | GateError::PoolExhausted { .. }
@@ -82,7 +87,7 @@ impl GateError {
     pub fn retryable(&self) -> bool {
         match self {
             GateError::Upstream { status, .. } => !matches!(status.as_u16(), 400 | 413 | 422),
-            GateError::Unreachable { .. } | GateError::Timeout { .. } => true,
+            GateError::Transport { .. } | GateError::Unreachable { .. } | GateError::Timeout { .. } => true,
             // Another target (an API-key provider) may still serve.
             GateError::PoolExhausted { .. } | GateError::PoolReauth | GateError::PoolEmpty => true,
             _ => false,
@@ -104,6 +109,8 @@ impl GateError {
             GateError::Upstream { status, .. } if matches!(status.as_u16(), 401 | 403 | 407) => StatusCode::BAD_GATEWAY,
             GateError::Upstream { status, .. } => *status,
             GateError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            GateError::Transport { kind: crate::egress::TransportKind::Timeout, .. } => StatusCode::GATEWAY_TIMEOUT,
+            GateError::Transport { .. } => StatusCode::BAD_GATEWAY,
             GateError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GateError::PoolExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             GateError::PoolReauth | GateError::PoolEmpty => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,6 +136,7 @@ impl GateError {
                 code.or(kind).unwrap_or_else(|| format!("upstream_{}", status.as_u16()))
             }
             GateError::Unreachable { .. } => "upstream_unreachable".into(),
+            GateError::Transport { kind, .. } => kind.code().into(),
             GateError::Timeout { what, .. } => format!("upstream_{}_timeout", what.replace(' ', "_")),
             GateError::PoolExhausted { .. } => "usage_limit_reached".into(),
             GateError::PoolReauth => "pool_reauth_required".into(),

@@ -7,6 +7,7 @@
 //! - [`routing`]: requested model → ordered targets.
 //! - [`server`]: the router (`router(app)`) and `serve(listener, app, shutdown)`.
 //! - [`routes`]: thin HTTP handlers, one file per API surface.
+//! - [`egress`]: connecting to upstreams: happy eyeballs, proxies, TLS roots; transport error kinds.
 //! - [`upstream`]: the shared HTTP client, request building, the relay with failover.
 //! - [`tally`]: per-request accounting (metrics + one request-log record).
 //! - [`ledger`]: the batched request-log writer; [`store`]: SQLite / PostgreSQL.
@@ -20,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod ledger;
 pub mod logsink;

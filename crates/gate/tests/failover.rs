@@ -94,7 +94,7 @@ async fn every_target_down_gives_a_clean_gateway_error() {
     let resp = post(&gate.url("/v1/chat/completions"), &json!({"model": "dead/x", "messages": []})).await;
     assert_eq!(resp.status, 502);
     let err = resp.json();
-    assert_eq!(err["error"]["code"], "upstream_unreachable");
+    assert_eq!(err["error"]["code"], "upstream_connect_failed");
     assert_eq!(err["error"]["type"], "server_error");
     // An error answer names the target that failed, as a success names the one that served.
     assert_eq!(resp.header("x-codex-gate-target"), Some("dead/x"));

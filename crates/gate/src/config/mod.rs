@@ -5,7 +5,7 @@
 mod interp;
 mod raw;
 
-pub use interp::{default_config_path, default_data_dir, interpolate};
+pub use interp::{default_config_path, default_data_dir, expand_home, interpolate};
 
 use codex_gate_protocol::translate::ChatDialect;
 use http::{HeaderName, HeaderValue};
@@ -107,6 +107,8 @@ pub struct Provider {
     /// Codex's own headers (`x-codex-*`, `x-openai-subagent`: installation id, workspace path,
     /// git state) go to this provider. Default: only OpenAI's and ChatGPT's own hosts.
     pub forward_codex_headers: bool,
+    /// This provider's own proxy route (`None`: `[egress]`'s default or the environment's).
+    pub proxy: Option<crate::egress::Route>,
 }
 
 /// An explicit route: a client-facing model name and its ordered targets (`provider/model`).
@@ -160,6 +162,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub aliases: BTreeMap<String, String>,
     pub pool: PoolConfig,
+    pub egress: crate::egress::EgressConfig,
 }
 
 impl Config {
@@ -371,7 +374,13 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
                 let h = h.to_ascii_lowercase();
                 ["openai.com", "chatgpt.com"].iter().any(|d| h == *d || h.ends_with(&format!(".{d}")))
             });
+        let proxy = match p.proxy.as_deref() {
+            None => None,
+            Some("direct" | "none") => Some(crate::egress::Route::Direct),
+            Some(u) => Some(crate::egress::Route::Proxy(crate::egress::parse_proxy(u).map_err(|m| (key("proxy"), m))?)),
+        };
         providers.push(Provider {
+            proxy,
             dialect,
             forward_codex_headers: p.forward_codex_headers.unwrap_or(first_party),
             name: p.name,
@@ -452,7 +461,31 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
             n => Some(Duration::from_secs(n.max(30))),
         },
     };
-    Ok(Config { source: source.map(Path::to_path_buf), server, store, providers, routes, aliases: raw.aliases, pool })
+    let re = raw.egress;
+    let egress = crate::egress::EgressConfig {
+        proxy: re
+            .proxy
+            .as_deref()
+            .map(crate::egress::parse_proxy)
+            .transpose()
+            .map_err(|m| ("egress.proxy".to_owned(), m))?,
+        env_proxy: re.env_proxy.unwrap_or(true),
+        ca_file: re.ca_file.map(|f| interp::expand_home(&f)),
+    };
+    if egress.ca_file.is_some() {
+        // Read now, so a bad file is refused at start with its key, not at the first request.
+        crate::egress::Egress::new(&egress).map_err(|m| ("egress.ca_file".to_owned(), m))?;
+    }
+    Ok(Config {
+        source: source.map(Path::to_path_buf),
+        server,
+        store,
+        providers,
+        routes,
+        aliases: raw.aliases,
+        pool,
+        egress,
+    })
 }
 
 fn parse_target(t: &str, providers: &HashSet<String>) -> Result<(String, String), String> {

@@ -19,6 +19,16 @@ pub struct RawConfig {
     pub aliases: BTreeMap<String, String>,
     #[serde(default)]
     pub pool: RawPool,
+    #[serde(default)]
+    pub egress: RawEgress,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgress {
+    pub proxy: Option<String>,
+    pub env_proxy: Option<bool>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +96,7 @@ pub struct RawProvider {
     pub max_tokens_field: Option<String>,
     pub recover_tool_calls: Option<bool>,
     pub forward_codex_headers: Option<bool>,
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

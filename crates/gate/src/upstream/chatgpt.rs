@@ -136,6 +136,9 @@ fn request_for(
     if let Ok(v) = HeaderValue::from_str(account_id) {
         h.insert("chatgpt-account-id", v);
     }
+    if let Some(route) = &t.provider.proxy {
+        req.extensions_mut().insert(crate::egress::ProxyChoice(route.clone()));
+    }
     Ok(req)
 }
 
@@ -255,8 +258,9 @@ pub(super) async fn serve(
                 tally.upstream_wait += reading.elapsed();
                 let mut all = first.to_vec();
                 all.extend_from_slice(&more);
-                let resp = sse_to_response(&all).ok_or_else(|| GateError::Unreachable {
+                let resp = sse_to_response(&all).ok_or_else(|| GateError::Transport {
                     target: t.label.to_string(),
+                    kind: crate::egress::TransportKind::Malformed,
                     detail: "the backend stream ended without a response".into(),
                 })?;
                 return Ok((

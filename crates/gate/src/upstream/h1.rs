@@ -3,7 +3,8 @@
 //! load, thousands of mostly idle streams: between two reads a connection holds no buffer at all
 //! (each read lands on the stack and leaves as an exact-size `Bytes`).
 
-use super::client::{ClientError, Conn};
+use super::client::Conn;
+use crate::egress::{ClientError, TransportKind};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -109,14 +110,16 @@ pub(super) async fn send(
             let fail = |error| Err(SendError { error, retry: false });
             match parse_head(&buf) {
                 Err(e) => return fail(e),
-                Ok(None) if buf.len() > MAX_HEAD => return fail(ClientError::new("answer head larger than 64 KB")),
+                Ok(None) if buf.len() > MAX_HEAD => {
+                    return fail(ClientError::new(TransportKind::Malformed, "answer head larger than 64 KB"))
+                }
                 Ok(None) => {}
                 Ok(Some((len, head))) => {
                     buf = buf.slice(len..);
                     // Interim answers (100 Continue, 103 Early Hints) precede the real one; no
                     // request asks for an upgrade, so a 101 is the server's mistake.
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
-                        return fail(ClientError::new("unexpected 101 Switching Protocols"));
+                        return fail(ClientError::new(TransportKind::Malformed, "unexpected 101 Switching Protocols"));
                     }
                     if head.status.is_informational() {
                         continue;
@@ -141,7 +144,7 @@ pub(super) async fn send(
         }
         let chunk = match poll_fn(|cx| poll_read_chunk(&mut conn.io, cx)).await {
             Ok(c) if c.is_empty() => {
-                let error = ClientError::new("connection closed before an answer arrived");
+                let error = ClientError::new(TransportKind::Reset, "connection closed before an answer arrived");
                 return Err(SendError { error, retry: !answered && idempotent });
             }
             Ok(c) => c,
@@ -175,10 +178,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, ClientError> {
     let len = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ClientError::new(format!("malformed answer head: {e}"))),
+        Err(e) => return Err(ClientError::new(TransportKind::Malformed, format!("malformed answer head: {e}"))),
     };
     let status = StatusCode::from_u16(resp.code.unwrap_or(0))
-        .map_err(|_| ClientError::new("malformed answer head: bad status code"))?;
+        .map_err(|_| ClientError::new(TransportKind::Malformed, "malformed answer head: bad status code"))?;
     let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
@@ -242,10 +245,14 @@ impl Framing {
         let mut length = None;
         for v in head.headers.get_all(CONTENT_LENGTH) {
             for part in v.to_str().unwrap_or("x").split(',') {
-                let n: u64 =
-                    part.trim().parse().map_err(|_| ClientError::new("malformed Content-Length in the answer"))?;
+                let n: u64 = part.trim().parse().map_err(|_| {
+                    ClientError::new(TransportKind::Malformed, "malformed Content-Length in the answer")
+                })?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(ClientError::new("conflicting Content-Length values in the answer"));
+                    return Err(ClientError::new(
+                        TransportKind::Malformed,
+                        "conflicting Content-Length values in the answer",
+                    ));
                 }
                 length = Some(n);
             }
@@ -347,7 +354,9 @@ impl UpstreamBody {
                 line.truncate(i - usize::from(i > 0 && line[i - 1] == b'\r'));
                 Ok(Some(line))
             }
-            None if self.buf.len() > MAX_LINE => Err(ClientError::new("malformed chunked answer: line too long")),
+            None if self.buf.len() > MAX_LINE => {
+                Err(ClientError::new(TransportKind::Malformed, "malformed chunked answer: line too long"))
+            }
             None => Ok(None),
         }
     }
@@ -369,7 +378,10 @@ impl UpstreamBody {
                 }
                 Framing::Length(mut left) => {
                     if self.buf.is_empty() && !ready!(self.poll_fill(cx))? {
-                        return Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))));
+                        return Poll::Ready(Some(Err(ClientError::new(
+                            TransportKind::Reset,
+                            "connection closed before the answer's end",
+                        ))));
                     }
                     let data = self.take_data(&mut left);
                     self.framing = Framing::Length(left);
@@ -400,6 +412,7 @@ impl UpstreamBody {
                             Chunk::DataEnd if line.is_empty() => Chunk::Size,
                             Chunk::DataEnd => {
                                 return Poll::Ready(Some(Err(ClientError::new(
+                                    TransportKind::Malformed,
                                     "malformed chunked answer: data longer than its size",
                                 ))))
                             }
@@ -416,7 +429,7 @@ impl UpstreamBody {
                 },
             }
         }
-        Poll::Ready(Some(Err(ClientError::new("connection closed before the answer's end"))))
+        Poll::Ready(Some(Err(ClientError::new(TransportKind::Reset, "connection closed before the answer's end"))))
     }
 }
 
@@ -432,7 +445,7 @@ fn join(a: Bytes, b: Bytes) -> Bytes {
 }
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64, ClientError> {
-    let bad = || ClientError::new("malformed chunked answer: bad chunk size");
+    let bad = || ClientError::new(TransportKind::Malformed, "malformed chunked answer: bad chunk size");
     let digits = line.split(|&b| b == b';').next().unwrap_or_default();
     let digits = digits.trim_ascii();
     if digits.is_empty() || digits.len() > 15 {

@@ -8,6 +8,7 @@
 use super::body::{RelayBody, RelayOptions, Translate};
 use super::h1::UpstreamBody;
 use crate::app::App;
+use crate::egress::TransportKind;
 use crate::error::GateError;
 use crate::routing::{Resolved, Target};
 use crate::tally::Tally;
@@ -144,18 +145,15 @@ fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan)
     for (k, v) in &t.provider.headers {
         h.insert(k.clone(), v.clone());
     }
+    if let Some(route) = &t.provider.proxy {
+        req.extensions_mut().insert(crate::egress::ProxyChoice(route.clone()));
+    }
     Ok((req, plan))
 }
 
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
+/// A client error as the gateway's error for `target`.
+fn transport(target: &str, e: &crate::egress::ClientError) -> GateError {
+    GateError::Transport { target: target.into(), kind: e.kind, detail: e.to_string() }
 }
 
 /// Read a whole body: the first frame by `first_deadline`, then at most `idle` between frames.
@@ -180,13 +178,14 @@ pub(super) async fn read_all(
             }
             Ok(None) if buf.is_empty() => return Ok(one),
             Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(e))) => return Err(GateError::Unreachable { target: target.into(), detail: describe(&e) }),
+            Ok(Some(Err(e))) => return Err(transport(target, &e)),
             Ok(Some(Ok(f))) => f,
         };
         if let Ok(d) = frame.into_data() {
             if one.len() + buf.len() + d.len() > limit {
-                return Err(GateError::Unreachable {
+                return Err(GateError::Transport {
                     target: target.into(),
+                    kind: TransportKind::Malformed,
                     detail: format!("answer larger than {limit} bytes"),
                 });
             }
@@ -211,7 +210,7 @@ pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: 
         || GateError::Timeout { target: label.into(), what: "first byte", ms: to.first_byte.as_millis() };
     let resp = match timeout_at(deadline, app.client.request(req)).await {
         Err(_) => return Err(first_byte_timeout()),
-        Ok(Err(e)) => return Err(GateError::Unreachable { target: label.into(), detail: describe(&e) }),
+        Ok(Err(e)) => return Err(transport(label, &e)),
         Ok(Ok(r)) => r,
     };
     let (parts, mut body) = resp.into_parts();
@@ -236,12 +235,13 @@ pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: 
         match timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(first_byte_timeout()),
             Ok(None) => {
-                return Err(GateError::Unreachable {
+                return Err(GateError::Transport {
                     target: label.into(),
+                    kind: TransportKind::Reset,
                     detail: "stream closed before its first byte".into(),
                 })
             }
-            Ok(Some(Err(e))) => return Err(GateError::Unreachable { target: label.into(), detail: describe(&e) }),
+            Ok(Some(Err(e))) => return Err(transport(label, &e)),
             Ok(Some(Ok(f))) => {
                 if let Ok(first) = f.into_data() {
                     if !first.is_empty() {

@@ -1,0 +1,272 @@
+//! Egress over real sockets: a TLS upstream whose certificate comes from a test CA trusted
+//! through `[egress] ca_file` (success, and the typed failure without it), connection reuse after
+//! streams over TLS, and the same upstream reached through an HTTP CONNECT proxy and a SOCKS5
+//! proxy written here, plus a dead proxy's typed error.
+
+mod common;
+
+use common::http::post;
+use common::{Gate, TempDir};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+
+/// A test CA (its PEM) and a server config for `localhost` signed by it.
+fn test_pki() -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "codex-gate test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (ca_cert.pem(), Arc::new(cfg))
+}
+
+const STREAM: &[&str] = &[
+    r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_tls","object":"response","created_at":1,"status":"in_progress","model":"m","output":[]}}"#,
+    r#"{"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"over TLS"}"#,
+    r#"{"type":"response.completed","sequence_number":2,"response":{"id":"resp_tls","object":"response","created_at":1,"status":"completed","model":"m","output":[{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"over TLS","annotations":[]}]}],"usage":{"input_tokens":3,"output_tokens":2,"total_tokens":5}}}"#,
+];
+
+/// An HTTPS Responses upstream: every request gets a short chunked SSE stream, keep-alive.
+/// Returns its port and the number of TLS handshakes it completed.
+async fn tls_upstream(cfg: Arc<rustls::ServerConfig>) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let h = handshakes.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, h) = (acceptor.clone(), h.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                h.fetch_add(1, Ordering::SeqCst);
+                let mut buf = Vec::new();
+                loop {
+                    // Read one request: head, then Content-Length bytes.
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 16384];
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .unwrap_or(0);
+                    while buf.len() < end + len {
+                        let mut chunk = [0u8; 16384];
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + len);
+                    let mut out =
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                            .to_vec();
+                    for ev in STREAM {
+                        let data = format!("data: {ev}\n\n");
+                        out.extend_from_slice(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes());
+                    }
+                    if tls.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    // The chunked end comes a moment after the terminal event, as from real servers.
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    if tls.write_all(b"0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, handshakes)
+}
+
+/// Copy both ways until either side closes.
+async fn pipe(a: TcpStream, b: TcpStream) {
+    let (mut ar, mut aw) = a.into_split();
+    let (mut br, mut bw) = b.into_split();
+    let _ = tokio::join!(tokio::io::copy(&mut ar, &mut bw), tokio::io::copy(&mut br, &mut aw));
+}
+
+/// An HTTP CONNECT proxy; records each CONNECT target.
+async fn connect_proxy() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else { return };
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut b = [0u8; 1];
+                    if c.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+                s.lock().unwrap().push(target.clone());
+                let (host, port) = target.rsplit_once(':').unwrap();
+                let Ok(up) = TcpStream::connect((host, port.parse::<u16>().unwrap())).await else { return };
+                c.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.unwrap();
+                pipe(c, up).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A SOCKS5 proxy (no auth; domain, IPv4 targets); records each target host.
+async fn socks5_proxy() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else { return };
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut greet = [0u8; 2];
+                c.read_exact(&mut greet).await.unwrap();
+                let mut methods = vec![0u8; greet[1] as usize];
+                c.read_exact(&mut methods).await.unwrap();
+                c.write_all(&[5, 0]).await.unwrap();
+                let mut req = [0u8; 4];
+                c.read_exact(&mut req).await.unwrap();
+                let host = match req[3] {
+                    3 => {
+                        let mut len = [0u8; 1];
+                        c.read_exact(&mut len).await.unwrap();
+                        let mut name = vec![0u8; len[0] as usize];
+                        c.read_exact(&mut name).await.unwrap();
+                        String::from_utf8(name).unwrap()
+                    }
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        c.read_exact(&mut ip).await.unwrap();
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    _ => return,
+                };
+                let mut p = [0u8; 2];
+                c.read_exact(&mut p).await.unwrap();
+                s.lock().unwrap().push(host.clone());
+                let Ok(up) = TcpStream::connect((host.as_str(), u16::from_be_bytes(p))).await else { return };
+                c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
+                pipe(c, up).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn provider(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"{name}\"\nkind = \"responses\"\nbase_url = \"https://localhost:{port}/v1\"\napi_key = \"sk-{name}\"\n{extra}\n"
+    )
+}
+
+async fn turn(gate: &Gate, model: &str) -> common::http::Resp {
+    post(&gate.url("/v1/responses"), &json!({"model": model, "input": "hi", "stream": true})).await
+}
+
+#[tokio::test]
+async fn a_tls_upstream_from_a_test_ca_through_direct_connect_and_socks5_paths() {
+    let (ca_pem, server_cfg) = test_pki();
+    let dir = TempDir::new();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let (port, handshakes) = tls_upstream(server_cfg).await;
+    let (pport, connects) = connect_proxy().await;
+    let (sport, socks) = socks5_proxy().await;
+    let cfg = format!(
+        "[egress]\nca_file = \"{}\"\nenv_proxy = false\n{}{}{}{}",
+        ca_file.display(),
+        provider("tls", port, ""),
+        provider("viaconnect", port, &format!("proxy = \"http://127.0.0.1:{pport}\"")),
+        provider("viasocks", port, &format!("proxy = \"socks5h://127.0.0.1:{sport}\"")),
+        provider("deadproxy", port, "proxy = \"http://127.0.0.1:9\""),
+    );
+    let gate = Gate::start(&cfg).await;
+
+    // Direct, five turns back to back: one TLS handshake serves them all.
+    for i in 0..5 {
+        let r = turn(&gate, "tls/m").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.event_types().last().map(String::as_str), Some("response.completed"), "turn {i}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1, "connections are reused after streams");
+
+    let r = turn(&gate, "viaconnect/m").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("over TLS"));
+    assert_eq!(*connects.lock().unwrap(), [format!("localhost:{port}")], "tunnelled by CONNECT");
+
+    let r = turn(&gate, "viasocks/m").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(*socks.lock().unwrap(), ["localhost"], "socks5h: the proxy resolves the name");
+    assert_eq!(handshakes.load(Ordering::SeqCst), 3, "each route has connections of its own");
+
+    let r = turn(&gate, "deadproxy/m").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["error"]["code"], "upstream_proxy_failed", "{}", r.text());
+    let rows = gate.records(8).await;
+    assert_eq!(rows[0].error_code.as_deref(), Some("upstream_proxy_failed"));
+}
+
+#[tokio::test]
+async fn without_the_ca_the_handshake_fails_with_its_own_code() {
+    let (_ca, server_cfg) = test_pki();
+    let (port, _) = tls_upstream(server_cfg).await;
+    let gate = Gate::start(&format!("[egress]\nenv_proxy = false\n{}", provider("tls", port, ""))).await;
+    let r = turn(&gate, "tls/m").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["error"]["code"], "upstream_tls_failed", "{}", r.text());
+    let text = common::http::get(&gate.url("/metrics")).await.text();
+    assert!(text.contains(r#"code="upstream_tls_failed"} 1"#), "{text}");
+}
+
+#[test]
+fn a_bad_ca_file_is_refused_naming_the_key() {
+    let dir = TempDir::new();
+    let f = dir.path().join("ca.pem");
+    std::fs::write(&f, "not a certificate").unwrap();
+    let e =
+        codex_gate::config::Config::from_toml_str(&format!("[egress]\nca_file = \"{}\"", f.display()), None, &|_| None)
+            .unwrap_err();
+    assert_eq!(e.key, "egress.ca_file", "{e}");
+    let e = codex_gate::config::Config::from_toml_str("[egress]\nproxy = \"ftp://x\"", None, &|_| None).unwrap_err();
+    assert_eq!(e.key, "egress.proxy");
+}

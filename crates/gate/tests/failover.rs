@@ -31,6 +31,11 @@ async fn retryable_failures_before_the_first_byte_move_to_the_next_target() {
         ("usage-limit", "", true),
         ("hang", "first_byte_timeout_ms = 300", true),
         ("hang", "first_byte_timeout_ms = 300", false),
+        // 200s that are not the API's answer fail over too.
+        ("html-200", "", true),
+        ("html-200", "", false),
+        ("garbage-200", "", false),
+        ("html-as-sse", "", true),
     ] {
         let (a, b, gate) = pair(scenario, true, extra).await;
         let resp = post(&gate.url("/v1/responses"), &json!({"model": "r", "input": "x", "stream": stream})).await;
@@ -45,6 +50,19 @@ async fn retryable_failures_before_the_first_byte_move_to_the_next_target() {
             metrics.contains(&format!("codex_gate_errors_total{{route=\"r\",target=\"a/{scenario}\"")),
             "{scenario}: {metrics}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_200_that_is_not_the_apis_answer_is_a_clear_error_when_nothing_else_can_serve() {
+    for (scenario, stream) in [("html-200", true), ("html-200", false), ("garbage-200", false), ("html-as-sse", true)] {
+        let (_a, _b, gate) = pair(scenario, false, "").await;
+        let resp = post(&gate.url("/v1/responses"), &json!({"model": "r", "input": "x", "stream": stream})).await;
+        assert_eq!(resp.status, 502, "{scenario}: {}", resp.text());
+        assert_eq!(resp.json()["error"]["code"], "upstream_bad_answer", "{scenario}");
+        assert_eq!(resp.header("content-type"), Some("application/json"), "{scenario}: not relayed as it came");
+        let rec = &gate.records(1).await[0];
+        assert_eq!((rec.status, rec.error_code.as_deref()), (502, Some("upstream_bad_answer")), "{scenario}");
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `usage-limit` | HTTP 429 `usage_limit_reached` with `x-codex-primary-*` headers |
 //! | `400` | HTTP 400 `invalid_request_error` |
 //! | `500` | HTTP 500 |
+//! | `html-200` / `garbage-200` / `html-as-sse` | HTTP 200 with an HTML page / non-JSON bytes / HTML labelled `text/event-stream` |
 //! | `slow` | deltas `delay_ms` apart (default 200) |
 //! | `reset` | connection closed before any response |
 //! | `hang` | never answers (first-byte timeouts) |

@@ -441,6 +441,22 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
                 &error_body("server_error", "internal_error", "mock internal error"),
             ))
         }
+        // 200s that are not the API's answer: a captive portal's page, garbage, HTML labelled
+        // as an event stream.
+        "html-200" | "garbage-200" | "html-as-sse" => {
+            let (ct, body): (&str, &[u8]) = match sc.name.as_str() {
+                "html-200" => {
+                    ("text/html; charset=utf-8", b"<!doctype html><html><body>Sign in to the Wi-Fi</body></html>")
+                }
+                "garbage-200" => ("application/json", b"\x00\x01 not json at all {"),
+                _ => ("text/event-stream", b"<!doctype html><html><body>proxy error</body></html>"),
+            };
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, ct)
+                .body(Full::new(Bytes::from_static(body)).map_err(|e| match e {}).boxed())
+                .unwrap());
+        }
         _ => {}
     }
     let tool = sc.name == "tool" && !has_tool_output;

@@ -224,12 +224,26 @@ pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: 
             body: bytes,
         });
     }
+    let bad = |detail: String| GateError::Transport { target: label.into(), kind: TransportKind::Malformed, detail };
+    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !stream {
+        if essence == "text/event-stream" || essence.starts_with("text/html") {
+            return Err(bad(format!("a {essence} answer where JSON was asked for")));
+        }
         let body = read_all(&mut body, deadline, to.idle, MAX_WHOLE_BODY, label).await.map_err(|e| match e {
             GateError::Timeout { what: "first byte", .. } => first_byte_timeout(),
             e => e,
         })?;
+        // A 2xx that is not a JSON object is not the API's answer: another target may do better.
+        if serde_json::from_slice::<&serde_json::value::RawValue>(&body).map_or(true, |v| !v.get().starts_with('{')) {
+            let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+            return Err(bad(format!("the answer is not a JSON object: {shown:?}")));
+        }
         return Ok(Answer::Whole { parts, body });
+    }
+    if !(essence.is_empty() || essence == "text/event-stream") {
+        return Err(bad(format!("a {essence} answer where an event stream was asked for")));
     }
     loop {
         match timeout_at(deadline, body.frame()).await {
@@ -245,9 +259,31 @@ pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: 
             Ok(Some(Ok(f))) => {
                 if let Ok(first) = f.into_data() {
                     if !first.is_empty() {
+                        if !looks_like_sse(&first) {
+                            let shown = String::from_utf8_lossy(&first[..first.len().min(80)]).into_owned();
+                            return Err(bad(format!("the stream does not start with an event: {shown:?}")));
+                        }
                         return Ok(Answer::Stream { parts, first, body });
                     }
                 }
+            }
+        }
+    }
+}
+
+/// An event stream starts with a field line (`data:`, `event:`, `id:`, `retry:`), a comment
+/// (`:`) or a blank line; HTML, JSON and garbage do not.
+fn looks_like_sse(first: &[u8]) -> bool {
+    let t = first.strip_prefix(b"\xef\xbb\xbf").unwrap_or(first);
+    let t = &t[t.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(t.len())..];
+    match t.first() {
+        None | Some(b':' | b'\n' | b'\r') => true,
+        _ => {
+            const FIELDS: [&[u8]; 4] = [b"data", b"event", b"id", b"retry"];
+            match t.iter().position(|b| matches!(b, b':' | b'\n' | b'\r')) {
+                Some(end) => FIELDS.contains(&&t[..end]),
+                // The read ended inside the first field name.
+                None => FIELDS.iter().any(|f| f.starts_with(t)),
             }
         }
     }
@@ -436,6 +472,18 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_streams_are_told_from_other_answers() {
+        for ok in
+            [&b"data: {}\n\n"[..], b"event: response.created\ndata: {}", b": ping\n\n", b"\n", b"retry: 10\n", b"data"]
+        {
+            assert!(looks_like_sse(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [&b"<!doctype html><html>"[..], b"{\"error\":{}}", b"garbage", b"Data: x", b"datum: y\n"] {
+            assert!(!looks_like_sse(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn header_policies() {

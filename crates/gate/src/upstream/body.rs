@@ -407,12 +407,21 @@ impl Body for RelayBody {
                     }
                     let now = tokio::time::Instant::now();
                     this.sleep.as_mut().reset(now + this.opts.idle);
-                    if let (Some(k), Some(every)) = (this.keepalive.as_mut(), this.opts.keepalive) {
-                        k.as_mut().reset(now + every);
-                    }
                     match this.on_data(data) {
-                        Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                        None if matches!(this.state, State::Streaming) => continue,
+                        Some(out) => {
+                            // The keep-alive clock follows what the client sees: while a
+                            // translator holds text back, keep-alives still flow.
+                            if let (Some(k), Some(every)) = (this.keepalive.as_mut(), this.opts.keepalive) {
+                                k.as_mut().reset(now + every);
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                        None if matches!(this.state, State::Streaming) => {
+                            if let Some(frame) = this.poll_keepalive(cx) {
+                                return Poll::Ready(Some(Ok(Frame::data(frame))));
+                            }
+                            continue;
+                        }
                         None => return this.tail_or_end(),
                     }
                 }

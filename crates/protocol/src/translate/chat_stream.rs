@@ -302,20 +302,63 @@ impl ChatToResponses {
         }
     }
 
+    /// Could `text` (the answer so far) still turn out to be a tool call written as JSON? Decided
+    /// from its first few characters — a fence's language, the first key, the tool's name — so
+    /// prose, code and JSON that is not a call of a known tool stream at once instead of being
+    /// held to the end.
     fn might_be_leaked_call(&self, text: &str) -> bool {
+        if !(self.recover_leaks && self.tools.has_tools()) {
+            return false;
+        }
         let t = text.trim_start();
-        self.recover_leaks && self.tools.has_tools() && (t.is_empty() || t.starts_with('{') || t.starts_with("```"))
+        let body = match t.strip_prefix("```") {
+            Some(rest) => match rest.find('\n') {
+                // Still inside the fence's info string: only `json` (or none) may follow.
+                None => "json".starts_with(rest.trim().to_ascii_lowercase().as_str()),
+                Some(i) if matches!(rest[..i].trim().to_ascii_lowercase().as_str(), "" | "json") => {
+                    return self.might_be_call_object(rest[i + 1..].trim_start())
+                }
+                Some(_) => false,
+            },
+            None => return self.might_be_call_object(t),
+        };
+        body
+    }
+
+    /// Is `t` empty or the start of `{"name": "<a known tool>"…`, `{"tool": …`, `{"function": …`
+    /// or `{"tool_calls": …`?
+    fn might_be_call_object(&self, t: &str) -> bool {
+        const KEYS: [&str; 4] = ["name", "tool", "function", "tool_calls"];
+        let Some(after) = t.strip_prefix('{') else { return t.is_empty() };
+        let after = after.trim_start();
+        let Some(key_on) = after.strip_prefix('"') else { return after.is_empty() };
+        let Some(end) = key_on.find('"') else { return KEYS.iter().any(|k| k.starts_with(key_on)) };
+        let key = &key_on[..end];
+        if !KEYS.contains(&key) {
+            return false;
+        }
+        if key != "name" && key != "tool" {
+            return true;
+        }
+        let rest = key_on[end + 1..].trim_start();
+        let Some(rest) = rest.strip_prefix(':') else { return rest.is_empty() };
+        let rest = rest.trim_start();
+        let Some(value) = rest.strip_prefix('"') else { return rest.is_empty() };
+        match value.find('"') {
+            Some(e) => self.tools.names.contains_key(&value[..e]),
+            None => self.tools.names.keys().any(|n| n.starts_with(value)),
+        }
     }
 
     fn text_delta(&mut self, text: &str, out: &mut Vec<u8>) {
         if self.open_of(|i| matches!(i, Item::Message { .. })).is_none() {
             // Hold back text that may be a tool call written as JSON; release it as soon as it
-            // clearly is prose.
-            if let Some(h) = self.held.as_mut() {
+            // clearly is something else.
+            if let Some(mut h) = self.held.take() {
                 h.push_str(text);
-                let h = h.clone();
-                if !self.might_be_leaked_call(&h) {
-                    self.held = None;
+                if self.might_be_leaked_call(&h) {
+                    self.held = Some(h);
+                } else {
                     self.open_message(&h, out);
                 }
                 return;
@@ -689,6 +732,44 @@ mod tests {
         let (mut d, mut evs) = (SseDecoder::default(), Vec::new());
         d.push(bytes, &mut evs).unwrap();
         evs.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect()
+    }
+
+    /// Feed `deltas` as content chunks with `exec_command` offered; the text deltas that reached
+    /// the client after each chunk.
+    fn streamed_text(deltas: &[&str]) -> Vec<String> {
+        let mut tools = ToolMap::default();
+        tools.names.insert("exec_command".into(), crate::translate::request::ToolOrigin::Function);
+        let mut m = ChatToResponses::new("resp_1", "m", 1, tools, true);
+        let mut seen = Vec::new();
+        for d in deltas {
+            let mut out = Vec::new();
+            let c = json!({"id": "c", "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": null}]});
+            m.push(&c.to_string(), &mut out);
+            let text: String = events(&out)
+                .iter()
+                .filter(|e| e["type"] == "response.output_text.delta")
+                .filter_map(|e| e["delta"].as_str().map(str::to_owned))
+                .collect();
+            seen.push(text);
+        }
+        seen
+    }
+
+    #[test]
+    fn with_tools_offered_text_streams_as_soon_as_it_cannot_be_a_leaked_call() {
+        // JSON that is not a call: released as soon as its first key cannot be a call's.
+        assert_eq!(streamed_text(&["{\"ans", "wer\": 4", "2}"]), ["{\"ans", "wer\": 4", "2}"]);
+        assert_eq!(streamed_text(&["{\"na", "me2\": 1}"]), ["", "{\"name2\": 1}"]);
+        // A fence for another language: released at the end of its info line.
+        assert_eq!(streamed_text(&["```", "rust\nfn main", "() {}"]), ["", "```rust\nfn main", "() {}"]);
+        assert_eq!(streamed_text(&["```ru", "st"]), ["```ru", "st"]);
+        // A `name` that is no offered tool: released once the name rules it out.
+        assert_eq!(streamed_text(&["{\"name\": \"ex", "it\"}"]), ["", "{\"name\": \"exit\"}"]);
+        assert_eq!(streamed_text(&["{\"name\": \"Al", "ice\"}"]), ["{\"name\": \"Al", "ice\"}"]);
+        // Prose is never held.
+        assert_eq!(streamed_text(&["Sure, ", "here"]), ["Sure, ", "here"]);
+        // What may still be a call of a known tool stays held (and is recovered at the end).
+        assert_eq!(streamed_text(&["```json\n{\"name\": \"exec_", "command\", \"arguments\": {}}"]), ["", ""]);
     }
 
     #[test]

@@ -150,6 +150,60 @@ async fn postgres_keeps_every_row_of_a_batch_with_nul_bytes_in_it() {
 }
 
 #[tokio::test]
+async fn migrations_are_checksummed_and_a_newer_or_edited_schema_is_refused() {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let exec = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            // Straight to the file, without the store's own migration run.
+            let p = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&p).await.unwrap();
+            p.close().await;
+        }
+    };
+    let store = Store::open(&url).await.unwrap();
+    store.insert_requests(&[rec(1, 5)]).await.unwrap();
+    store.close().await;
+
+    // A database made by the old runner (versions in schema_migrations) is carried over.
+    exec("DROP TABLE _sqlx_migrations; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL); INSERT INTO schema_migrations VALUES (1, 0), (2, 0);").await;
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.count_requests().await.unwrap(), 1, "nothing ran twice, nothing was lost");
+    store.close().await;
+
+    // A version this binary does not know: a newer release migrated it.
+    exec("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99, 'future', 1, x'00', 0)").await;
+    let e = Store::open(&url).await.unwrap_err().to_string();
+    assert!(e.contains("newer"), "{e}");
+    exec("DELETE FROM _sqlx_migrations WHERE version = 99").await;
+    assert!(Store::open(&url).await.is_ok());
+
+    // A shipped migration whose text changed.
+    exec("UPDATE _sqlx_migrations SET checksum = x'0102' WHERE version = 1").await;
+    let e = Store::open(&url).await.unwrap_err().to_string();
+    assert!(e.contains("checksum"), "{e}");
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_from_a_newer_release() {
+    let Some((store, admin, schema)) = pg_store().await else { return };
+    let Store::Postgres(p) = &store else { unreachable!() };
+    sqlx::raw_sql("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99, 'future', true, '\\x00', 0)")
+        .execute(p)
+        .await
+        .unwrap();
+    let url =
+        std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let opts = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    let e = Store::open_postgres(opts).await.unwrap_err().to_string();
+    assert!(e.contains("newer"), "{e}");
+    store.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+}
+
+#[tokio::test]
 async fn open_refuses_unknown_schemes_and_unwritable_paths() {
     assert!(Store::open("mysql://x").await.is_err());
     let e = Store::open("sqlite:///proc/definitely/not/here.db").await.unwrap_err();

@@ -1,8 +1,16 @@
-//! Schema migrations, one ordered list per backend. A migration is applied once, in a
-//! transaction, and recorded in `schema_migrations`; never edit one that has shipped.
+//! Schema migrations, one ordered list per backend, run by sqlx's migrator: each is applied
+//! once, in a transaction, under a lock held for the whole run (PostgreSQL: an advisory lock,
+//! so instances starting together take turns), and recorded with its SHA-384 checksum in
+//! `_sqlx_migrations`. A shipped migration that was edited, or a database migrated by a newer
+//! codex-gate, is refused at start. Never edit one that has shipped: add a new one.
 
 use super::StoreError;
+use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
 use sqlx::{PgPool, SqlitePool};
+use std::borrow::Cow;
+
+/// What each migration does, by version (the same on both backends).
+const DESCRIPTIONS: &[&str] = &["request log", "settings and accounts"];
 
 const SQLITE: &[&str] = &[
     r#"
@@ -100,46 +108,98 @@ CREATE TABLE accounts (
 "#,
 ];
 
-pub async fn run_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(pool).await?;
-    for (i, sql) in SQLITE.iter().enumerate().skip(applied as usize) {
-        let mut tx = pool.begin().await?;
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
-            .bind(i as i64 + 1)
-            .bind(crate::now_ms())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+fn migrator(sqls: &'static [&'static str]) -> Migrator {
+    let migrations = sqls
+        .iter()
+        .zip(DESCRIPTIONS)
+        .enumerate()
+        .map(|(i, (sql, what))| {
+            Migration::new(i as i64 + 1, Cow::Borrowed(what), MigrationType::Simple, Cow::Borrowed(sql), false)
+        })
+        .collect::<Vec<_>>();
+    Migrator { migrations: Cow::Owned(migrations), ignore_missing: false, locking: true, no_tx: false }
+}
+
+/// The newest schema version this binary knows.
+pub const LATEST: i64 = SQLITE.len() as i64;
+
+fn refuse(e: MigrateError) -> StoreError {
+    match e {
+        MigrateError::VersionMissing(v) => StoreError::Schema(format!(
+            "the database has schema version {v}, newer than this codex-gate knows ({LATEST}): it was \
+             migrated by a newer release; run that release (or a newer one) instead"
+        )),
+        MigrateError::VersionMismatch(v) => StoreError::Schema(format!(
+            "migration {v} recorded in the database differs from this binary's (checksum mismatch); \
+             the database was migrated by a different build"
+        )),
+        MigrateError::Dirty(v) => {
+            StoreError::Schema(format!("migration {v} was left half-applied; restore the database from a backup"))
+        }
+        other => StoreError::Schema(other.to_string()),
     }
+}
+
+/// Databases made before the migrator record versions in `schema_migrations`: carry them over
+/// (with this binary's checksums, which are the SQL those versions ran) so nothing runs twice.
+async fn adopt<DB>(conn: &mut DB::Connection, sqls: &[&str]) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    DB::Connection: Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let old: Option<(i64,)> = sqlx::query_as(
+        "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_migrations WHERE EXISTS (SELECT 1 FROM schema_migrations)",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .ok()
+    .flatten();
+    let Some((old,)) = old.filter(|(v,)| *v > 0) else { return Ok(()) };
+    conn.ensure_migrations_table().await.map_err(refuse)?;
+    let (have,): (i64,) =
+        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM _sqlx_migrations").fetch_one(&mut *conn).await?;
+    if have > 0 {
+        return Ok(());
+    }
+    for (i, sql) in sqls.iter().enumerate().take(old as usize) {
+        use sha2::Digest;
+        sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, $3, $4, $5)")
+            .bind(i as i64 + 1)
+            .bind(DESCRIPTIONS.get(i).copied().unwrap_or("").to_owned())
+            .bind(true)
+            .bind(sha2::Sha384::digest(sql.as_bytes()).to_vec())
+            .bind(0i64)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("DROP TABLE schema_migrations").execute(&mut *conn).await?;
+    tracing::info!(version = old, "schema history carried over to sqlx's migrator");
     Ok(())
 }
 
+pub async fn run_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    adopt::<sqlx::Sqlite>(&mut conn, SQLITE).await?;
+    drop(conn);
+    static M: std::sync::OnceLock<Migrator> = std::sync::OnceLock::new();
+    M.get_or_init(|| migrator(SQLITE)).run(pool).await.map_err(refuse)
+}
+
 pub async fn run_postgres(pool: &PgPool) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    // Several gateway instances may start together: one migrates, the others wait.
-    sqlx::query("SELECT pg_advisory_xact_lock(7245342151)").execute(&mut *tx).await?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let applied: i32 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetch_one(&mut *tx).await?;
-    for (i, sql) in POSTGRES.iter().enumerate().skip(applied as usize) {
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
-            .bind(i as i32 + 1)
-            .bind(crate::now_ms())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let mut conn = pool.acquire().await?;
+    // Instances starting together: one carries the old history over, the others wait.
+    sqlx::query("SELECT pg_advisory_lock(7245342151)").execute(&mut *conn).await?;
+    let adopted = adopt::<sqlx::Postgres>(&mut conn, POSTGRES).await;
+    sqlx::query("SELECT pg_advisory_unlock(7245342151)").execute(&mut *conn).await?;
+    adopted?;
+    drop(conn);
+    static M: std::sync::OnceLock<Migrator> = std::sync::OnceLock::new();
+    M.get_or_init(|| migrator(POSTGRES)).run(pool).await.map_err(refuse)
 }

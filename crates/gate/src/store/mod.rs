@@ -67,6 +67,8 @@ pub enum StoreError {
     DataDir { path: String, source: std::io::Error },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database schema: {0}")]
+    Schema(String),
 }
 
 /// The store: one of the two backends.
@@ -130,10 +132,10 @@ impl Store {
 
     /// The schema version (number of applied migrations).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        let q = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+        let q = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
         Ok(match self {
             Store::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await?,
-            Store::Postgres(p) => sqlx::query_scalar::<_, i32>(q).fetch_one(p).await?.into(),
+            Store::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await?,
         })
     }
 

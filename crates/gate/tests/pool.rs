@@ -195,7 +195,12 @@ async fn one_refresh_for_a_hundred_concurrent_requests_and_rotation_is_persisted
     let (_, rotated) = mock.chatgpt_tokens("acc-1").unwrap();
     let row = gate.store.list_accounts().await.unwrap().into_iter().find(|r| r.id == id).unwrap();
     assert_eq!(
-        gate.app.pool.cipher().open(&row.refresh_token).unwrap(),
+        gate.app
+            .pool
+            .cipher()
+            .open(&row.refresh_token, &codex_gate::secrets::place("accounts", &id, "refresh_token"))
+            .unwrap()
+            .0,
         rotated,
         "the rotated refresh token is stored"
     );
@@ -442,4 +447,32 @@ async fn a_transient_refresh_failure_backs_off_once_and_keeps_the_login() {
     assert_eq!(*a1.status.read(), codex_gate::pool::Status::Active, "a transient failure keeps the login");
     let wait = a1.cooldown_until_ms.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert!((4_000..7_000).contains(&wait), "one 5 s backoff, not a doubled one: {wait} ms");
+}
+
+#[tokio::test]
+async fn a_sealed_token_copied_into_another_row_does_not_open_there() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    mock.add_chatgpt_account("acc-2", false);
+    let gate = pool_gate(&mock, "").await;
+    let one = gate.add_account(&mock, "acc-1", "plus").await;
+    let two = gate.add_account(&mock, "acc-2", "plus").await;
+    // Someone with write access to the database moves acc-1's sealed refresh token to acc-2.
+    let codex_gate::store::Store::Sqlite(p) = &gate.store else { unreachable!() };
+    sqlx::query("UPDATE accounts SET refresh_token = (SELECT refresh_token FROM accounts WHERE id = $1) WHERE id = $2")
+        .bind(&one)
+        .bind(&two)
+        .execute(p)
+        .await
+        .unwrap();
+    gate.app.pool.load().await.unwrap();
+    let snap = gate.app.pool.snapshot();
+    let status = |id: &str| {
+        snap["accounts"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status(&one), "active");
+    assert_eq!(status(&two), "reauth_required", "{snap}");
 }

@@ -7,6 +7,7 @@ use crate::pool::auth::{AuthDotJson, Tokens};
 use crate::pool::login::{BrowserLogin, DeviceLogin, LoginError};
 use crate::pool::refresh::OAuthConfig;
 use crate::pool::state::{check_key, save_login};
+use crate::secrets::place;
 use crate::secrets::{write_private, Cipher};
 use crate::store::{AccountRow, Store};
 use crate::upstream::client::UpstreamClient;
@@ -172,9 +173,9 @@ pub async fn run(path: Option<&Path>, cmd: AccountsCmd) -> anyhow::Result<()> {
         AccountsCmd::Export { account, out } => {
             let r = find(&ctx, &account).await?;
             let tokens = Tokens {
-                id_token: ctx.cipher.open(&r.id_token)?,
-                access_token: ctx.cipher.open(&r.access_token)?,
-                refresh_token: ctx.cipher.open(&r.refresh_token)?,
+                id_token: ctx.cipher.open(&r.id_token, &place("accounts", &r.id, "id_token"))?.0,
+                access_token: ctx.cipher.open(&r.access_token, &place("accounts", &r.id, "access_token"))?.0,
+                refresh_token: ctx.cipher.open(&r.refresh_token, &place("accounts", &r.id, "refresh_token"))?.0,
                 account_id: Some(r.chatgpt_account_id.clone()),
             };
             let auth = AuthDotJson {

@@ -6,7 +6,7 @@ use super::auth::{jwt_expiry_ms, Identity};
 use super::quota::Quota;
 use super::refresh::{refresh, OAuthConfig, RefreshError};
 use super::select::{plan_capacity, select, Candidate, Strategy};
-use crate::secrets::Cipher;
+use crate::secrets::{place, Cipher};
 use crate::store::{AccountRow, Store};
 use crate::upstream::client::UpstreamClient;
 use parking_lot::{Mutex, RwLock};
@@ -197,10 +197,24 @@ impl Pool {
         let rows = self.store.list_accounts().await?;
         let mut live = Vec::with_capacity(rows.len());
         for r in rows {
-            let open = |s: &str| self.cipher.open(s);
-            let (tokens, mut status) = match (open(&r.access_token), open(&r.refresh_token), open(&r.id_token)) {
-                (Ok(access), Ok(refresh), Ok(id_token)) => {
-                    (LiveTokens { access, refresh, id_token, expires_ms: r.access_expires_ms }, None)
+            let open = |s: &str, column: &str| self.cipher.open(s, &place("accounts", &r.id, column));
+            let opened = (
+                open(&r.access_token, "access_token"),
+                open(&r.refresh_token, "refresh_token"),
+                open(&r.id_token, "id_token"),
+            );
+            let (tokens, mut status) = match opened {
+                (Ok((access, l1)), Ok((refresh, l2)), Ok((id_token, l3))) => {
+                    let tokens = LiveTokens { access, refresh, id_token, expires_ms: r.access_expires_ms };
+                    if l1 || l2 || l3 {
+                        // Sealed in the first format (no associated data): seal again, bound to
+                        // this row and column.
+                        let row = sealed_row(&self.cipher, &r.id, &tokens, r.last_refresh_ms);
+                        if let Err(e) = self.store.update_tokens(&row).await {
+                            tracing::warn!(account = %r.id, error = %e, "could not reseal stored tokens");
+                        }
+                    }
+                    (tokens, None)
                 }
                 _ => (
                     LiveTokens {
@@ -387,15 +401,7 @@ impl Pool {
                 };
                 // Refresh tokens are single-use: persist the rotated one before using the new
                 // access token, so a crash now cannot leave only a dead token on disk.
-                let row = AccountRow {
-                    id: a.id.clone(),
-                    access_token: self.cipher.seal(&next.access),
-                    refresh_token: self.cipher.seal(&next.refresh),
-                    id_token: self.cipher.seal(&next.id_token),
-                    access_expires_ms: next.expires_ms,
-                    last_refresh_ms: Some(crate::now_ms()),
-                    ..Default::default()
-                };
+                let row = sealed_row(&self.cipher, &a.id, &next, Some(crate::now_ms()));
                 if let Err(e) = self.store.update_tokens(&row).await {
                     tracing::error!(account = %a.id, error = %e, "could not persist refreshed tokens");
                 }
@@ -570,8 +576,9 @@ pub async fn save_login(
     tokens: &super::auth::Tokens,
 ) -> Result<(String, Identity), String> {
     let ident = Identity::from_id_token(&tokens.id_token)?;
+    let id = ident.account_key();
     let row = AccountRow {
-        id: ident.account_key(),
+        id: id.clone(),
         chatgpt_user_id: ident.chatgpt_user_id.clone(),
         chatgpt_account_id: ident.chatgpt_account_id.clone(),
         email: ident.email.clone(),
@@ -580,15 +587,28 @@ pub async fn save_login(
         status_reason: None,
         priority: 0,
         weight: 1.0,
-        access_token: cipher.seal(&tokens.access_token),
-        refresh_token: cipher.seal(&tokens.refresh_token),
-        id_token: cipher.seal(&tokens.id_token),
+        access_token: cipher.seal(&tokens.access_token, &place("accounts", &id, "access_token")),
+        refresh_token: cipher.seal(&tokens.refresh_token, &place("accounts", &id, "refresh_token")),
+        id_token: cipher.seal(&tokens.id_token, &place("accounts", &id, "id_token")),
         access_expires_ms: jwt_expiry_ms(&tokens.access_token),
         last_refresh_ms: Some(crate::now_ms()),
         cooldown_until_ms: 0,
     };
     let id = store.upsert_account(&row).await.map_err(|e| e.to_string())?;
     Ok((id, ident))
+}
+
+/// The token columns of account `id`, sealed for their places, for `update_tokens`.
+fn sealed_row(cipher: &Cipher, id: &str, t: &LiveTokens, last_refresh_ms: Option<i64>) -> AccountRow {
+    AccountRow {
+        id: id.to_owned(),
+        access_token: cipher.seal(&t.access, &place("accounts", id, "access_token")),
+        refresh_token: cipher.seal(&t.refresh, &place("accounts", id, "refresh_token")),
+        id_token: cipher.seal(&t.id_token, &place("accounts", id, "id_token")),
+        access_expires_ms: t.expires_ms,
+        last_refresh_ms,
+        ..Default::default()
+    }
 }
 
 /// Refuse to start with a key other than the one the data was sealed with.

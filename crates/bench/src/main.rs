@@ -12,6 +12,7 @@ mod procs;
 mod relay;
 mod report;
 mod scenarios;
+mod soak;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -77,6 +78,16 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         connections: usize,
     },
+    /// Minutes of mixed Codex-shaped traffic with ~5 % injected upstream faults: reports requests,
+    /// request-log rows written and lost, RSS at start and end, panics (OUT/soak.json)
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
     #[command(hide = true)]
     Mock {
         addr: String,
@@ -130,6 +141,9 @@ fn main() -> ExitCode {
             rt().map_err(Into::into).and_then(|rt| rt.block_on(relay::run(&listen, &upstream)))
         }
         Some(Cmd::Chart { json }) => chart(&json),
+        Some(Cmd::Soak { minutes, connections, out }) => rt()
+            .map_err(Into::into)
+            .and_then(|rt| rt.block_on(soak::run(Duration::from_secs_f64(minutes * 60.0), connections.max(1), &out))),
         Some(Cmd::Load { url, scenario, duration, connections }) => rt().map_err(Into::into).and_then(|rt| {
             rt.block_on(scenarios::load_only(&url, &scenario, Duration::from_secs_f64(duration), connections))
         }),

@@ -109,3 +109,24 @@ fn bad_arguments_are_refused_clearly() {
     let (ok, err) = run(&["chart", "/nonexistent/results.json"]);
     assert!(!ok && err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn soak_smoke_serves_mixed_faulty_traffic_without_losing_a_row() {
+    let dir = std::env::temp_dir().join(format!("codex-gate-soak-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench"))
+        .args(["soak", "--minutes", "0.1", "--connections", "8", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run codex-gate-bench soak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "soak failed: {stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    let r: Value = serde_json::from_slice(&std::fs::read(dir.join("soak.json")).unwrap()).unwrap();
+    assert!(r["requests"].as_u64().unwrap() > 50, "{r}");
+    assert!(r["answered_error"].as_u64().unwrap() > 0, "the injected faults showed: {r}");
+    assert_eq!(r["rows_lost"], 0, "{r}");
+    assert_eq!(r["panics"], 0);
+    assert_eq!(r["no_answer"], 0, "every request got an HTTP answer: {r}");
+    assert!(r["rss_mb"]["end"].as_f64().unwrap() > 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

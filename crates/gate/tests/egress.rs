@@ -270,3 +270,42 @@ fn a_bad_ca_file_is_refused_naming_the_key() {
     let e = codex_gate::config::Config::from_toml_str("[egress]\nproxy = \"ftp://x\"", None, &|_| None).unwrap_err();
     assert_eq!(e.key, "egress.proxy");
 }
+
+#[tokio::test]
+async fn a_pool_account_with_its_own_proxy_egresses_through_it_and_the_others_do_not() {
+    use codex_gate_mock::{MockOptions, MockUpstream};
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-p", false);
+    mock.add_chatgpt_account("acc-d", false);
+    let (pport, connects) = connect_proxy().await;
+    let cfg = format!(
+        "[egress]\nenv_proxy = false\n[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n",
+        mock.issuer_url(),
+        mock.backend_url()
+    );
+    let gate = Gate::start(&cfg).await;
+    let proxied = gate.add_account(&mock, "acc-p", "plus").await;
+    let direct = gate.add_account(&mock, "acc-d", "plus").await;
+    let proxy = format!("http://127.0.0.1:{pport}");
+    assert!(gate.store.set_account_proxy(&proxied, Some(&proxy)).await.unwrap());
+    let only = |on: &str, off: &str| {
+        let (on, off, store) = (on.to_owned(), off.to_owned(), gate.store.clone());
+        async move {
+            store.set_account_status(&on, "active", None).await.unwrap();
+            store.set_account_status(&off, "paused", None).await.unwrap();
+        }
+    };
+    only(&proxied, &direct).await;
+    gate.app.pool.load().await.unwrap();
+    let r = turn(&gate, "pool/gpt-5.5").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let backend = mock.backend_url().parse::<http::Uri>().unwrap();
+    let target = format!("{}:{}", backend.host().unwrap(), backend.port_u16().unwrap());
+    assert_eq!(*connects.lock().unwrap(), [target], "the proxied account went through its proxy");
+
+    only(&direct, &proxied).await;
+    gate.app.pool.load().await.unwrap();
+    let r = turn(&gate, "pool/gpt-5.5").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(connects.lock().unwrap().len(), 1, "the other account connects directly");
+}

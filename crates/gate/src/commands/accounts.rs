@@ -43,6 +43,9 @@ pub enum AccountsCmd {
     Pause { account: String },
     /// Route to a paused account again
     Resume { account: String },
+    /// Send an account's traffic through its own proxy: `http://host:port`, `socks5://…`,
+    /// `socks5h://…`, `direct` (no proxy, whatever the provider says) or `none` (the provider's)
+    Proxy { account: String, proxy: String },
     /// Write an account as a Codex auth.json (stdout, or --out FILE created with mode 0600)
     Export {
         account: String,
@@ -169,6 +172,23 @@ pub async fn run(path: Option<&Path>, cmd: AccountsCmd) -> anyhow::Result<()> {
             let r = find(&ctx, &account).await?;
             ctx.store.set_account_status(&r.id, "active", None).await?;
             println!("resumed {}", r.id);
+        }
+        AccountsCmd::Proxy { account, proxy } => {
+            let r = find(&ctx, &account).await?;
+            let value = match proxy.as_str() {
+                "none" => None,
+                "direct" => Some("direct"),
+                url => {
+                    crate::egress::parse_proxy(url).map_err(anyhow::Error::msg)?;
+                    Some(url)
+                }
+            };
+            ctx.store.set_account_proxy(&r.id, value).await?;
+            // The URL may carry credentials: print it without them.
+            let shown = value.map_or("the provider's".to_owned(), |v| {
+                v.parse::<http::Uri>().map_or(v.to_owned(), |u| crate::egress::redact_proxy(&u))
+            });
+            println!("{}: egress through {shown} (a running gateway picks it up on `POST /api/accounts/reload`)", r.id);
         }
         AccountsCmd::Export { account, out } => {
             let r = find(&ctx, &account).await?;

@@ -57,6 +57,8 @@ pub struct AccountState {
     pub in_flight: AtomicU32,
     failures: AtomicU32,
     pub refreshes: AtomicU64,
+    /// This account's own egress route (`accounts proxy`); `None`: the provider's.
+    pub proxy: RwLock<Option<crate::egress::Route>>,
 }
 
 impl std::fmt::Debug for AccountState {
@@ -233,7 +235,21 @@ impl Pool {
                     _ => Status::Active,
                 });
             }
+            let proxy = match r.proxy.as_deref() {
+                None | Some("") => None,
+                Some("direct") => Some(crate::egress::Route::Direct),
+                Some(u) => match crate::egress::parse_proxy(u) {
+                    Ok(p) => Some(crate::egress::Route::Proxy(p)),
+                    Err(e) => {
+                        // Never fall back to a direct connection the operator routed away from.
+                        tracing::warn!(account = %r.id, error = %e, "account proxy is invalid; the account is paused");
+                        status = Some(Status::Paused);
+                        None
+                    }
+                },
+            };
             live.push(Arc::new(AccountState {
+                proxy: RwLock::new(proxy),
                 id: r.id,
                 chatgpt_account_id: r.chatgpt_account_id,
                 email: r.email,
@@ -259,6 +275,7 @@ impl Pool {
                 Some(old) => {
                     *old.tokens.write() = new.tokens.read().clone();
                     *old.status.write() = new.status.read().clone();
+                    *old.proxy.write() = new.proxy.read().clone();
                     old.cooldown_until_ms.fetch_max(new.cooldown_until_ms.load(Relaxed), Relaxed);
                     old.clone()
                 }
@@ -593,6 +610,7 @@ pub async fn save_login(
         access_expires_ms: jwt_expiry_ms(&tokens.access_token),
         last_refresh_ms: Some(crate::now_ms()),
         cooldown_until_ms: 0,
+        proxy: None,
     };
     let id = store.upsert_account(&row).await.map_err(|e| e.to_string())?;
     Ok((id, ident))

@@ -23,6 +23,8 @@ pub struct AccountRow {
     pub access_expires_ms: Option<i64>,
     pub last_refresh_ms: Option<i64>,
     pub cooldown_until_ms: i64,
+    /// This account's own egress proxy (`direct`, or a proxy URL); `None`: the provider's.
+    pub proxy: Option<String>,
 }
 
 /// Run the same statement on whichever pool the store has.
@@ -58,6 +60,7 @@ macro_rules! read_account {
             access_expires_ms: r.get("access_expires_ms"),
             last_refresh_ms: r.get("last_refresh_ms"),
             cooldown_until_ms: r.get("cooldown_until_ms"),
+            proxy: r.get("proxy"),
         }
     }};
 }
@@ -113,7 +116,7 @@ impl Store {
     }
 
     pub async fn list_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        let q = format!("SELECT {COLS} FROM accounts ORDER BY created_ms, id");
+        let q = format!("SELECT {COLS}, proxy FROM accounts ORDER BY created_ms, id");
         Ok(match self {
             Store::Sqlite(p) => sqlx::query(&q).fetch_all(p).await?.iter().map(|r| read_account!(r)).collect(),
             Store::Postgres(p) => sqlx::query(&q).fetch_all(p).await?.iter().map(|r| read_account!(r)).collect(),
@@ -134,6 +137,13 @@ impl Store {
             on_pool!(self, p => sqlx::query(q).bind(id).bind(status).bind(reason).bind(now).execute(p).await?.rows_affected())
                 > 0,
         )
+    }
+
+    /// Set (or with `None` clear) an account's egress proxy; true if the account exists.
+    pub async fn set_account_proxy(&self, id: &str, proxy: Option<&str>) -> Result<bool, StoreError> {
+        let q = "UPDATE accounts SET proxy = $2, updated_ms = $3 WHERE id = $1";
+        let now = crate::now_ms();
+        Ok(on_pool!(self, p => sqlx::query(q).bind(id).bind(proxy).bind(now).execute(p).await?.rows_affected()) > 0)
     }
 
     pub async fn set_account_routing(&self, id: &str, priority: i64, weight: f64) -> Result<bool, StoreError> {

@@ -10,7 +10,7 @@ use sqlx::{PgPool, SqlitePool};
 use std::borrow::Cow;
 
 /// What each migration does, by version (the same on both backends).
-const DESCRIPTIONS: &[&str] = &["request log", "settings and accounts"];
+const DESCRIPTIONS: &[&str] = &["request log", "settings and accounts", "account proxies"];
 
 const SQLITE: &[&str] = &[
     r#"
@@ -58,6 +58,7 @@ CREATE TABLE accounts (
     UNIQUE (chatgpt_user_id, chatgpt_account_id)
 );
 "#,
+    "ALTER TABLE accounts ADD COLUMN proxy TEXT;",
 ];
 
 const POSTGRES: &[&str] = &[
@@ -106,6 +107,7 @@ CREATE TABLE accounts (
     UNIQUE (chatgpt_user_id, chatgpt_account_id)
 );
 "#,
+    "ALTER TABLE accounts ADD COLUMN proxy TEXT;",
 ];
 
 fn migrator(sqls: &'static [&'static str]) -> Migrator {

@@ -226,7 +226,11 @@ pub(super) async fn serve(
                     break (Err(GateError::Unreachable { target: t.label.to_string(), detail }), true);
                 }
             };
-            let req = request_for(app, t, inb, &body, &token, &a.chatgpt_account_id)?;
+            let mut req = request_for(app, t, inb, &body, &token, &a.chatgpt_account_id)?;
+            // An account's own proxy wins over its provider's: one egress identity per account.
+            if let Some(route) = a.proxy.read().clone() {
+                req.extensions_mut().insert(crate::egress::ProxyChoice(route));
+            }
             let sent = Instant::now();
             let r = attempt(app, t, req, true).await;
             tally.upstream_wait += sent.elapsed();

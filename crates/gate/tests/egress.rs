@@ -114,81 +114,81 @@ async fn pipe(a: TcpStream, b: TcpStream) {
     let _ = tokio::join!(tokio::io::copy(&mut ar, &mut bw), tokio::io::copy(&mut br, &mut aw));
 }
 
-/// An HTTP CONNECT proxy; records each CONNECT target.
-async fn connect_proxy() -> (u16, Arc<Mutex<Vec<String>>>) {
+/// A proxy on 127.0.0.1 that runs `handle` for each client; `handle` records each target it
+/// was asked for in the shared list.
+async fn proxy_server<F, Fut>(handle: F) -> (u16, Arc<Mutex<Vec<String>>>)
+where
+    F: Fn(TcpStream, Arc<Mutex<Vec<String>>>) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut c, _)) = listener.accept().await else { return };
-            let s = s.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let mut b = [0u8; 1];
-                    if c.read_exact(&mut b).await.is_err() {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
-                let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
-                s.lock().unwrap().push(target.clone());
-                let (host, port) = target.rsplit_once(':').unwrap();
-                let Ok(up) = TcpStream::connect((host, port.parse::<u16>().unwrap())).await else { return };
-                c.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.unwrap();
-                pipe(c, up).await;
-            });
+            let Ok((c, _)) = listener.accept().await else { return };
+            tokio::spawn(handle(c, s.clone()));
         }
     });
     (port, seen)
 }
 
+/// An HTTP CONNECT proxy; records each CONNECT target.
+async fn connect_proxy() -> (u16, Arc<Mutex<Vec<String>>>) {
+    proxy_server(|mut c: TcpStream, s: Arc<Mutex<Vec<String>>>| async move {
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            if c.read_exact(&mut b).await.is_err() {
+                return;
+            }
+            head.push(b[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+        s.lock().unwrap().push(target.clone());
+        let (host, port) = target.rsplit_once(':').unwrap();
+        let Ok(up) = TcpStream::connect((host, port.parse::<u16>().unwrap())).await else { return };
+        c.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.unwrap();
+        pipe(c, up).await;
+    })
+    .await
+}
+
 /// A SOCKS5 proxy (no auth; domain, IPv4 targets); records each target host.
 async fn socks5_proxy() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut c, _)) = listener.accept().await else { return };
-            let s = s.clone();
-            tokio::spawn(async move {
-                let mut greet = [0u8; 2];
-                c.read_exact(&mut greet).await.unwrap();
-                let mut methods = vec![0u8; greet[1] as usize];
-                c.read_exact(&mut methods).await.unwrap();
-                c.write_all(&[5, 0]).await.unwrap();
-                let mut req = [0u8; 4];
-                c.read_exact(&mut req).await.unwrap();
-                let host = match req[3] {
-                    3 => {
-                        let mut len = [0u8; 1];
-                        c.read_exact(&mut len).await.unwrap();
-                        let mut name = vec![0u8; len[0] as usize];
-                        c.read_exact(&mut name).await.unwrap();
-                        String::from_utf8(name).unwrap()
-                    }
-                    1 => {
-                        let mut ip = [0u8; 4];
-                        c.read_exact(&mut ip).await.unwrap();
-                        std::net::Ipv4Addr::from(ip).to_string()
-                    }
-                    _ => return,
-                };
-                let mut p = [0u8; 2];
-                c.read_exact(&mut p).await.unwrap();
-                s.lock().unwrap().push(host.clone());
-                let Ok(up) = TcpStream::connect((host.as_str(), u16::from_be_bytes(p))).await else { return };
-                c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
-                pipe(c, up).await;
-            });
-        }
-    });
-    (port, seen)
+    proxy_server(|mut c: TcpStream, s: Arc<Mutex<Vec<String>>>| async move {
+        let mut greet = [0u8; 2];
+        c.read_exact(&mut greet).await.unwrap();
+        let mut methods = vec![0u8; greet[1] as usize];
+        c.read_exact(&mut methods).await.unwrap();
+        c.write_all(&[5, 0]).await.unwrap();
+        let mut req = [0u8; 4];
+        c.read_exact(&mut req).await.unwrap();
+        let host = match req[3] {
+            3 => {
+                let mut len = [0u8; 1];
+                c.read_exact(&mut len).await.unwrap();
+                let mut name = vec![0u8; len[0] as usize];
+                c.read_exact(&mut name).await.unwrap();
+                String::from_utf8(name).unwrap()
+            }
+            1 => {
+                let mut ip = [0u8; 4];
+                c.read_exact(&mut ip).await.unwrap();
+                std::net::Ipv4Addr::from(ip).to_string()
+            }
+            _ => return,
+        };
+        let mut p = [0u8; 2];
+        c.read_exact(&mut p).await.unwrap();
+        s.lock().unwrap().push(host.clone());
+        let Ok(up) = TcpStream::connect((host.as_str(), u16::from_be_bytes(p))).await else { return };
+        c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
+        pipe(c, up).await;
+    })
+    .await
 }
 
 fn provider(name: &str, port: u16, extra: &str) -> String {

@@ -34,6 +34,7 @@ async fn bad_requests_get_openai_shaped_4xx_and_the_gateway_keeps_serving() {
     let cases: Vec<Case> = vec![
         ("malformed JSON", b"{\"model\": ".to_vec(), json_ct.to_vec(), 400, "invalid_request"),
         ("not an object", b"[1,2,3]".to_vec(), json_ct.to_vec(), 400, "invalid_request"),
+        ("invalid UTF-8", b"{\"model\":\"ok\",\"input\":\"\xff\"}".to_vec(), json_ct.to_vec(), 400, "invalid_request"),
         ("empty body", b"".to_vec(), json_ct.to_vec(), 400, "invalid_request"),
         (
             "wrong type for stream",

@@ -48,6 +48,12 @@ pub fn inspect(body: &[u8]) -> Result<RequestHead, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError { param: None, message: "request body is empty; expected a JSON object".into() });
     }
+    // JSON is UTF-8. serde_json skips over strings it ignores without checking them, so a body
+    // with invalid bytes in some other field would otherwise pass and reach the upstream.
+    if let Err(e) = std::str::from_utf8(body) {
+        let message = format!("request body is not valid UTF-8 (byte {})", e.valid_up_to());
+        return Err(BodyError { param: None, message });
+    }
     // serde's derived structs also accept arrays; a request body must be an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         let message = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
@@ -153,6 +159,9 @@ mod tests {
         let long = format!(r#"{{"model":"rs/{}"}}"#, "x".repeat(MAX_MODEL_LEN));
         assert_eq!(inspect(long.as_bytes()).unwrap_err().param.as_deref(), Some("model"));
         assert_eq!(inspect(br#"{"model":"a\u0000b"}"#).unwrap_err().param.as_deref(), Some("model"));
+        // Found by fuzzing: invalid UTF-8 inside a field the head does not read.
+        let e = inspect(b"{\"model\":\"m\",\"input\":\"\xff\xfe\"}").unwrap_err();
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
         let e = inspect(br#"{"model": 3}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
         let e = inspect(br#"{"stream": true}"#).unwrap_err();

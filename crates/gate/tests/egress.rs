@@ -287,7 +287,8 @@ async fn a_pool_account_with_its_own_proxy_egresses_through_it_and_the_others_do
     let proxied = gate.add_account(&mock, "acc-p", "plus").await;
     let direct = gate.add_account(&mock, "acc-d", "plus").await;
     let proxy = format!("http://127.0.0.1:{pport}");
-    assert!(gate.store.set_account_proxy(&proxied, Some(&proxy)).await.unwrap());
+    let sealed = gate.app.pool.cipher().seal(&proxy, &codex_gate::secrets::place("accounts", &proxied, "proxy"));
+    assert!(gate.store.set_account_proxy(&proxied, Some(&sealed)).await.unwrap());
     let only = |on: &str, off: &str| {
         let (on, off, store) = (on.to_owned(), off.to_owned(), gate.store.clone());
         async move {

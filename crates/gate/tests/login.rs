@@ -229,6 +229,15 @@ fn accounts_cli_import_list_export_pause_remove_and_wrong_key() {
         (Some("rt-canary-456"), Some("acc-1"))
     );
     assert!(v.get("OPENAI_API_KEY").is_some());
+    // An account's own proxy: validated, shown without its password, stored.
+    let (code, _, err) = run(&["accounts", "proxy", "one@example.com", "ftp://nope"]);
+    assert_eq!(code, Some(1), "a bad proxy URL is refused");
+    assert!(err.contains("socks5"), "{err}");
+    let (code, out, err) = run(&["accounts", "proxy", "one@example.com", "http://me:pw-canary@127.0.0.1:3128"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("http://***@127.0.0.1:3128") && !out.contains("pw-canary"), "{out}");
+    let db = std::fs::read(dir.path().join("g.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("pw-canary"), "the proxy password is sealed at rest");
     let (_, out, _) = run(&["accounts", "pause", "one@example.com"]);
     assert!(out.contains("paused"));
     assert!(run(&["accounts", "list", "--json"]).1.contains("\"paused\""));

@@ -183,12 +183,15 @@ pub async fn run(path: Option<&Path>, cmd: AccountsCmd) -> anyhow::Result<()> {
                     Some(url)
                 }
             };
-            ctx.store.set_account_proxy(&r.id, value).await?;
+            // A proxy URL may carry a password: sealed like the tokens.
+            let sealed = value.map(|v| ctx.cipher.seal(v, &place("accounts", &r.id, "proxy")));
+            ctx.store.set_account_proxy(&r.id, sealed.as_deref()).await?;
             // The URL may carry credentials: print it without them.
             let shown = value.map_or("the provider's".to_owned(), |v| {
                 v.parse::<http::Uri>().map_or(v.to_owned(), |u| crate::egress::redact_proxy(&u))
             });
-            println!("{}: egress through {shown} (a running gateway picks it up on `POST /api/accounts/reload`)", r.id);
+            println!("{}: egress through {shown}", r.id);
+            notify(&ctx.config).await;
         }
         AccountsCmd::Export { account, out } => {
             let r = find(&ctx, &account).await?;
@@ -222,7 +225,9 @@ pub async fn run(path: Option<&Path>, cmd: AccountsCmd) -> anyhow::Result<()> {
 async fn login(ctx: &Ctx, device: bool, paste: bool, port: u16) -> anyhow::Result<()> {
     let p = &ctx.config.pool;
     let oauth = OAuthConfig { issuer: p.issuer.clone(), client_id: p.client_id.clone() };
-    let client = UpstreamClient::new(&[]);
+    // The sign-in reaches the issuer the way the gateway reaches upstreams ([egress]).
+    let egress = crate::egress::Egress::new(&ctx.config.egress).map_err(anyhow::Error::msg)?;
+    let client = UpstreamClient::with_egress(&[], egress);
     let timeout = Duration::from_secs(15 * 60);
     let tokens = if paste {
         let l = BrowserLogin::start(&oauth, port, &p.originator, false).await?;

@@ -235,10 +235,17 @@ impl Pool {
                     _ => Status::Active,
                 });
             }
-            let proxy = match r.proxy.as_deref() {
-                None | Some("") => None,
-                Some("direct") => Some(crate::egress::Route::Direct),
-                Some(u) => match crate::egress::parse_proxy(u) {
+            // Sealed like the tokens (a proxy URL may carry a password).
+            let proxy_url = r.proxy.as_deref().map(|s| self.cipher.open(s, &place("accounts", &r.id, "proxy")));
+            let proxy = match proxy_url.as_ref().map(|r| r.as_ref().map(|(u, _)| u.as_str())) {
+                None | Some(Ok("")) => None,
+                Some(Ok("direct")) => Some(crate::egress::Route::Direct),
+                Some(Err(_)) => {
+                    tracing::warn!(account = %r.id, "account proxy cannot be opened with this key; the account is paused");
+                    status = Some(Status::Paused);
+                    None
+                }
+                Some(Ok(u)) => match crate::egress::parse_proxy(u) {
                     Ok(p) => Some(crate::egress::Route::Proxy(p)),
                     Err(e) => {
                         // Never fall back to a direct connection the operator routed away from.

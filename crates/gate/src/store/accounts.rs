@@ -23,7 +23,7 @@ pub struct AccountRow {
     pub access_expires_ms: Option<i64>,
     pub last_refresh_ms: Option<i64>,
     pub cooldown_until_ms: i64,
-    /// This account's own egress proxy (`direct`, or a proxy URL); `None`: the provider's.
+    /// This account's own egress proxy (`direct`, or a proxy URL), sealed; `None`: the provider's.
     pub proxy: Option<String>,
 }
 
@@ -139,7 +139,7 @@ impl Store {
         )
     }
 
-    /// Set (or with `None` clear) an account's egress proxy; true if the account exists.
+    /// Set (or with `None` clear) an account's sealed egress proxy; true if the account exists.
     pub async fn set_account_proxy(&self, id: &str, proxy: Option<&str>) -> Result<bool, StoreError> {
         let q = "UPDATE accounts SET proxy = $2, updated_ms = $3 WHERE id = $1";
         let now = crate::now_ms();

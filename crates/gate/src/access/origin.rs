@@ -16,7 +16,8 @@ use http::{header, HeaderMap, Method};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// The host part of an authority (`host[:port]`, `[v6]:port`), lower-cased by the caller.
+/// The host part of an authority (`host[:port]`, `[v6]:port`). Names are compared without
+/// regard to case, so nothing here allocates (this runs for every request).
 fn host_of(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or("");
@@ -28,25 +29,27 @@ fn host_of(authority: &str) -> &str {
     }
 }
 
-fn is_loopback_name(host: &str) -> bool {
-    host == "localhost" || host.ends_with(".localhost")
+/// `host` ends with `.suffix` (case-insensitively).
+fn is_subdomain(host: &str, suffix: &str) -> bool {
+    let (h, s) = (host.as_bytes(), suffix.as_bytes());
+    h.len() > s.len() + 1 && h[h.len() - s.len() - 1] == b'.' && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
 }
 
+fn is_loopback_name(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || is_subdomain(host, "localhost")
+}
+
+/// `allowed` is lower-cased when the config is read.
 fn configured(host: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|a| match a.strip_prefix("*.") {
-        Some(suffix) => {
-            host.len() > suffix.len() + 1
-                && host.ends_with(suffix)
-                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-        }
-        None => host == a,
+        Some(suffix) => is_subdomain(host, suffix),
+        None => host.eq_ignore_ascii_case(a),
     })
 }
 
 /// May a request name `authority` in its `Host`?
 pub fn host_allowed(authority: &str, allowed: &[String]) -> bool {
-    let authority = authority.trim().to_ascii_lowercase();
-    let host = host_of(&authority);
+    let host = host_of(authority.trim());
     let host = host.strip_suffix('.').unwrap_or(host);
     !host.is_empty() && (is_loopback_name(host) || host.parse::<IpAddr>().is_ok() || configured(host, allowed))
 }
@@ -56,11 +59,11 @@ pub fn host_allowed(authority: &str, allowed: &[String]) -> bool {
 /// than the gateway's own is a foreign site.
 pub fn origin_allowed(origin: &str, authority: Option<&str>, allowed: &[String]) -> bool {
     let Some((_, rest)) = origin.split_once("://") else { return false };
-    let o = rest.trim_end_matches('/').to_ascii_lowercase();
-    if authority.is_some_and(|a| a.trim().eq_ignore_ascii_case(&o)) {
+    let o = rest.trim_end_matches('/');
+    if authority.is_some_and(|a| a.trim().eq_ignore_ascii_case(o)) {
         return true;
     }
-    let host = host_of(&o);
+    let host = host_of(o);
     let loopback_ip = host.parse::<IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
     is_loopback_name(host) || loopback_ip || configured(host, allowed)
 }

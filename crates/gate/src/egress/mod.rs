@@ -97,7 +97,10 @@ impl Egress {
         // RFC 8305's recommended delay before trying the other address family.
         tcp.set_happy_eyeballs_timeout(Some(Duration::from_millis(250)));
         let tls = tls::client_config(cfg.ca_file.as_deref())?;
-        let env = cfg.env_proxy.then(|| Arc::new(Matcher::from_env()));
+        // Without any proxy variable set, no request pays for asking the matcher.
+        let proxy_vars = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+        let any_set = proxy_vars.iter().any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+        let env = (cfg.env_proxy && any_set).then(|| Arc::new(Matcher::from_env()));
         Ok(Egress { tcp, tls, default_proxy: cfg.proxy.clone(), env })
     }
 

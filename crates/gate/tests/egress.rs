@@ -1,7 +1,9 @@
 //! Egress over real sockets: a TLS upstream whose certificate comes from a test CA trusted
 //! through `[egress] ca_file` (success, and the typed failure without it), connection reuse after
 //! streams over TLS, and the same upstream reached through an HTTP CONNECT proxy and a SOCKS5
-//! proxy written here, plus a dead proxy's typed error.
+//! proxy written here, plus a dead proxy's typed error. An HTTP/2 upstream (hyper's server, by
+//! ALPN): concurrent turns share one connection, each pool account gets its own, and a connection
+//! the server closed is replaced.
 
 mod common;
 
@@ -14,8 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 
-/// A test CA (its PEM) and a server config for `localhost` signed by it.
+/// A test CA (its PEM) and a server config for `localhost` signed by it, offering HTTP/1.1 only.
 fn test_pki() -> (String, Arc<rustls::ServerConfig>) {
+    test_pki_alpn(&[b"http/1.1"])
+}
+
+/// As [`test_pki`], offering these protocols by ALPN.
+fn test_pki_alpn(alpn: &[&[u8]]) -> (String, Arc<rustls::ServerConfig>) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -34,7 +41,7 @@ fn test_pki() -> (String, Arc<rustls::ServerConfig>) {
             rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
         )
         .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     (ca_cert.pem(), Arc::new(cfg))
 }
 
@@ -105,6 +112,72 @@ async fn tls_upstream(cfg: Arc<rustls::ServerConfig>) -> (u16, Arc<AtomicUsize>)
         }
     });
     (port, handshakes)
+}
+
+/// What the HTTP/2 upstream saw.
+#[derive(Default)]
+struct Seen {
+    handshakes: AtomicUsize,
+    h2_requests: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// The most requests it held at once.
+    peak: AtomicUsize,
+}
+
+/// An HTTPS upstream on hyper's server (HTTP/2 or 1.1, whichever ALPN chose): each request is
+/// held for `delay`, then answered with the short SSE stream; with `life`, every connection is
+/// cut that long after its handshake.
+async fn h2_upstream(
+    cfg: Arc<rustls::ServerConfig>,
+    delay: std::time::Duration,
+    life: Option<std::time::Duration>,
+) -> (u16, Arc<Seen>) {
+    use http_body_util::BodyExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Seen::default());
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, s) = (acceptor.clone(), s.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                s.handshakes.fetch_add(1, Ordering::SeqCst);
+                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let s = s.clone();
+                    async move {
+                        if req.version() == http::Version::HTTP_2 {
+                            s.h2_requests.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        s.peak.fetch_max(now, Ordering::SeqCst);
+                        let _ = req.into_body().collect().await;
+                        tokio::time::sleep(delay).await;
+                        s.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        let body: String = STREAM.iter().map(|e| format!("data: {e}\n\n")).collect();
+                        let resp = http::Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+                match life {
+                    Some(life) => {
+                        let _ = tokio::time::timeout(life, conn).await;
+                    }
+                    None => {
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
 }
 
 /// Copy both ways until either side closes.
@@ -309,4 +382,79 @@ async fn a_pool_account_with_its_own_proxy_egresses_through_it_and_the_others_do
     let r = turn(&gate, "pool/gpt-5.5").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(connects.lock().unwrap().len(), 1, "the other account connects directly");
+}
+
+/// `[egress]` trusting a fresh test CA, and a server config offering h2 and HTTP/1.1.
+fn h2_setup(dir: &TempDir) -> (String, Arc<rustls::ServerConfig>) {
+    let (ca_pem, server_cfg) = test_pki_alpn(&[b"h2", b"http/1.1"]);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    (format!("[egress]\nca_file = \"{}\"\nenv_proxy = false\n", ca_file.display()), server_cfg)
+}
+
+#[tokio::test]
+async fn an_http2_upstream_carries_concurrent_turns_on_one_connection() {
+    let dir = TempDir::new();
+    let (egress, server_cfg) = h2_setup(&dir);
+    let (port, seen) = h2_upstream(server_cfg, std::time::Duration::from_millis(300), None).await;
+    let gate = Gate::start(&format!("{egress}{}", provider("h2", port, ""))).await;
+    // A first turn opens the connection; eight at once then share it.
+    let r = turn(&gate, "h2/m").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let turns = (0..8).map(|_| turn(&gate, "h2/m"));
+    for r in futures_util::future::join_all(turns).await {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.event_types().last().map(String::as_str), Some("response.completed"));
+        assert!(r.text().contains("over TLS"));
+    }
+    assert_eq!(seen.h2_requests.load(Ordering::SeqCst), 9, "every turn went over HTTP/2");
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 1, "one connection");
+    assert!(seen.peak.load(Ordering::SeqCst) >= 4, "streams ran at once: {}", seen.peak.load(Ordering::SeqCst));
+    let rows = gate.records(9).await;
+    assert!(rows.iter().all(|r| r.status == 200 && r.error_code.is_none()));
+}
+
+#[tokio::test]
+async fn an_http2_connection_the_server_closed_is_replaced_without_failing_the_turn() {
+    let dir = TempDir::new();
+    let (egress, server_cfg) = h2_setup(&dir);
+    let life = std::time::Duration::from_millis(400);
+    let (port, seen) = h2_upstream(server_cfg, std::time::Duration::ZERO, Some(life)).await;
+    let gate = Gate::start(&format!("{egress}{}", provider("h2", port, ""))).await;
+    for i in 0..3 {
+        let r = turn(&gate, "h2/m").await;
+        assert_eq!(r.status, 200, "turn {i}: {}", r.text());
+        assert_eq!(r.event_types().last().map(String::as_str), Some("response.completed"));
+        tokio::time::sleep(life + std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 3, "a new connection after each close");
+    assert_eq!(seen.h2_requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn each_pool_account_gets_its_own_http2_connection() {
+    use codex_gate_mock::{MockOptions, MockUpstream};
+    let dir = TempDir::new();
+    let (egress, server_cfg) = h2_setup(&dir);
+    let (port, seen) = h2_upstream(server_cfg, std::time::Duration::ZERO, None).await;
+    // The mock is the token issuer; the backend is the HTTP/2 upstream.
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    mock.add_chatgpt_account("acc-2", false);
+    let cfg = format!(
+        "{egress}[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"https://localhost:{port}/backend-api/codex\"\n",
+        mock.issuer_url()
+    );
+    let gate = Gate::start(&cfg).await;
+    let one = gate.add_account(&mock, "acc-1", "plus").await;
+    let two = gate.add_account(&mock, "acc-2", "plus").await;
+    for (on, off) in [(&one, &two), (&two, &one), (&one, &two), (&two, &one)] {
+        gate.store.set_account_status(on, "active", None).await.unwrap();
+        gate.store.set_account_status(off, "paused", None).await.unwrap();
+        gate.app.pool.load().await.unwrap();
+        let r = turn(&gate, "pool/gpt-5.5").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(seen.h2_requests.load(Ordering::SeqCst), 4);
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 2, "one connection per account, each reused");
 }

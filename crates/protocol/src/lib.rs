@@ -1,4 +1,4 @@
-//! Pure protocol code for codex-gate: no I/O, no async runtime, no HTTP stack.
+//! Pure protocol code for codex-gate: no I/O, no async runtime, no sockets.
 //!
 //! Map of the crate:
 //! - [`sse`]: incremental Server-Sent-Events decoder (bytes split anywhere → events) and encoder.
@@ -10,6 +10,7 @@
 //! - [`grammar`]: checkers of the Responses and Chat stream grammars (used by the tests).
 //! - [`repair`]: Responses stream repair (created first, added before deltas, output backfill, usage).
 //! - [`synth`]: events the gateway writes itself (a terminal failure after the first byte).
+//! - [`h1`]: HTTP/1.1 answer framing (response head, Content-Length / chunked / close bodies).
 //!
 //! Everything here is synchronous and deterministic so it can be unit-, snapshot- and
 //! property-tested without sockets.
@@ -17,6 +18,7 @@
 pub mod body;
 pub mod error;
 pub mod grammar;
+pub mod h1;
 pub mod observe;
 pub mod repair;
 pub mod sse;

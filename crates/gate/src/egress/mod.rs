@@ -7,7 +7,7 @@
 mod kind;
 mod tls;
 
-pub use kind::{redact_proxy, ClientError, TransportKind};
+pub use kind::{chain, redact_proxy, ClientError, TransportKind};
 
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};

@@ -5,7 +5,7 @@
 //! stream, so an upstream error, an idle timeout or an end without the terminal event becomes
 //! one final event in the client's API, and the stream closes right after it.
 
-use super::h1::UpstreamBody;
+use super::client::UpstreamBody;
 use crate::tally::Tally;
 use bytes::Bytes;
 use codex_gate_protocol::observe::{ChatHead, ChatObserver, Outcome, ResponsesHead, ResponsesObserver};

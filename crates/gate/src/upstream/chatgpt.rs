@@ -231,6 +231,7 @@ pub(super) async fn serve(
             if let Some(route) = a.proxy.read().clone() {
                 req.extensions_mut().insert(crate::egress::ProxyChoice(route));
             }
+            req.extensions_mut().insert(super::client::Identity(a.id.as_str().into()));
             let sent = Instant::now();
             let r = attempt(app, t, req, true).await;
             tally.upstream_wait += sent.elapsed();

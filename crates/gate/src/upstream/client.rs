@@ -1,17 +1,20 @@
-//! The one shared upstream HTTP client: HTTP/1.1 over connections from [`crate::egress`] (happy
-//! eyeballs, proxies, TLS roots), a keep-alive pool per scheme, `host[:port]` and proxy, and
+//! The one shared upstream HTTP client over connections from [`crate::egress`] (happy eyeballs,
+//! proxies, TLS roots): HTTP/2 when a TLS upstream offers it ([`super::h2`]), else HTTP/1.1 with
+//! a keep-alive pool. Connections are kept by scheme, `host[:port]`, proxy and pool account, with
 //! per-provider connect timeouts. Its own HTTP/1.1 because an open stream through hyper's client
 //! held ~25 KB of buffers and channel blocks per connection even while idle; here an idle stream
 //! holds a socket and a few words of state (benchmark f: 22.6 vs 52.5 KB per open stream).
 
-pub use super::h1::UpstreamBody;
-use super::h1::{self, SendError};
+use super::h1::{self, H1Body, SendError};
+use super::h2::{self, H2Pool};
 use crate::config::Provider;
 pub use crate::egress::{ClientError, TransportKind};
 use crate::egress::{Egress, EgressConfig, ProxyChoice, Route};
 use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -30,6 +33,13 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) enum Io {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Io {
+    /// The TLS handshake chose HTTP/2.
+    fn is_h2(&self) -> bool {
+        matches!(self, Io::Tls(t) if t.get_ref().1.alpn_protocol() == Some(b"h2"))
+    }
 }
 
 macro_rules! delegate {
@@ -139,6 +149,55 @@ impl Pool {
     }
 }
 
+/// An upstream answer's body, over either protocol.
+pub struct UpstreamBody(Proto);
+
+enum Proto {
+    H1(H1Body),
+    H2(hyper::body::Incoming),
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Proto::H1(b) => b.fmt(f),
+            Proto::H2(_) => f.write_str("UpstreamBody(HTTP/2)"),
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = ClientError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
+        match &mut self.get_mut().0 {
+            Proto::H1(b) => Pin::new(b).poll_frame(cx),
+            Proto::H2(b) => Pin::new(b).poll_frame(cx).map_err(|e| h2::error("reading the answer", &e)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Proto::H1(b) => b.is_end_stream(),
+            Proto::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Proto::H1(b) => b.size_hint(),
+            Proto::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+/// Which pool account a request is for, carried in its extensions: each account gets its own
+/// connections, as each Codex install has its own, so the upstream never sees two accounts on
+/// one connection.
+#[derive(Debug, Clone)]
+pub struct Identity(pub Arc<str>);
+
 /// Where a request goes, borrowed from its URI (this runs for every request).
 struct Dest<'a> {
     tls: bool,
@@ -176,6 +235,7 @@ impl<'a> Dest<'a> {
 #[derive(Clone)]
 pub struct UpstreamClient {
     pool: Arc<Pool>,
+    h2: Arc<H2Pool>,
     /// Connect timeout by `host:port`.
     connect_timeouts: Arc<HashMap<String, Duration>>,
     egress: Egress,
@@ -205,33 +265,60 @@ impl UpstreamClient {
                 }
             }
         }
-        UpstreamClient { pool: Arc::default(), connect_timeouts: Arc::new(connect_timeouts), egress }
+        UpstreamClient {
+            pool: Arc::default(),
+            h2: Arc::default(),
+            connect_timeouts: Arc::new(connect_timeouts),
+            egress,
+        }
     }
 
     /// Send a request; resolves when the answer's head arrives. A pooled connection that turns
     /// out to have been closed by the server is replaced by a fresh one once — for a POST only
-    /// if none of it had been written (see [`h1::SendError`]).
-    pub async fn request(&self, req: http::Request<Bytes>) -> Result<http::Response<UpstreamBody>, ClientError> {
-        let dest = Dest::of(req.uri())?;
+    /// if none of it had been written (see [`h1::SendError`], [`h2::Failed`]).
+    pub async fn request(&self, mut req: http::Request<Bytes>) -> Result<http::Response<UpstreamBody>, ClientError> {
         let route = self.egress.route(req.uri(), req.extensions().get::<ProxyChoice>());
-        // Connections through different proxies are different connections.
-        let key: std::borrow::Cow<'_, str> = match &route {
-            Route::Direct => dest.authority.into(),
-            Route::Proxy(p) => format!("{} via {p}", dest.authority).into(),
-        };
-        let head = h1::encode_request(&req, dest.authority);
+        if req.uri().scheme_str() == Some("https") {
+            let key = key(&Dest::of(req.uri())?, &route, &req).into_owned();
+            if let Some(mut send) = self.h2.get(&key) {
+                // Boxed, as below: HTTP/2's futures stay out of the HTTP/1.1 path's size.
+                match Box::pin(h2::send(&mut send, req)).await {
+                    Ok(resp) => return Ok(resp.map(|b| UpstreamBody(Proto::H2(b)))),
+                    Err(h2::Failed::Unsent(r)) => req = *r,
+                    Err(h2::Failed::Sent(e)) => return Err(e),
+                }
+            }
+        }
+        let dest = Dest::of(req.uri())?;
+        let key = key(&dest, &route, &req);
+        let h1_answer = |r: http::Response<H1Body>| r.map(|b| UpstreamBody(Proto::H1(b)));
         if let Some(conn) = self.pool.take(dest.tls, &key) {
+            let head = h1::encode_request(&req, dest.authority);
             match h1::send(conn, &head, &req).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok(h1_answer(resp)),
                 Err(SendError { retry: true, .. }) => {}
                 Err(SendError { error, .. }) => return Err(error),
             }
         }
-        let conn = self.connect(&dest, &route, &key).await?;
-        h1::send(conn, &head, &req).await.map_err(|e| e.error)
+        let io = self.connect(&dest, &route).await?;
+        if io.is_h2() {
+            let key = key.into_owned();
+            let mut send = Box::pin(h2::handshake(io, dest.authority)).await?;
+            self.h2.put(&key, &send);
+            return match Box::pin(h2::send(&mut send, req)).await {
+                Ok(resp) => Ok(resp.map(|b| UpstreamBody(Proto::H2(b)))),
+                Err(h2::Failed::Sent(e)) => Err(e),
+                Err(h2::Failed::Unsent(_)) => {
+                    Err(ClientError::new(TransportKind::Reset, "the new HTTP/2 connection closed at once"))
+                }
+            };
+        }
+        let conn = Conn { io, tls: dest.tls, authority: Arc::from(&*key), pool: Arc::downgrade(&self.pool) };
+        let head = h1::encode_request(&req, dest.authority);
+        h1::send(conn, &head, &req).await.map(h1_answer).map_err(|e| e.error)
     }
 
-    async fn connect(&self, dest: &Dest<'_>, route: &Route, key: &str) -> Result<Conn, ClientError> {
+    async fn connect(&self, dest: &Dest<'_>, route: &Route) -> Result<Io, ClientError> {
         let hp = format!("{}:{}", dest.host, dest.port);
         let limit = self.connect_timeouts.get(&hp).copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let connect = async {
@@ -250,13 +337,24 @@ impl UpstreamClient {
         };
         // Boxed: the TLS handshake's state is large, and only new connections need it; unboxed it
         // would make every request's future (moved several times per request) that much bigger.
-        let io = match tokio::time::timeout(limit, Box::pin(connect)).await {
-            Ok(r) => r?,
+        match tokio::time::timeout(limit, Box::pin(connect)).await {
+            Ok(r) => r,
             Err(_) => {
                 let msg = format!("connect to {hp}: timeout after {} ms", limit.as_millis());
-                return Err(ClientError::new(TransportKind::Timeout, msg));
+                Err(ClientError::new(TransportKind::Timeout, msg))
             }
-        };
-        Ok(Conn { io, tls: dest.tls, authority: Arc::from(key), pool: Arc::downgrade(&self.pool) })
+        }
+    }
+}
+
+/// The pool key: connections through different proxies, or for different pool accounts,
+/// are different connections. Borrowed in the common case (direct, no account).
+fn key<'r>(dest: &Dest<'r>, route: &Route, req: &http::Request<Bytes>) -> std::borrow::Cow<'r, str> {
+    let who = req.extensions().get::<Identity>();
+    match (route, who) {
+        (Route::Direct, None) => dest.authority.into(),
+        (Route::Direct, Some(Identity(id))) => format!("{} as {id}", dest.authority).into(),
+        (Route::Proxy(p), None) => format!("{} via {p}", dest.authority).into(),
+        (Route::Proxy(p), Some(Identity(id))) => format!("{} via {p} as {id}", dest.authority).into(),
     }
 }

@@ -1,13 +1,14 @@
-//! HTTP/1.1 on the wire for the upstream client: the request head, the response head and the
-//! response body's framing (Content-Length, chunked, or until close). Built for the gateway's
+//! HTTP/1.1 on the wire for the upstream client: the request head out, and the answer read
+//! through the framing in [`codex_gate_protocol::h1`] as bytes arrive. Built for the gateway's
 //! load, thousands of mostly idle streams: between two reads a connection holds no buffer at all
 //! (each read lands on the stack and leaves as an exact-size `Bytes`).
 
 use super::client::Conn;
 use crate::egress::{ClientError, TransportKind};
 use bytes::{Bytes, BytesMut};
+use codex_gate_protocol::h1::{parse_head, Chunk, Framing, Malformed, Step};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::mem::MaybeUninit;
@@ -19,8 +20,6 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 const READ_CHUNK: usize = 16 << 10;
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 << 10;
-/// Longest chunk-size or trailer line accepted.
-const MAX_LINE: usize = 4 << 10;
 /// Bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 << 10;
 
@@ -79,11 +78,7 @@ pub(super) struct SendError {
 }
 
 /// Write the request on `conn` and read the answer's head; the body is read as it is polled.
-pub(super) async fn send(
-    mut conn: Conn,
-    head: &[u8],
-    req: &Request<Bytes>,
-) -> Result<Response<UpstreamBody>, SendError> {
+pub(super) async fn send(mut conn: Conn, head: &[u8], req: &Request<Bytes>) -> Result<Response<H1Body>, SendError> {
     let body = req.body();
     let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let mut written = false;
@@ -109,7 +104,7 @@ pub(super) async fn send(
         if !buf.is_empty() {
             let fail = |error| Err(SendError { error, retry: false });
             match parse_head(&buf) {
-                Err(e) => return fail(e),
+                Err(e) => return fail(malformed(e)),
                 Ok(None) if buf.len() > MAX_HEAD => {
                     return fail(ClientError::new(TransportKind::Malformed, "answer head larger than 64 KB"))
                 }
@@ -126,15 +121,10 @@ pub(super) async fn send(
                     }
                     let framing = match Framing::of(&head, req.method()) {
                         Ok(f) => f,
-                        Err(e) => return fail(e),
+                        Err(e) => return fail(malformed(e)),
                     };
-                    // Both framings at once may be a smuggling attempt (RFC 9112 §6.3): the
-                    // answer is read by Transfer-Encoding, and the connection is not trusted again.
-                    let ambiguous =
-                        head.headers.contains_key(TRANSFER_ENCODING) && head.headers.contains_key(CONTENT_LENGTH);
-                    let reusable = keep_alive(&head) && !matches!(framing, Framing::Close) && !ambiguous;
-                    let mut resp =
-                        Response::new(UpstreamBody { conn: Some(conn), buf, framing, reusable, draining: false });
+                    let reusable = head.keep_alive() && !framing.ends_at_close() && !head.ambiguous();
+                    let mut resp = Response::new(H1Body { conn: Some(conn), buf, framing, reusable, draining: false });
                     *resp.status_mut() = head.status;
                     *resp.version_mut() = head.version;
                     *resp.headers_mut() = head.headers;
@@ -158,112 +148,9 @@ pub(super) async fn send(
     }
 }
 
-struct Head {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
-}
-
-/// Parse a response head: `None` until it is complete, else its length and content.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, ClientError> {
-    let mut few = [httparse::EMPTY_HEADER; 64];
-    let mut many;
-    let mut resp = httparse::Response::new(&mut few);
-    let mut status = resp.parse(buf);
-    if let Err(httparse::Error::TooManyHeaders) = status {
-        many = vec![httparse::EMPTY_HEADER; 512];
-        resp = httparse::Response::new(&mut many);
-        status = resp.parse(buf);
-    }
-    let len = match status {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ClientError::new(TransportKind::Malformed, format!("malformed answer head: {e}"))),
-    };
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
-        .map_err(|_| ClientError::new(TransportKind::Malformed, "malformed answer head: bad status code"))?;
-    let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes());
-        let value = HeaderValue::from_bytes(h.value);
-        if let (Ok(n), Ok(v)) = (name, value) {
-            headers.append(n, v);
-        }
-    }
-    Ok(Some((len, Head { status, version, headers })))
-}
-
-/// Whether the connection may carry another request after this answer.
-fn keep_alive(head: &Head) -> bool {
-    let has = |token: &str| {
-        head.headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
-    };
-    match head.version {
-        Version::HTTP_11 => !has("close"),
-        _ => has("keep-alive"),
-    }
-}
-
-/// How the body's end is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// This many bytes are left.
-    Length(u64),
-    Chunked(Chunk),
-    /// Until the server closes the connection.
-    Close,
-}
-
-/// Where a chunked body's decoder is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailer,
-    Done,
-}
-
-impl Framing {
-    fn of(head: &Head, method: &Method) -> Result<Framing, ClientError> {
-        let s = head.status;
-        if *method == Method::HEAD || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED {
-            return Ok(Framing::Length(0));
-        }
-        if let Some(te) = head.headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-            // RFC 9112 §6.3: chunked only when it is the final coding; otherwise read to close.
-            let last = te.to_str().ok().and_then(|s| s.rsplit(',').next()).map(str::trim);
-            return Ok(match last {
-                Some(l) if l.eq_ignore_ascii_case("chunked") => Framing::Chunked(Chunk::Size),
-                _ => Framing::Close,
-            });
-        }
-        let mut length = None;
-        for v in head.headers.get_all(CONTENT_LENGTH) {
-            for part in v.to_str().unwrap_or("x").split(',') {
-                let n: u64 = part.trim().parse().map_err(|_| {
-                    ClientError::new(TransportKind::Malformed, "malformed Content-Length in the answer")
-                })?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ClientError::new(
-                        TransportKind::Malformed,
-                        "conflicting Content-Length values in the answer",
-                    ));
-                }
-                length = Some(n);
-            }
-        }
-        Ok(length.map_or(Framing::Close, Framing::Length))
-    }
-}
-
-/// An upstream answer's body. Reading it to the end hands the connection back to the pool;
+/// An HTTP/1.1 answer's body. Reading it to the end hands the connection back to the pool;
 /// dropping it earlier closes the connection.
-pub struct UpstreamBody {
+pub struct H1Body {
     conn: Option<Conn>,
     /// Received and not yet decoded.
     buf: Bytes,
@@ -278,7 +165,7 @@ pub struct UpstreamBody {
 const DRAIN_MAX: u64 = 64 << 10;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-impl Drop for UpstreamBody {
+impl Drop for H1Body {
     /// A stream's reader stops at the terminal event, before the body's end: read the rest in
     /// the background (bounded in bytes and time) so the connection can serve the next request
     /// instead of paying TCP and TLS again. Anything longer or slower closes it.
@@ -293,7 +180,7 @@ impl Drop for UpstreamBody {
         };
         let Some(conn) = self.conn.take().filter(|_| small) else { return };
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let mut rest = UpstreamBody {
+        let mut rest = H1Body {
             conn: Some(conn),
             buf: std::mem::take(&mut self.buf),
             framing: self.framing,
@@ -318,13 +205,13 @@ impl Drop for UpstreamBody {
     }
 }
 
-impl std::fmt::Debug for UpstreamBody {
+impl std::fmt::Debug for H1Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody").field("framing", &self.framing).finish_non_exhaustive()
+        f.debug_struct("H1Body").field("framing", &self.framing).finish_non_exhaustive()
     }
 }
 
-impl UpstreamBody {
+impl H1Body {
     /// Append one read to `buf`; `Ready(Ok(false))` is the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ClientError>> {
         let Some(conn) = self.conn.as_mut() else { return Poll::Ready(Ok(false)) };
@@ -346,91 +233,33 @@ impl UpstreamBody {
         }
     }
 
-    /// Take one line (without its line end) from `buf`, if a whole one is there.
-    fn take_line(&mut self) -> Result<Option<Bytes>, ClientError> {
-        match memchr::memchr(b'\n', &self.buf) {
-            Some(i) => {
-                let mut line = self.buf.split_to(i + 1);
-                line.truncate(i - usize::from(i > 0 && line[i - 1] == b'\r'));
-                Ok(Some(line))
-            }
-            None if self.buf.len() > MAX_LINE => {
-                Err(ClientError::new(TransportKind::Malformed, "malformed chunked answer: line too long"))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Up to `left` bytes of data from `buf`.
-    fn take_data(&mut self, left: &mut u64) -> Bytes {
-        let n = self.buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-        *left -= n as u64;
-        self.buf.split_to(n)
-    }
-
     /// The next frame by the answer's framing.
     fn decode(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
         loop {
-            match self.framing {
-                Framing::Length(0) | Framing::Chunked(Chunk::Done) => {
+            match self.framing.step(&mut self.buf).map_err(malformed)? {
+                Step::Data(d) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                Step::End => {
                     self.finish();
                     return Poll::Ready(None);
                 }
-                Framing::Length(mut left) => {
-                    if self.buf.is_empty() && !ready!(self.poll_fill(cx))? {
-                        return Poll::Ready(Some(Err(ClientError::new(
-                            TransportKind::Reset,
-                            "connection closed before the answer's end",
-                        ))));
-                    }
-                    let data = self.take_data(&mut left);
-                    self.framing = Framing::Length(left);
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                Step::NeedMore if ready!(self.poll_fill(cx))? => {}
+                Step::NeedMore if self.framing.ends_at_close() => {
+                    self.conn = None;
+                    return Poll::Ready(None);
                 }
-                Framing::Close => {
-                    if self.buf.is_empty() && !ready!(self.poll_fill(cx))? {
-                        self.conn = None;
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut self.buf)))));
+                Step::NeedMore => {
+                    return Poll::Ready(Some(Err(ClientError::new(
+                        TransportKind::Reset,
+                        "connection closed before the answer's end",
+                    ))))
                 }
-                Framing::Chunked(Chunk::Data(mut left)) => {
-                    if self.buf.is_empty() && !ready!(self.poll_fill(cx))? {
-                        break;
-                    }
-                    let data = self.take_data(&mut left);
-                    self.framing = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Chunked(state) => match self.take_line()? {
-                    Some(line) => {
-                        self.framing = Framing::Chunked(match state {
-                            Chunk::Size => match parse_chunk_size(&line)? {
-                                0 => Chunk::Trailer,
-                                n => Chunk::Data(n),
-                            },
-                            Chunk::DataEnd if line.is_empty() => Chunk::Size,
-                            Chunk::DataEnd => {
-                                return Poll::Ready(Some(Err(ClientError::new(
-                                    TransportKind::Malformed,
-                                    "malformed chunked answer: data longer than its size",
-                                ))))
-                            }
-                            // Trailer fields are not used; an empty line ends them.
-                            _ if line.is_empty() => Chunk::Done,
-                            _ => Chunk::Trailer,
-                        })
-                    }
-                    None => {
-                        if !ready!(self.poll_fill(cx))? {
-                            break;
-                        }
-                    }
-                },
             }
         }
-        Poll::Ready(Some(Err(ClientError::new(TransportKind::Reset, "connection closed before the answer's end"))))
     }
+}
+
+fn malformed(e: Malformed) -> ClientError {
+    ClientError::new(TransportKind::Malformed, e.0)
 }
 
 /// `a` then `b`, copying only when both hold something.
@@ -444,22 +273,7 @@ fn join(a: Bytes, b: Bytes) -> Bytes {
     joined.freeze()
 }
 
-fn parse_chunk_size(line: &[u8]) -> Result<u64, ClientError> {
-    let bad = || ClientError::new(TransportKind::Malformed, "malformed chunked answer: bad chunk size");
-    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-    let digits = digits.trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return Err(bad());
-    }
-    let mut n = 0u64;
-    for &d in digits {
-        let v = (d as char).to_digit(16).ok_or_else(bad)?;
-        n = n * 16 + u64::from(v);
-    }
-    Ok(n)
-}
-
-impl Body for UpstreamBody {
+impl Body for H1Body {
     type Data = Bytes;
     type Error = ClientError;
 
@@ -468,7 +282,7 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.framing, Framing::Length(0) | Framing::Chunked(Chunk::Done))
+        self.framing.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {

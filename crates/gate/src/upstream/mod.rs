@@ -5,4 +5,5 @@ pub mod body;
 pub mod chatgpt;
 pub mod client;
 mod h1;
+mod h2;
 pub mod relay;

@@ -6,7 +6,7 @@
 //! tried (unless the route fails closed or the failure would repeat everywhere).
 
 use super::body::{RelayBody, RelayOptions, Translate};
-use super::h1::UpstreamBody;
+use super::client::UpstreamBody;
 use crate::app::App;
 use crate::egress::TransportKind;
 use crate::error::GateError;

@@ -7,6 +7,7 @@
 
 mod bodies;
 mod chart;
+mod clients;
 mod load;
 mod procs;
 mod relay;
@@ -88,6 +89,18 @@ enum Cmd {
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
+    /// The gateway's own HTTP/1.1 upstream client against hyper's connection API and hyper-util's
+    /// pooled client: memory per open stream and CPU per small request (OUT/clients.json)
+    Clients {
+        #[arg(long, default_value_t = 2000)]
+        streams: usize,
+        #[arg(long, default_value_t = 40000)]
+        requests: usize,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
+    #[command(hide = true)]
+    ClientProbe { kind: String, addr: String, streams: usize, requests: usize },
     #[command(hide = true)]
     Mock {
         addr: String,
@@ -141,6 +154,12 @@ fn main() -> ExitCode {
             rt().map_err(Into::into).and_then(|rt| rt.block_on(relay::run(&listen, &upstream)))
         }
         Some(Cmd::Chart { json }) => chart(&json),
+        Some(Cmd::Clients { streams, requests, out }) => {
+            rt().map_err(Into::into).and_then(|rt| rt.block_on(clients::compare(streams, requests, &out)))
+        }
+        Some(Cmd::ClientProbe { kind, addr, streams, requests }) => {
+            rt().map_err(Into::into).and_then(|rt| rt.block_on(clients::probe(&kind, &addr, streams, requests)))
+        }
         Some(Cmd::Soak { minutes, connections, out }) => rt()
             .map_err(Into::into)
             .and_then(|rt| rt.block_on(soak::run(Duration::from_secs_f64(minutes * 60.0), connections.max(1), &out))),

@@ -130,3 +130,25 @@ fn soak_smoke_serves_mixed_faulty_traffic_without_losing_a_row() {
     assert!(r["rss_mb"]["end"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_client_comparison_measures_all_three_clients() {
+    let dir = std::env::temp_dir().join(format!("codex-gate-bench-clients-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench"))
+        .args(["clients", "--streams", "20", "--requests", "200", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run codex-gate-bench clients");
+    assert!(out.status.success(), "clients failed: {}", String::from_utf8_lossy(&out.stderr));
+    let probes: Value = serde_json::from_slice(&std::fs::read(dir.join("clients.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = probes.as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["gate", "hyper-conn", "hyper-pooled"]);
+    for p in probes.as_array().unwrap() {
+        assert_eq!(p["streams"], 20);
+        assert_eq!(p["requests"], 200, "{p}");
+        // 200 requests take a few ms, under /proc's 10 ms tick: only that it was read is checked.
+        assert!(p["cpu_us_per_request"].as_f64().unwrap() >= 0.0, "{p}");
+        assert!(p["rss_per_stream_kb"].as_f64().is_some(), "{p}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,8 +13,19 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const FAULTS: &[&str] =
-    &["reset", "hang", "500", "html-200", "garbage-200", "html-as-sse", "truncated", "stall", "no-terminal", "failed"];
+const FAULTS: &[&str] = &[
+    "reset",
+    "hang",
+    "500",
+    "html-200",
+    "garbage-200",
+    "html-as-sse",
+    "truncated",
+    "stall",
+    "no-terminal",
+    "failed",
+    "garbage-mid-stream",
+];
 
 /// Faults that happen before any byte of an answer: never a 200.
 fn before_first_byte(fault: &str, stream: bool) -> bool {
@@ -103,6 +114,39 @@ async fn every_fault_gets_a_clean_answer_a_row_and_the_gateway_keeps_serving() {
         }
     }
     assert_eq!(cases, FAULTS.len() * 8);
+}
+
+#[tokio::test]
+async fn garbage_spliced_into_a_stream_ends_it_as_a_bad_answer_without_relaying_the_garbage() {
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!("{}{}", provider("r", "responses", &m.url(), ""), provider("c", "chat", &m.url(), ""));
+    let gate = Gate::start(&cfg).await;
+    let mut n = 0;
+    for upstream in ["r", "c"] {
+        for client_chat in [false, true] {
+            n += 1;
+            let label = format!("upstream={upstream} client_chat={client_chat}");
+            let (path, body) = request(client_chat, &format!("{upstream}/garbage-mid-stream"), true);
+            let r = post(&gate.url(&path), &body).await;
+            assert_eq!(r.status, 200, "{label}: the stream had begun");
+            assert!(!r.text().contains("<html>") && !r.text().contains("Bad Gateway"), "{label}: {}", r.text());
+            let events = r.events();
+            assert!(events.iter().all(|e| e.is_object() || e == "[DONE]"), "{label}: a broken event: {}", r.text());
+            // The deltas before the garbage arrived; the upstream's normal end after it did not.
+            assert!(r.text().contains("delta"), "{label}: {}", r.text());
+            let last = events.last().unwrap();
+            if client_chat {
+                assert!(last["error"]["message"].as_str().unwrap().contains("upstream_bad_answer"), "{label}: {last}");
+            } else {
+                assert_eq!(last["type"], "response.failed", "{label}: {}", r.text());
+                let msg = last["response"]["error"]["message"].as_str().unwrap();
+                assert!(msg.contains("upstream_bad_answer"), "{label}: {msg}");
+            }
+            // Newest first: this request's row.
+            let rows = gate.records(n).await;
+            assert_eq!(rows[0].error_code.as_deref(), Some("upstream_bad_answer"), "{label}");
+        }
+    }
 }
 
 /// A raw-socket upstream that answers every connection with `reply` (then holds or closes).

@@ -10,6 +10,7 @@
 //! | `tool` | asks for the `exec_command` tool; answers text once the input holds its output |
 //! | `truncated` | a few deltas, then the connection is cut |
 //! | `cut-mid-event` | (chat) a few deltas, half of the next event, then the cut |
+//! | `garbage-mid-stream` | a few deltas, an HTML `data:` line, then the normal end |
 //! | `no-terminal` | deltas, then a clean end without the terminal event |
 //! | `failed` | `response.failed` (Responses) / an error chunk (Chat) after one delta |
 //! | `429` | HTTP 429 `rate_limit_exceeded` with `retry-after` |

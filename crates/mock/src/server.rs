@@ -574,10 +574,13 @@ fn sloppy_steps(model: &str) -> Vec<Step> {
     )]
 }
 
+/// What a broken proxy in front of an upstream may splice into a stream.
+const MID_STREAM_GARBAGE: &str = "data: <html><body><h1>502 Bad Gateway</h1></body></html>\n\n";
+
 /// Deltas sent before a scripted failure cuts in (all of them otherwise).
 fn delta_count(sc: &Scenario) -> usize {
     match sc.name.as_str() {
-        "truncated" | "cut-mid-event" => sc.deltas.min(2),
+        "truncated" | "cut-mid-event" | "garbage-mid-stream" => sc.deltas.min(2),
         "failed" => sc.deltas.min(1),
         _ => sc.deltas,
     }
@@ -628,6 +631,10 @@ fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
         }
         steps.push(send(sse(&json!({"type": "response.output_text.delta", "item_id": mid, "output_index": 0,
                                           "content_index": 0, "delta": delta_text(i, sc.size)}))));
+    }
+    if sc.name == "garbage-mid-stream" {
+        steps.push(Step::Sleep(20));
+        steps.push(send(MID_STREAM_GARBAGE.to_owned()));
     }
     match sc.name.as_str() {
         // Pause first so what was sent is flushed: the cut then lands mid-stream, after bytes.
@@ -686,6 +693,10 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         }
         "stop"
     };
+    if sc.name == "garbage-mid-stream" {
+        steps.push(Step::Sleep(20));
+        steps.push(send(MID_STREAM_GARBAGE.to_owned()));
+    }
     match sc.name.as_str() {
         // Pause first so what was sent is flushed: the cut then lands mid-stream, after bytes.
         "truncated" => steps.extend([Step::Sleep(50), Step::Cut]),

@@ -92,6 +92,8 @@ pub struct RelayBody {
     held: Vec<u8>,
     /// Resolves when shutdown's drain deadline passes: the stream ends with a failure event.
     cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    /// The upstream sent an event that is neither API's: the stream fails there.
+    bad_event: bool,
 }
 
 impl RelayBody {
@@ -125,6 +127,7 @@ impl RelayBody {
             tally,
             held: Vec::new(),
             cut: Box::pin(cut.cancelled_owned()),
+            bad_event: false,
         }
     }
 
@@ -141,6 +144,19 @@ impl RelayBody {
             self.out.reserve(events.iter().map(|e| e.data.len() * 2 + 64).sum());
         }
         for (i, ev) in events.iter().enumerate() {
+            if !is_api_event(&ev.data) {
+                // Not an event of either API (an HTML error page, garbage): what came before it
+                // goes out whole, it and everything after it do not, and the stream fails.
+                if verbatim || matches!(self.translate, Translate::None) {
+                    self.out.clear();
+                    for kept in &events[..i] {
+                        encode(kept.event.as_deref(), &kept.data, &mut self.out);
+                    }
+                }
+                self.bad_event = true;
+                verbatim = false;
+                break;
+            }
             match (&mut self.observer, &mut self.translate) {
                 (Observer::Responses(o), Translate::Repair(r)) => {
                     // One parse of the event serves both the observer and the repair.
@@ -211,6 +227,13 @@ impl RelayBody {
             }
             let whole_events = started_clean && self.decode_ok && self.decoder.at_boundary();
             verbatim = self.observe_events(whole_events);
+            if self.bad_event {
+                self.held.clear();
+                self.decode_ok = false;
+                self.tally.stream_work += t.elapsed();
+                self.fail("upstream_bad_answer", "upstream sent an event that is not the API's JSON");
+                return None;
+            }
         }
         let out = match self.translate {
             Translate::None => self.whole_events(data, boundary),
@@ -452,4 +475,12 @@ impl Body for RelayBody {
     fn is_end_stream(&self) -> bool {
         self.first.is_none() && matches!(self.state, State::Done)
     }
+}
+
+/// Whether an event's data can belong to either API's stream: a JSON object, or chat's `[DONE]`
+/// (and an empty data line, which some servers send as a keep-alive). Only the first byte is
+/// read; a broken object is the translators' and observers' to judge.
+fn is_api_event(data: &str) -> bool {
+    let d = data.trim_ascii_start();
+    d.is_empty() || d.starts_with('{') || d == "[DONE]"
 }

@@ -458,3 +458,60 @@ async fn each_pool_account_gets_its_own_http2_connection() {
     assert_eq!(seen.h2_requests.load(Ordering::SeqCst), 4);
     assert_eq!(seen.handshakes.load(Ordering::SeqCst), 2, "one connection per account, each reused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_from_the_environment_is_used_and_no_proxy_exempts_a_host() {
+    let (ca_pem, server_cfg) = test_pki();
+    let dir = TempDir::new();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let (port, _) = tls_upstream(server_cfg).await;
+    let (pport, connects) = connect_proxy().await;
+    // In a process of its own: the environment is read once, at start.
+    for (i, no_proxy) in [None, Some("example.org,localhost")].into_iter().enumerate() {
+        let gport = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = dir.path().join(format!("gate{i}.toml"));
+        let db = dir.path().join(format!("gate{i}.db"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{gport}\"\n[store]\nurl = \"sqlite://{}\"\n[egress]\nca_file = \"{}\"\n{}",
+                db.display(),
+                ca_file.display(),
+                provider("tls", port, "")
+            ),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_codex-gate"));
+        cmd.args(["--config", cfg.to_str().unwrap(), "serve"])
+            .env("HOME", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for v in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "https_proxy"] {
+            cmd.env_remove(v);
+        }
+        cmd.env("HTTPS_PROXY", format!("http://127.0.0.1:{pport}"));
+        if let Some(n) = no_proxy {
+            cmd.env("NO_PROXY", n);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{gport}");
+        let mut up = false;
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", gport)).await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(up, "the gateway did not start");
+        let r = post(&format!("{base}/v1/responses"), &json!({"model": "tls/m", "input": "hi", "stream": true})).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("over TLS"));
+        // The first gateway tunnelled through the proxy; the second, with the host in NO_PROXY,
+        // connected directly and added nothing to the proxy's list.
+        assert_eq!(*connects.lock().unwrap(), [format!("localhost:{port}")], "NO_PROXY={no_proxy:?}");
+    }
+}

@@ -230,3 +230,55 @@ async fn a_full_writer_queue_drops_and_counts_instead_of_blocking() {
     assert_eq!(store.count_requests().await.unwrap(), 10);
     assert_eq!(metrics.ledger_written.load(Relaxed), 10);
 }
+
+/// Write 50 records through the ledger while the database refuses the one whose model is
+/// `poison` (a constraint the test adds): the batch fails, and the row-by-row retry keeps the
+/// other 49.
+async fn one_refused_row_loses_only_itself(store: &Store) {
+    let metrics = Arc::new(Metrics::default());
+    let retention = Retention { max_age: Duration::from_secs(3600), max_rows: 1000, every: Duration::from_secs(3600) };
+    let (ledger, writer) = Ledger::start(store.clone(), 100, retention, metrics.clone());
+    let now = codex_gate::now_ms();
+    for i in 0..50 {
+        let mut r = rec(i, now + i);
+        if i == 20 {
+            r.model = "poison".into();
+        }
+        ledger.record(r);
+    }
+    drop(ledger);
+    writer.await.unwrap();
+    assert_eq!(store.count_requests().await.unwrap(), 49, "only the refused row is missing");
+    assert_eq!(metrics.ledger_written.load(Relaxed), 49);
+    assert_eq!(metrics.ledger_failed.load(Relaxed), 1);
+    let rows = store.recent_requests(100).await.unwrap();
+    assert!(rows.iter().all(|r| r.id != "req_20"));
+}
+
+#[tokio::test]
+async fn sqlite_a_refused_row_loses_only_itself() {
+    let dir = TempDir::new();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("g.db").display())).await.unwrap();
+    let Store::Sqlite(pool) = &store else { unreachable!() };
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON request_log WHEN NEW.model = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poison row'); END",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    one_refused_row_loses_only_itself(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_refused_row_loses_only_itself() {
+    let Some((store, admin, schema)) = pg_store().await else { return };
+    let Store::Postgres(pool) = &store else { unreachable!() };
+    sqlx::query("ALTER TABLE request_log ADD CONSTRAINT no_poison CHECK (model <> 'poison')")
+        .execute(pool)
+        .await
+        .unwrap();
+    one_refused_row_loses_only_itself(&store).await;
+    store.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+}

@@ -51,8 +51,33 @@ impl App {
             switch_threshold: p.switch_threshold,
             max_attempts: p.max_attempts,
             oauth: crate::pool::refresh::OAuthConfig { issuer: p.issuer.clone(), client_id: p.client_id.clone() },
+            originator: p.originator.clone(),
         };
         let pool = Pool::new(settings, store.clone(), cipher, client.clone());
         Arc::new(App { config, router, client, metrics, ledger, pool, store, lifecycle: Lifecycle::default() })
+    }
+}
+
+impl App {
+    /// Load the accounts from the store again, then read the pool's model catalog in the
+    /// background (a new account may bring a plan with other models).
+    pub async fn reload_pool(self: &Arc<Self>) -> Result<usize, crate::store::StoreError> {
+        let n = self.pool.load().await?;
+        self.refresh_catalog_soon();
+        Ok(n)
+    }
+
+    /// Read the pool's catalog in a task of its own (see [`crate::pool::catalog`]).
+    pub fn refresh_catalog_soon(self: &Arc<Self>) {
+        let Some(base) = self.router.pool_provider().map(|p| p.base_url.clone()) else { return };
+        let app = self.clone();
+        let stopping = self.lifecycle.stopping.clone();
+        // Ends with the server, so no App outlives it.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = app.pool.refresh_catalog(&base) => {}
+                () = stopping.cancelled() => {}
+            }
+        });
     }
 }

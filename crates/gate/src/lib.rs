@@ -1,10 +1,10 @@
 //! codex-gate: one endpoint for Codex, OpenClaw and OpenAI-SDK clients in front of API-key
-//! providers (and, later, pools of ChatGPT subscription accounts).
+//! providers and pools of ChatGPT subscription accounts.
 //!
 //! Map of the crate:
 //! - [`access`]: who is asking: the Host/Origin guard, the loopback rule.
 //! - [`config`]: TOML → validated [`config::Config`]; errors name the file and the key.
-//! - [`routing`]: requested model → ordered targets.
+//! - [`routing`]: requested model → ordered targets; [`codex_catalog`]: the models in Codex's shape.
 //! - [`server`]: the router (`router(app)`) and `serve(listener, app, shutdown)`.
 //! - [`routes`]: thin HTTP handlers, one file per API surface.
 //! - [`egress`]: connecting to upstreams: happy eyeballs, proxies, TLS roots; transport error kinds.
@@ -19,6 +19,7 @@
 pub mod access;
 pub mod app;
 pub mod cli;
+pub mod codex_catalog;
 pub mod commands;
 pub mod config;
 pub mod egress;

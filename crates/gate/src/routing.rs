@@ -2,8 +2,10 @@
 //!
 //! Precedence: an explicit `[[routes]]` entry, then an `[aliases]` entry, then a
 //! `provider/model` reference, then every provider whose `models` list has the name (in config
-//! order, so the same model on two providers fails over between them). Everything except
-//! unlisted `provider/model` references is resolved once at startup.
+//! order, so the same model on two providers fails over between them), and last the pool's
+//! catalog: a ChatGPT provider without a `models` list serves what its accounts' plans offer.
+//! Everything except unlisted `provider/model` references and the catalog (which changes as
+//! accounts come and go) is resolved once at startup.
 
 use crate::config::{Config, Provider};
 use std::collections::HashMap;
@@ -41,6 +43,10 @@ pub struct ModelRouter {
     table: HashMap<String, Arc<Resolved>>,
     providers: HashMap<String, Arc<Provider>>,
     listed: Vec<ListedModel>,
+    /// The ChatGPT provider that serves the pool's catalog (one without a `models` list).
+    pool: Option<Arc<Provider>>,
+    /// Zero config: before the catalog is known, every unrouted name goes to the pool.
+    implicit_pool: bool,
 }
 
 fn target(p: &Arc<Provider>, model: &str) -> Target {
@@ -89,14 +95,17 @@ impl ModelRouter {
         for route in &config.routes {
             list(&route.model, "codex-gate");
         }
-        let router = ModelRouter { table, providers, listed: Vec::new() };
+        let pool =
+            ordered.iter().find(|p| p.kind == crate::config::ProviderKind::Chatgpt && p.models.is_empty()).cloned();
+        let router =
+            ModelRouter { table, providers, listed: Vec::new(), pool: None, implicit_pool: config.implicit_pool };
         let mut aliased = Vec::new();
         for (alias, to) in &config.aliases {
             if let Some(r) = router.resolve(to) {
                 aliased.push((alias.clone(), r));
             }
         }
-        let ModelRouter { mut table, providers, .. } = router;
+        let ModelRouter { mut table, providers, implicit_pool, .. } = router;
         for (alias, r) in aliased {
             list(&alias, "codex-gate");
             let r = Resolved { route: alias.as_str().into(), targets: r.targets.clone(), fallback: r.fallback };
@@ -112,7 +121,7 @@ impl ModelRouter {
                 list(&format!("{}/{}", p.name, m), &p.name);
             }
         }
-        ModelRouter { table, providers, listed }
+        ModelRouter { table, providers, listed, pool, implicit_pool }
     }
 
     /// The targets for `model`, or `None` when nothing routes it.
@@ -126,9 +135,26 @@ impl ModelRouter {
         Some(Arc::new(Resolved { route: format!("{p}/*").into(), targets: vec![target(provider, m)], fallback: true }))
     }
 
-    /// What clients can ask for, in the order `GET /v1/models` shows it.
+    /// As [`Self::resolve`], then the pool's catalog (`offers`: whether the pool offers a
+    /// name, `None` while its catalog is unknown).
+    pub fn resolve_or_pool(&self, model: &str, offers: impl Fn(&str) -> Option<bool>) -> Option<Arc<Resolved>> {
+        self.resolve(model).or_else(|| {
+            let p = self.pool.as_ref()?;
+            offers(model)
+                .unwrap_or(self.implicit_pool)
+                .then(|| Arc::new(Resolved { route: model.into(), targets: vec![target(p, model)], fallback: true }))
+        })
+    }
+
+    /// What clients can ask for, in the order `GET /v1/models` shows it (the pool's catalog
+    /// comes after, see [`Self::pool_provider`]).
     pub fn listed(&self) -> &[ListedModel] {
         &self.listed
+    }
+
+    /// The provider that serves the pool's catalog, if one does.
+    pub fn pool_provider(&self) -> Option<&Provider> {
+        self.pool.as_deref()
     }
 }
 
@@ -188,6 +214,27 @@ mod tests {
         assert!(r.resolve("nope").is_none());
         assert!(r.resolve("ghost/x").is_none());
         assert!(r.resolve("a/").is_none());
+    }
+
+    #[test]
+    fn the_pool_serves_its_catalog_last_and_everything_in_zero_config() {
+        let pooled = Config::from_toml_str(
+            "[[providers]]\nname = \"api\"\nkind = \"chat\"\nbase_url = \"http://a\"\nmodels = [\"gpt-5.5\"]\n\
+             [[providers]]\nname = \"subs\"\nkind = \"chatgpt\"\n",
+            None,
+            &|_| None,
+        )
+        .unwrap();
+        let r = ModelRouter::new(&pooled);
+        let offers = |m: &str| Some(m.starts_with("gpt-"));
+        assert_eq!(labels(&r.resolve_or_pool("gpt-5.5", offers).unwrap()), ["api/gpt-5.5"], "a listed model wins");
+        assert_eq!(labels(&r.resolve_or_pool("gpt-5.4", offers).unwrap()), ["subs/gpt-5.4"]);
+        assert!(r.resolve_or_pool("nope", offers).is_none(), "not in the catalog");
+        assert!(r.resolve_or_pool("gpt-5.4", |_| None).is_none(), "unknown catalog, providers configured");
+        let zero = ModelRouter::new(&Config::from_toml_str("", None, &|_| None).unwrap());
+        assert_eq!(labels(&zero.resolve_or_pool("anything", |_| None).unwrap()), ["chatgpt/anything"]);
+        assert!(zero.resolve_or_pool("anything", |_| Some(false)).is_none(), "once known, the catalog decides");
+        assert!(router().pool_provider().is_none(), "no chatgpt provider, no pool routing");
     }
 
     #[test]

@@ -99,9 +99,15 @@ fn serve_starts_with_no_config_file_on_the_embedded_store() {
     assert!(status.success(), "exit after SIGTERM: {status:?}\n{err}");
     assert!(dir.path().join("data/codex-gate/codex-gate.db").exists(), "SQLite file in the XDG data dir");
     assert!(err.contains("codex-gate stopped"), "{err}");
+    let mut guided = false;
     for line in err.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("--log-format json wrote a non-JSON line ({e}): {line}"));
         assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        // Nothing to route on a first run: the next steps and the exact base_url.
+        let m = v["message"].as_str().unwrap();
+        guided |= m.contains("accounts import ~/.codex/auth.json")
+            && m.contains(&format!("base_url = http://127.0.0.1:{port}/v1"));
     }
+    assert!(guided, "no first-run guidance: {err}");
 }

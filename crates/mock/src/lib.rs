@@ -27,12 +27,14 @@
 //! | `ragged` | a normal stream cut into 13-byte pieces sent 1 ms apart (events split across reads) |
 //!
 //! The same server is a mock ChatGPT backend (`…/codex/responses` with per-account tokens, see
-//! [`MockUpstream::add_chatgpt_account`]) and OAuth issuer (`POST /oauth/token`).
+//! [`MockUpstream::add_chatgpt_account`]; `…/wham/usage`; `…/codex/models`, a catalog of
+//! `gpt-5.5` for paid plans, `gpt-5.4-mini` for all and `gpt-5.5-pro` for Pro) and OAuth issuer
+//! (`POST /oauth/token`).
 //!
 //! Keys: `deltas`, `size` (bytes per delta), `delay_ms`, `ttft_ms`, `retry_after`, `code`.
 
 pub mod chatgpt;
-mod render;
+pub mod render;
 mod server;
 
 pub use server::{MockOptions, MockUpstream, RecordedRequest};

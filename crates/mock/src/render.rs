@@ -72,3 +72,27 @@ pub fn chat_completion(model: &str, message: Value, finish: &str) -> Value {
 pub fn error_body(kind: &str, code: &str, message: &str) -> Value {
     json!({"error": {"message": message, "type": kind, "code": code, "param": null}})
 }
+
+/// The ChatGPT backend's model catalog (`GET …/codex/models`), in Codex's `ModelInfo` shape:
+/// one model for every paid plan, one for all plans, one for Pro only.
+pub fn codex_catalog() -> Value {
+    let model = |slug: &str, priority: u32, plans: &[&str]| {
+        json!({
+            "slug": slug, "display_name": slug.to_uppercase(), "description": format!("mock {slug}"),
+            "default_reasoning_level": "medium",
+            "supported_reasoning_levels": [{"effort": "low", "description": "l"}, {"effort": "medium", "description": "m"},
+                                           {"effort": "high", "description": "h"}],
+            "shell_type": "shell_command", "visibility": "list", "supported_in_api": true, "priority": priority,
+            "availability_nux": null, "upgrade": null, "base_instructions": "You are the mock's Codex model.",
+            "supports_reasoning_summaries": true, "support_verbosity": false, "default_verbosity": null,
+            "apply_patch_tool_type": "freeform", "truncation_policy": {"mode": "tokens", "limit": 10000},
+            "supports_parallel_tool_calls": true, "context_window": 272000, "experimental_supported_tools": [],
+            "input_modalities": ["text", "image"], "available_in_plans": plans,
+        })
+    };
+    json!({"models": [
+        model("gpt-5.5", 1, &["plus", "pro", "team", "business", "enterprise"]),
+        model("gpt-5.4-mini", 2, &["free", "plus", "pro", "team", "business", "enterprise"]),
+        model("gpt-5.5-pro", 3, &["pro"]),
+    ]})
+}

@@ -322,6 +322,15 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         });
     }
     let path = parts.uri.path();
+    if parts.method == Method::GET && path.ends_with("/codex/models") {
+        let h = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok());
+        return Ok(match s.chatgpt.check(h("authorization"), h("chatgpt-account-id")) {
+            crate::chatgpt::Auth::Ok { .. } => full(StatusCode::OK, &crate::render::codex_catalog()),
+            crate::chatgpt::Auth::Unauthorized => {
+                full(StatusCode::UNAUTHORIZED, &error_body("invalid_request_error", "token_invalidated", "bad token"))
+            }
+        });
+    }
     if parts.method == Method::GET && path.ends_with("/models") {
         return Ok(full(
             StatusCode::OK,

@@ -37,7 +37,7 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     crate::pool::state::check_key(&store, &cipher).await?;
     let ledger_handle = ledger.clone();
     let app = App::new(config, ledger, metrics, store.clone(), cipher);
-    let accounts = app.pool.load().await?;
+    let accounts = app.reload_pool().await?;
     let backend = app
         .config
         .providers
@@ -54,6 +54,10 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
                 loop {
                     tick.tick().await;
                     a.pool.poll_usage(&base).await;
+                    // The catalog as Codex caches it: for five minutes.
+                    if let Some(p) = a.router.pool_provider() {
+                        a.pool.refresh_catalog(&p.base_url).await;
+                    }
                 }
             };
             tokio::select! {
@@ -66,6 +70,10 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         listen = %listener.local_addr()?, store = %url, providers = app.config.providers.len(),
         routes = app.config.routes.len(), accounts, "codex-gate is serving; point clients at http://{}/v1", listen
     );
+    if app.config.implicit_pool && accounts == 0 {
+        // Through the log, so `--log-format json` stays one JSON object per line.
+        tracing::warn!("{}", next_steps(&listener.local_addr()?));
+    }
     crate::server::serve(listener, app, shutdown_signal()).await?;
     // Connections are closed and open streams have written their rows: flush and stop.
     ledger_handle.shutdown();
@@ -97,4 +105,19 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received; draining");
+}
+
+/// What a first run with nothing to route should do next.
+fn next_steps(addr: &std::net::SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    let base = format!("http://{host}:{}/v1", addr.port());
+    format!(
+        "\ncodex-gate has nothing to route yet: no providers are configured and the pool has no accounts.\n\
+         Add one, while this keeps running:\n\
+         \x20 codex-gate accounts import ~/.codex/auth.json   # the ChatGPT login Codex already has\n\
+         \x20 codex-gate accounts login                       # or log in to another ChatGPT account\n\
+         \x20 or add an API provider under [[providers]] in the config file (see the README).\n\
+         Then point clients at  base_url = {base}\n\
+         \x20 codex-gate setup codex      # writes a Codex profile for it\n"
+    )
 }

@@ -41,9 +41,16 @@ pub fn interpolate(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<S
     Ok(out)
 }
 
-/// `~/…` → under the home directory (other paths unchanged).
+/// `~`, `~/…`, `$HOME` and `$HOME/…` → under the home directory (other paths unchanged;
+/// `${HOME}` is expanded earlier, with every other variable).
 pub fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), home()) {
+    let rest = ["~", "$HOME"].iter().find_map(|p| match path.strip_prefix(p) {
+        Some("") => Some(""),
+        Some(r) => r.strip_prefix('/'),
+        None => None,
+    });
+    match (rest, home()) {
+        (Some(""), Some(h)) => h,
         (Some(rest), Some(h)) => h.join(rest),
         _ => PathBuf::from(path),
     }

@@ -109,6 +109,8 @@ pub struct Provider {
     pub forward_codex_headers: bool,
     /// This provider's own proxy route (`None`: `[egress]`'s default or the environment's).
     pub proxy: Option<crate::egress::Route>,
+    /// Tokens its models take in (what Codex's catalog tells Codex; `None`: a default).
+    pub context_window: Option<u64>,
 }
 
 /// An explicit route: a client-facing model name and its ordered targets (`provider/model`).
@@ -163,7 +165,13 @@ pub struct Config {
     pub aliases: BTreeMap<String, String>,
     pub pool: PoolConfig,
     pub egress: crate::egress::EgressConfig,
+    /// No providers were configured: the pool is the default provider, named [`IMPLICIT_POOL`],
+    /// and every model its accounts' plans offer routes to it.
+    pub implicit_pool: bool,
 }
+
+/// The name of the pool provider a config without providers gets.
+pub const IMPLICIT_POOL: &str = "chatgpt";
 
 impl Config {
     /// Load from `path` if given (it must exist), else from the default path if it exists,
@@ -207,7 +215,7 @@ impl Config {
             let key = e.path().to_string();
             err(if key == "." { "-" } else { &key }, e.into_inner().to_string())
         })?;
-        validate(raw, source).map_err(|(k, m)| err(&k, m))
+        validate(raw, source, env).map_err(|(k, m)| err(&k, m))
     }
 }
 
@@ -280,7 +288,15 @@ fn validate_hosts(hosts: Vec<String>) -> Result<Vec<String>, KeyError> {
     Ok(out)
 }
 
-fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
+fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, KeyError> {
+    // The ChatGPT backend and the OAuth issuer; the environment can move both (a test's mock,
+    // a mirror) for a gateway run without any config file.
+    let backend = raw
+        .pool
+        .base_url
+        .clone()
+        .or_else(|| env("CODEX_GATE_CHATGPT_BASE_URL").filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "https://chatgpt.com/backend-api".to_owned());
     let listen_s = raw.server.listen.unwrap_or_else(|| "127.0.0.1:2455".into());
     let listen = listen_s
         .parse::<SocketAddr>()
@@ -307,7 +323,11 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
     };
 
     let url = match raw.store.url {
-        Some(u) => u,
+        // `sqlite://~/…` and `sqlite://$HOME/…` as for every other path.
+        Some(u) => match u.strip_prefix("sqlite://") {
+            Some(path) => format!("sqlite://{}", expand_home(path).display()),
+            None => u,
+        },
         None => format!("sqlite://{}", default_data_dir().join("codex-gate.db").display()),
     };
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -320,9 +340,15 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         writer_queue: raw.store.writer_queue.unwrap_or(10_000).max(1) as usize,
     };
 
-    let mut providers = Vec::with_capacity(raw.providers.len());
+    // No providers at all: the ChatGPT pool is the default provider (zero config).
+    let implicit_pool = raw.providers.is_empty();
+    let mut raw_providers = raw.providers;
+    if implicit_pool {
+        raw_providers.push(raw::RawProvider::pool(IMPLICIT_POOL));
+    }
+    let mut providers = Vec::with_capacity(raw_providers.len());
     let mut names = HashSet::new();
-    for (i, p) in raw.providers.into_iter().enumerate() {
+    for (i, p) in raw_providers.into_iter().enumerate() {
         let key = |k: &str| format!("providers[{i}].{k}");
         if p.name.is_empty() || p.name.contains('/') || p.name.chars().any(char::is_whitespace) {
             return Err((key("name"), format!("{:?} must be non-empty, without '/' or spaces", p.name)));
@@ -332,7 +358,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         }
         let base_url = match (&p.base_url, p.kind) {
             (Some(u), _) => u.trim_end_matches('/').to_owned(),
-            (None, RawKind::Chatgpt) => "https://chatgpt.com/backend-api".to_owned(),
+            (None, RawKind::Chatgpt) => backend.trim_end_matches('/').to_owned(),
             (None, _) => return Err((key("base_url"), "is required for chat and responses providers".into())),
         };
         let uri = base_url
@@ -382,6 +408,11 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         providers.push(Provider {
             proxy,
             dialect,
+            context_window: match p.context_window {
+                None => None,
+                Some(n @ 1_000..=100_000_000) => Some(n),
+                Some(_) => return Err((key("context_window"), "must be between 1000 and 100000000 tokens".into())),
+            },
             forward_codex_headers: p.forward_codex_headers.unwrap_or(first_party),
             name: p.name,
             kind: match p.kind {
@@ -451,11 +482,16 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
             _ => return Err(("pool.switch_threshold_percent".into(), "must be between 1 and 100".into())),
         },
         max_attempts: rp.max_attempts.unwrap_or(3).max(1),
-        issuer: rp.issuer.unwrap_or_else(|| "https://auth.openai.com".into()).trim_end_matches('/').to_owned(),
+        issuer: rp
+            .issuer
+            .or_else(|| env("CODEX_GATE_OAUTH_ISSUER").filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "https://auth.openai.com".into())
+            .trim_end_matches('/')
+            .to_owned(),
         client_id: rp.client_id.unwrap_or_else(|| crate::pool::refresh::CODEX_CLIENT_ID.into()),
         originator: rp.originator.unwrap_or_else(|| "codex_cli_rs".into()),
         user_agent: rp.user_agent.unwrap_or_else(|| "codex_cli_rs/0.169.0 (codex-gate)".into()),
-        key_file: rp.key_file.map(PathBuf::from).unwrap_or_else(|| default_data_dir().join("encryption.key")),
+        key_file: rp.key_file.map(|f| expand_home(&f)).unwrap_or_else(|| default_data_dir().join("encryption.key")),
         usage_poll: match rp.usage_poll_secs.unwrap_or(300) {
             0 => None,
             n => Some(Duration::from_secs(n.max(30))),
@@ -485,6 +521,7 @@ fn validate(raw: RawConfig, source: Option<&Path>) -> Result<Config, KeyError> {
         aliases: raw.aliases,
         pool,
         egress,
+        implicit_pool,
     })
 }
 

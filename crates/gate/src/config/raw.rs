@@ -45,6 +45,7 @@ pub struct RawPool {
     pub user_agent: Option<String>,
     pub key_file: Option<String>,
     pub usage_poll_secs: Option<u64>,
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +98,31 @@ pub struct RawProvider {
     pub recover_tool_calls: Option<bool>,
     pub forward_codex_headers: Option<bool>,
     pub proxy: Option<String>,
+    pub context_window: Option<u64>,
+}
+
+impl RawProvider {
+    /// A ChatGPT pool provider with every setting at its default.
+    pub fn pool(name: &str) -> RawProvider {
+        RawProvider {
+            name: name.to_owned(),
+            kind: RawKind::Chatgpt,
+            base_url: None,
+            api_key: None,
+            headers: BTreeMap::new(),
+            models: Vec::new(),
+            connect_timeout_ms: None,
+            first_byte_timeout_ms: None,
+            idle_timeout_ms: None,
+            reasoning_effort: None,
+            reasoning_history: None,
+            max_tokens_field: None,
+            recover_tool_calls: None,
+            forward_codex_headers: None,
+            proxy: None,
+            context_window: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

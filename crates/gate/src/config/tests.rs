@@ -46,7 +46,8 @@ fn defaults_without_a_file() {
         "{}",
         c.store.url
     );
-    assert!(c.providers.is_empty() && c.routes.is_empty());
+    // No providers: only the implicit pool (see no_providers_means_the_pool_is_the_default_provider).
+    assert!(c.implicit_pool && c.providers.len() == 1 && c.routes.is_empty());
 }
 
 #[test]
@@ -150,4 +151,26 @@ fn server_limits_are_validated_with_their_key() {
     assert_eq!(e.key, "server.max_connections");
     let c = Config::from_toml_str("[server]\nallowed_hosts = [\"Gate.Example.com\"]", None, &|_| None).unwrap();
     assert_eq!(c.server.allowed_hosts, ["gate.example.com"]);
+}
+
+#[test]
+fn no_providers_means_the_pool_is_the_default_provider() {
+    let c = load("").unwrap();
+    assert!(c.implicit_pool);
+    assert_eq!(c.providers.len(), 1);
+    assert_eq!((c.providers[0].name.as_str(), c.providers[0].kind), (IMPLICIT_POOL, ProviderKind::Chatgpt));
+    assert_eq!(c.providers[0].base_url, "https://chatgpt.com/backend-api");
+    assert!(!load(FULL).unwrap().implicit_pool, "configured providers: no implicit one");
+}
+
+#[test]
+fn paths_expand_the_home_directory() {
+    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from) else { return };
+    let c = load("[store]\nurl = \"sqlite://~/gate/g.db\"\n[pool]\nkey_file = \"$HOME/gate/key\"\n").unwrap();
+    assert_eq!(c.store.url, format!("sqlite://{}", home.join("gate/g.db").display()));
+    assert_eq!(c.pool.key_file, home.join("gate/key"));
+    assert_eq!(expand_home("~"), home);
+    assert_eq!(expand_home("$HOME"), home);
+    assert_eq!(expand_home("~other/x"), PathBuf::from("~other/x"), "another user's home is not guessed");
+    assert_eq!(expand_home("/abs/$HOME"), PathBuf::from("/abs/$HOME"));
 }

@@ -2,6 +2,7 @@
 //! quota signals, cooldowns and failover.
 
 pub mod auth;
+pub mod catalog;
 pub mod login;
 pub mod quota;
 pub mod refresh;

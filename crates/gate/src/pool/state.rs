@@ -88,6 +88,8 @@ pub struct PoolSettings {
     /// Accounts tried per request.
     pub max_attempts: u32,
     pub oauth: OAuthConfig,
+    /// `originator` on the pool's own calls to the backend (usage, catalog).
+    pub originator: String,
 }
 
 /// A routing decision, for `/api/pool`.
@@ -166,6 +168,8 @@ pub struct Pool {
     store: Store,
     cipher: Cipher,
     client: UpstreamClient,
+    /// What the accounts' plans offer (see [`super::catalog`]).
+    pub catalog: super::catalog::Catalog,
 }
 
 impl std::fmt::Debug for Pool {
@@ -190,6 +194,7 @@ impl Pool {
             store,
             cipher,
             client,
+            catalog: Default::default(),
         }
     }
 
@@ -503,28 +508,34 @@ impl Pool {
             if *a.status.read() != Status::Active {
                 continue;
             }
-            let Ok(token) = self.access_token(&a, None).await else { continue };
-            let req = http::Request::get(format!("{base_url}/wham/usage"))
-                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-                .header("chatgpt-account-id", &a.chatgpt_account_id)
-                .header(http::header::ACCEPT, "application/json")
-                .body(bytes::Bytes::new());
-            let Ok(req) = req else { continue };
-            let fetched = tokio::time::timeout(Duration::from_secs(10), async {
-                let resp = self.client.request(req).await.ok()?;
-                if !resp.status().is_success() {
-                    return None;
-                }
-                let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
-                serde_json::from_slice::<Value>(&body).ok()
-            })
-            .await;
-            if let Some(q) = fetched.ok().flatten().and_then(|v| Quota::from_usage(&v, crate::now_ms())) {
+            let fetched = self.get_json(&a, &format!("{base_url}/wham/usage")).await;
+            if let Some(q) = fetched.and_then(|v| Quota::from_usage(&v, crate::now_ms())) {
                 self.update_quota(&a, q);
                 updated += 1;
             }
         }
         updated
+    }
+
+    /// `GET url` as account `a` (its token and account id), the JSON answer of a 2xx within 10 s.
+    pub(super) async fn get_json(&self, a: &AccountState, url: &str) -> Option<Value> {
+        let token = self.access_token(a, None).await.ok()?;
+        let req = http::Request::get(url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("chatgpt-account-id", &a.chatgpt_account_id)
+            .header(http::header::ACCEPT, "application/json")
+            .header("originator", &self.settings.originator)
+            .body(bytes::Bytes::new())
+            .ok()?;
+        let fetch = async {
+            let resp = self.client.request(req).await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
+            serde_json::from_slice::<Value>(&body).ok()
+        };
+        tokio::time::timeout(Duration::from_secs(10), fetch).await.ok().flatten()
     }
 
     pub fn find(&self, id: &str) -> Option<Arc<AccountState>> {

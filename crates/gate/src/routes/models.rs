@@ -1,17 +1,38 @@
-//! `GET /v1/models`: what clients can ask for, in OpenAI's list shape.
+//! `GET /v1/models`: what clients can ask for. Plain OpenAI clients get OpenAI's list; Codex,
+//! which asks with `?client_version=…`, gets its own catalog shape with an `ETag` (and a 304
+//! for a matching `If-None-Match`), as the ChatGPT backend answers it.
 
 use crate::app::App;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
-    let data: Vec<Value> = app
+pub async fn list(State(app): State<Arc<App>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let codex = query.as_deref().is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("client_version")));
+    let pool = app.pool.catalog.get();
+    if codex {
+        let catalog = crate::codex_catalog::build(&app.router, pool.as_deref());
+        let etag = HeaderValue::from_str(&catalog.etag).unwrap_or(HeaderValue::from_static("\"0\""));
+        if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        }
+        return ([(header::ETAG, etag)], Json(catalog.body)).into_response();
+    }
+    let mut data: Vec<Value> = app
         .router
         .listed()
         .iter()
         .map(|m| json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by}))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    if let (Some(p), Some(pool)) = (app.router.pool_provider(), pool) {
+        for slug in pool.slugs() {
+            if !app.router.listed().iter().any(|m| m.id == slug) {
+                data.push(json!({"id": slug, "object": "model", "created": 0, "owned_by": p.name}));
+            }
+        }
+    }
+    Json(json!({"object": "list", "data": data})).into_response()
 }

@@ -41,7 +41,7 @@ pub async fn import(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     match crate::pool::state::save_login(&app.store, app.pool.cipher(), &tokens).await {
         Ok((id, ident)) => {
-            if let Err(e) = app.pool.load().await {
+            if let Err(e) = app.reload_pool().await {
                 return GateError::Internal(e.to_string()).into_response();
             }
             Json(json!({"id": id, "email": ident.email, "plan_type": ident.plan_type})).into_response()
@@ -66,7 +66,7 @@ pub async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
 
 pub async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match app.store.delete_account(&id).await {
-        Ok(true) => match app.pool.load().await {
+        Ok(true) => match app.reload_pool().await {
             Ok(_) => Json(json!({"id": id, "deleted": true})).into_response(),
             Err(e) => GateError::Internal(e.to_string()).into_response(),
         },
@@ -77,7 +77,7 @@ pub async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
 
 /// `POST /api/accounts/reload`: pick up accounts changed by the CLI.
 pub async fn reload(State(app): State<Arc<App>>) -> Response {
-    match app.pool.load().await {
+    match app.reload_pool().await {
         Ok(n) => Json(json!({"accounts": n})).into_response(),
         Err(e) => GateError::Internal(e.to_string()).into_response(),
     }
@@ -110,7 +110,7 @@ pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
         match result {
             Ok(tokens) => match crate::pool::state::save_login(&app.store, app.pool.cipher(), &tokens).await {
                 Ok((id, _)) => {
-                    let _ = app.pool.load().await;
+                    let _ = app.reload_pool().await;
                     tracing::info!(account = %id, "login complete; account added to the pool");
                 }
                 Err(e) => tracing::warn!(error = %e, "login tokens could not be saved"),

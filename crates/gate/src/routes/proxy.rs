@@ -34,7 +34,10 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
             read_body(body, &parts.headers, app.config.server.max_body_bytes, app.config.server.body_read_timeout)
                 .await?;
         let head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
-        let resolved = app.router.resolve(&head.model).ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
+        let resolved = app
+            .router
+            .resolve_or_pool(&head.model, |m| app.pool.catalog.offers(m))
+            .ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
         Ok::<_, GateError>((
             Inbound { api, head, body, codex_client: is_codex(&parts), headers: parts.headers, parsed: None },
             resolved,

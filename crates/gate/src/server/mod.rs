@@ -26,6 +26,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/chat/completions", post(proxy::chat_completions))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
+        .route("/backend-api/codex/models", get(models::list))
         .route("/metrics", get(ops::metrics))
         .route("/api/pool", get(pool::pool))
         .route("/api/codex/usage", get(pool::usage))

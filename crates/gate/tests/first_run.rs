@@ -179,3 +179,50 @@ async fn a_new_user_imports_a_login_serves_and_the_sdk_gets_an_answer_with_no_co
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "d0 d1 d2 d3 d4");
     assert!(!home.path().join(".config/codex-gate/config.toml").exists(), "no config file was written or needed");
 }
+
+#[tokio::test]
+async fn a_pool_turn_reports_the_pool_s_rate_limits_unless_asked_for_the_account_s() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    for (id, used) in [("acc-a", 80.0), ("acc-b", 20.0)] {
+        mock.add_chatgpt_account(id, false);
+        mock.set_usage(id, used);
+    }
+    for (mode, pooled) in [("pool", true), ("account", false)] {
+        let cfg = format!(
+            "[pool]\nissuer = \"{}\"\nbase_url = \"{}\"\nrate_limit_headers = \"{mode}\"\n",
+            mock.issuer_url(),
+            mock.backend_url()
+        );
+        let gate = Gate::start(&cfg).await;
+        for (id, used) in [("acc-a", 80.0), ("acc-b", 20.0)] {
+            gate.add_account(&mock, id, "plus").await;
+            let a = gate.app.pool.accounts().into_iter().find(|a| a.chatgpt_account_id == id).unwrap();
+            let window = codex_gate::pool::quota::Window {
+                used_percent: used,
+                window_minutes: Some(300),
+                reset_at: Some(1_900_000_000),
+            };
+            gate.app
+                .pool
+                .update_quota(&a, codex_gate::pool::quota::Quota { primary: Some(window), ..Default::default() });
+        }
+        let r = post(&gate.url("/v1/responses"), &json!({"model": "gpt-5.5", "input": "hi", "stream": true})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let served = mock.last_request().unwrap().header("chatgpt-account-id").unwrap().to_owned();
+        let shown = r.headers["x-codex-primary-used-percent"].to_str().unwrap().to_owned();
+        if pooled {
+            assert_eq!(shown, "50", "the pool: (80 + 20) / 2, served by {served}");
+            let u = get(&gate.url("/backend-api/wham/usage")).await.json();
+            assert_eq!(u["rate_limit"]["primary_window"]["used_percent"], 50);
+            assert_eq!(u["rate_limit"]["primary_window"]["reset_at"], 1_900_000_000);
+        } else {
+            let own = if served == "acc-a" { "80" } else { "20" };
+            assert_eq!(shown, own, "the serving account's own numbers");
+        }
+        let check = get(&gate.url("/backend-api/wham/accounts/check")).await;
+        assert_eq!(check.status, 200);
+        assert_eq!(check.json()["accounts"]["codex-gate-pool"]["account"]["plan_type"], "plus");
+        let credits = get(&gate.url("/backend-api/wham/rate-limit-reset-credits")).await.json();
+        assert_eq!(credits, json!({"available_count": 0, "credits": []}));
+    }
+}

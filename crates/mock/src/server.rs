@@ -188,7 +188,7 @@ impl MockUpstream {
         }
     }
 
-    /// What `wham/usage` reports for the account's 5-hour window.
+    /// What `wham/usage` and each turn's `x-codex-primary-*` headers report for the account's 5-hour window.
     pub fn set_usage(&self, account_id: &str, primary_used: f64) {
         if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
             a.usage_primary = primary_used;
@@ -385,6 +385,8 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         });
     }
     let mut forced: Option<String> = None;
+    // The backend reports the account's windows on every turn (codex-protocol §5).
+    let mut account_used: Option<f64> = None;
     if path.ends_with("/codex/responses") {
         let h = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok());
         match s.chatgpt.check(h("authorization"), h("chatgpt-account-id")) {
@@ -394,7 +396,10 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
                     &error_body("invalid_request_error", "token_invalidated", "bad token"),
                 ));
             }
-            crate::chatgpt::Auth::Ok { behavior, .. } => forced = behavior,
+            crate::chatgpt::Auth::Ok { behavior, usage_primary, .. } => {
+                forced = behavior;
+                account_used = Some(usage_primary);
+            }
         }
     }
     let chat = path.ends_with("/chat/completions");
@@ -510,12 +515,19 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             }
         }
     });
-    Ok(Response::builder()
+    let mut resp = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header("x-codex-turn-state", "mock-turn-state")
         .body(BodyExt::boxed(StreamBody::new(frames)))
-        .unwrap())
+        .unwrap();
+    if let Some(used) = account_used {
+        let h = resp.headers_mut();
+        h.insert("x-codex-primary-used-percent", used.to_string().parse().unwrap());
+        h.insert("x-codex-primary-window-minutes", "300".parse().unwrap());
+        h.insert("x-codex-primary-reset-at", "1900000000".parse().unwrap());
+    }
+    Ok(resp)
 }
 
 fn pct_decode(s: &str) -> String {

@@ -77,6 +77,9 @@ pub struct PoolConfig {
     /// Where the token-sealing key lives (unless CODEX_GATE_ENCRYPTION_KEY is set).
     pub key_file: PathBuf,
     /// How often to poll `wham/usage` per account (`None`: never).
+    /// A pool turn's `x-codex-*` rate-limit headers show the whole pool (`true`, the default)
+    /// or the serving account (`[pool] rate_limit_headers = "account"`).
+    pub pooled_rate_limit_headers: bool,
     pub usage_poll: Option<Duration>,
 }
 
@@ -492,6 +495,13 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
         originator: rp.originator.unwrap_or_else(|| "codex_cli_rs".into()),
         user_agent: rp.user_agent.unwrap_or_else(|| "codex_cli_rs/0.169.0 (codex-gate)".into()),
         key_file: rp.key_file.map(|f| expand_home(&f)).unwrap_or_else(|| default_data_dir().join("encryption.key")),
+        pooled_rate_limit_headers: match rp.rate_limit_headers.as_deref().unwrap_or("pool") {
+            "pool" => true,
+            "account" => false,
+            other => {
+                return Err(("pool.rate_limit_headers".into(), format!("{other:?} must be \"pool\" or \"account\"")))
+            }
+        },
         usage_poll: match rp.usage_poll_secs.unwrap_or(300) {
             0 => None,
             n => Some(Duration::from_secs(n.max(30))),

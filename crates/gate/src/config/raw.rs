@@ -46,6 +46,7 @@ pub struct RawPool {
     pub key_file: Option<String>,
     pub usage_poll_secs: Option<u64>,
     pub base_url: Option<String>,
+    pub rate_limit_headers: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,5 +8,6 @@ pub mod quota;
 pub mod refresh;
 pub mod select;
 pub mod state;
+pub mod usage;
 
 pub use state::{InFlight, NoAccount, Pool, PoolSettings, Status};

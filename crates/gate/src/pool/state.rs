@@ -571,37 +571,6 @@ impl Pool {
             .collect();
         json!({"strategy": format!("{:?}", self.settings.strategy), "accounts": accounts, "decisions": decisions})
     }
-
-    /// Codex's `wham/usage` shape, aggregated over the pool: windows are the capacity-weighted
-    /// average of the active accounts' used percent; resets are the soonest.
-    pub fn usage(&self) -> Value {
-        let now_s = crate::now_ms() / 1000;
-        let accounts = self.accounts.read();
-        let active: Vec<&Arc<AccountState>> = accounts.iter().filter(|a| *a.status.read() == Status::Active).collect();
-        let agg = |pick: fn(&Quota) -> Option<super::quota::Window>, default_minutes: i64| {
-            let (mut used, mut cap, mut reset, mut minutes) = (0.0, 0.0, None::<i64>, None);
-            for a in &active {
-                let c = plan_capacity(a.plan_type.as_deref()) * a.weight;
-                let w = pick(&a.quota.read());
-                used += Quota::used(w.as_ref(), now_s) * c;
-                cap += c;
-                if let Some(r) = w.and_then(|w| w.reset_at).filter(|r| *r > now_s) {
-                    reset = Some(reset.map_or(r, |x: i64| x.min(r)));
-                }
-                minutes = minutes.or(w.and_then(|w| w.window_minutes));
-            }
-            let used = if cap > 0.0 { used / cap } else { 100.0 };
-            let minutes = minutes.unwrap_or(default_minutes);
-            json!({"used_percent": (used * 10.0).round() / 10.0, "limit_window_seconds": minutes * 60,
-                   "reset_after_seconds": reset.map(|r| r - now_s), "reset_at": reset})
-        };
-        let primary = agg(|q| q.primary, 300);
-        let secondary = agg(|q| q.secondary, 10_080);
-        let reached = active.is_empty() || primary["used_percent"].as_f64() >= Some(100.0);
-        let plan = accounts.iter().find_map(|a| a.plan_type.clone()).unwrap_or_else(|| "plus".into());
-        json!({"plan_type": plan, "rate_limit": {"allowed": !reached, "limit_reached": reached,
-               "primary_window": primary, "secondary_window": secondary}})
-    }
 }
 
 /// Seal and store a new login (from import or OAuth); returns the account id.

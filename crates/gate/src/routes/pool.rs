@@ -17,8 +17,28 @@ pub async fn pool(State(app): State<Arc<App>>) -> Json<Value> {
     Json(app.pool.snapshot())
 }
 
-pub async fn usage(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(app.pool.usage())
+/// `GET /backend-api/wham/usage` (and `/api/codex/usage`): the pool as one account, in the
+/// types Codex decodes (`account/rateLimits/read`, `/status`).
+pub async fn usage(State(app): State<Arc<App>>) -> Json<crate::pool::usage::PooledUsage> {
+    Json(app.pool.pooled_usage())
+}
+
+/// `GET /backend-api/wham/accounts/check`: the one account Codex sees behind the gateway — the
+/// pool, with its plan.
+pub async fn accounts_check(State(app): State<Arc<App>>) -> Json<Value> {
+    let plan = app.pool.pooled_usage().plan_type;
+    let id = "codex-gate-pool";
+    Json(json!({
+        "accounts": {id: {"account": {"account_id": id, "name": "codex-gate pool", "plan_type": plan,
+                                      "structure": "personal", "is_default": true}}},
+        "account_ordering": [id],
+    }))
+}
+
+/// `GET /backend-api/wham/rate-limit-reset-credits`: the gateway spends no reset credits for
+/// its clients, so there are none to offer.
+pub async fn reset_credits(State(_app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({"available_count": 0, "credits": []}))
 }
 
 /// `GET /api/accounts`: what `accounts list` shows; never a token.

@@ -31,6 +31,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/pool", get(pool::pool))
         .route("/api/codex/usage", get(pool::usage))
         .route("/backend-api/wham/usage", get(pool::usage))
+        .route("/backend-api/wham/accounts/check", get(pool::accounts_check))
+        .route("/backend-api/wham/rate-limit-reset-credits", get(pool::reset_credits))
         .route("/api/accounts", get(pool::list))
         .route("/api/accounts/import", post(pool::import))
         .route("/api/accounts/reload", post(pool::reload))

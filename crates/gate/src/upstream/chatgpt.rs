@@ -142,6 +142,17 @@ fn request_for(
     Ok(req)
 }
 
+/// Replace the serving account's rate-limit headers with the pool's (after this answer's own
+/// numbers were learned), so Codex's status line shows what the gateway can still serve.
+fn pooled_headers(app: &App, headers: &mut http::HeaderMap) {
+    let names: Vec<_> =
+        headers.keys().filter(|k| crate::pool::usage::is_rate_limit_header(k.as_str())).cloned().collect();
+    for n in names {
+        headers.remove(n);
+    }
+    headers.extend(app.pool.pooled_usage().headers());
+}
+
 /// When an upstream limit ends (unix s): the body's `resets_at`/`resets_in_seconds`, the
 /// `x-codex-primary-reset-at` header, or `retry-after`.
 fn limit_reset(headers: &http::HeaderMap, body: &Bytes) -> Option<i64> {
@@ -243,9 +254,12 @@ pub(super) async fn serve(
             }
         };
         match outcome {
-            Ok(Answer::Stream { parts, first, body: rest }) => {
+            Ok(Answer::Stream { mut parts, first, body: rest }) => {
                 if let Some(q) = Quota::from_headers(&parts.headers, crate::now_ms()) {
                     app.pool.update_quota(&a, q);
+                }
+                if app.config.pool.pooled_rate_limit_headers {
+                    pooled_headers(app, &mut parts.headers);
                 }
                 app.pool.succeeded(&a);
                 tally.account = Some(slot);

@@ -45,6 +45,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::commands::accounts::AccountsCmd,
     },
+    /// Point a client's own config at the gateway (backed up; --undo restores it)
+    Setup {
+        #[command(subcommand)]
+        cmd: crate::commands::setup::SetupCmd,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod check;
 pub mod serve;
+pub mod setup;
 
 use crate::cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Check => check::run(cli.config.as_deref()),
         Command::Accounts { cmd } => accounts::run(cli.config.as_deref(), cmd).await,
+        Command::Setup { cmd } => setup::run(cli.config.as_deref(), cmd).await,
     }
 }
 

@@ -1,0 +1,326 @@
+//! `codex-gate setup codex`: a Codex profile (`$CODEX_HOME/<name>.config.toml`, used as
+//! `codex --profile <name>`; the base config and the user's ChatGPT default stay as they are),
+//! or with `--default` the base `config.toml` itself, edited with `toml_edit` so the user's
+//! comments and order survive. Beside it goes the model catalog Codex reads with an API key
+//! (`model_catalog_json`), generated from the gateway's models.
+
+use super::{client_base_url, restore, write_with_backup};
+use crate::config::Config;
+use crate::pool::catalog::CLIENT_VERSION;
+use anyhow::{bail, Context};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use toml_edit::{value, DocumentMut, Item, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CodexArgs {
+    /// The provider and profile name
+    #[arg(long, default_value = "codex-gate")]
+    pub name: String,
+    /// Edit $CODEX_HOME/config.toml itself, making the gateway Codex's default
+    #[arg(long)]
+    pub default: bool,
+    /// Show the gateway's models in the Codex Desktop picker (edits the base config: the
+    /// picker only lists custom models whose provider has requires_openai_auth); off undoes it
+    #[arg(long, value_enum)]
+    pub desktop: Option<OnOff>,
+    /// Put back what an earlier setup changed, byte for byte
+    #[arg(long)]
+    pub undo: bool,
+    /// The gateway's base URL for clients [default: from server.listen]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The model Codex starts with [default: the gateway's first listed model]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Codex's home [default: $CODEX_HOME, else ~/.codex]
+    #[arg(long, value_name = "DIR")]
+    pub codex_home: Option<PathBuf>,
+}
+
+/// Where everything goes.
+struct Paths {
+    profile: PathBuf,
+    base: PathBuf,
+    catalog: PathBuf,
+}
+
+fn paths(home: &Path, name: &str) -> Paths {
+    Paths {
+        profile: home.join(format!("{name}.config.toml")),
+        base: home.join("config.toml"),
+        catalog: home.join(format!("{name}-models.json")),
+    }
+}
+
+pub fn codex_home(arg: Option<&Path>) -> Option<PathBuf> {
+    arg.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".codex")))
+}
+
+pub async fn run(config_path: Option<&Path>, args: CodexArgs) -> anyhow::Result<()> {
+    let name = &args.name;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        bail!("--name {name:?}: use letters, digits, '-' and '_'");
+    }
+    if ["openai", "ollama", "lmstudio"].contains(&name.as_str()) {
+        bail!("--name {name:?} is one of Codex's own providers; choose another name");
+    }
+    let home = codex_home(args.codex_home.as_deref()).context("no Codex home: set CODEX_HOME or HOME")?;
+    let p = paths(&home, name);
+    let edit_base = args.default || args.desktop.is_some();
+    if args.undo || args.desktop == Some(OnOff::Off) {
+        let mut done = Vec::new();
+        let files: &[&Path] = if edit_base { &[&p.base, &p.catalog] } else { &[&p.profile, &p.catalog] };
+        for f in files {
+            done.extend(restore(f)?);
+        }
+        if done.is_empty() {
+            println!("nothing to undo in {}", home.display());
+        }
+        for d in done {
+            println!("{d}");
+        }
+        return Ok(());
+    }
+    let config = Config::load(config_path)?;
+    let (base_url, added_v1) = client_base_url(args.url.as_deref(), config.server.listen)?;
+    let (catalog, from) = catalog(&config, &base_url).await;
+    let models: Vec<&str> = catalog["models"]
+        .as_array()
+        .map(|m| m.iter().filter(|e| e["visibility"] == "list").filter_map(|e| e["slug"].as_str()).collect())
+        .unwrap_or_default();
+    let model = args.model.clone().or_else(|| models.first().map(|m| (*m).to_owned()));
+    let desktop = args.desktop == Some(OnOff::On);
+    let mut out = Vec::new();
+    // Codex refuses an empty catalog, so with no models there is none (and no key naming it).
+    let has_catalog = catalog["models"].as_array().is_some_and(|m| !m.is_empty());
+    if has_catalog {
+        let text = serde_json::to_vec_pretty(&catalog)?;
+        write_with_backup(&p.catalog, &text)?;
+        out.push(format!("wrote {} ({} models from {from})", p.catalog.display(), models.len()));
+    } else {
+        out.push(format!("no model catalog: {from} lists no models yet (run setup again once it does)"));
+    }
+    let plan = Plan {
+        name,
+        base_url: &base_url,
+        model: model.as_deref(),
+        catalog: has_catalog.then_some(p.catalog.as_path()),
+        desktop,
+    };
+    if edit_base {
+        let old = match std::fs::read_to_string(&p.base) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.base.display())),
+        };
+        let text = edit_base_config(&old, &plan).with_context(|| format!("{} is not valid TOML", p.base.display()))?;
+        write_with_backup(&p.base, text.as_bytes())?;
+        out.push(format!("edited {} (Codex's default is now the gateway; undo: --undo --default)", p.base.display()));
+    } else {
+        write_with_backup(&p.profile, profile(&plan).as_bytes())?;
+        out.push(format!(
+            "wrote {} (use it as `codex --profile {name}`; your base config is untouched)",
+            p.profile.display()
+        ));
+    }
+    for line in out {
+        println!("{line}");
+    }
+    println!("{}", explain(&plan, added_v1));
+    Ok(())
+}
+
+/// What to write.
+struct Plan<'a> {
+    name: &'a str,
+    base_url: &'a str,
+    model: Option<&'a str>,
+    catalog: Option<&'a Path>,
+    desktop: bool,
+}
+
+/// The gateway's catalog: from the running gateway (it knows the pool's models), else built
+/// from the config alone. Returns it and where it came from.
+async fn catalog(config: &Config, base_url: &str) -> (Value, String) {
+    let url = format!("{base_url}/models?client_version={CLIENT_VERSION}");
+    let client = crate::upstream::client::UpstreamClient::new(&[]);
+    let fetched = async {
+        let req = http::Request::get(&url).body(bytes::Bytes::new()).ok()?;
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(5), client.request(req)).await.ok()?.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
+        serde_json::from_slice::<Value>(&body).ok().filter(|v| v["models"].is_array())
+    };
+    match fetched.await {
+        Some(v) => (v, base_url.to_owned()),
+        None => {
+            let router = crate::routing::ModelRouter::new(config);
+            let built = crate::codex_catalog::build(&router, None);
+            (built.body, "the config (the gateway was not reachable, so pool models are missing)".to_owned())
+        }
+    }
+}
+
+/// The provider table Codex reads (its fields are `deny_unknown_fields`: only known keys).
+fn provider_table(plan: &Plan<'_>) -> Table {
+    let mut t = Table::new();
+    t["name"] = value(plan.name);
+    t["base_url"] = value(plan.base_url);
+    t["wire_api"] = value("responses");
+    if plan.desktop {
+        t["requires_openai_auth"] = value(true);
+    }
+    t
+}
+
+/// Set `key` at the top level, keeping the comment and spacing around a value already there.
+fn set(doc: &mut DocumentMut, key: &str, v: &str) {
+    match doc.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = toml_edit::Value::from(v);
+            *old.decor_mut() = decor;
+        }
+        None => doc[key] = value(v),
+    }
+}
+
+/// The top-level keys: the model, the provider and the catalog.
+fn set_top(doc: &mut DocumentMut, plan: &Plan<'_>) {
+    if let Some(m) = plan.model {
+        set(doc, "model", m);
+    }
+    set(doc, "model_provider", plan.name);
+    match plan.catalog {
+        Some(c) => set(doc, "model_catalog_json", &c.display().to_string()),
+        None => {
+            doc.remove("model_catalog_json");
+        }
+    }
+}
+
+/// A whole profile file.
+fn profile(plan: &Plan<'_>) -> String {
+    let mut doc = DocumentMut::new();
+    set_top(&mut doc, plan);
+    let mut providers = Table::new();
+    providers.set_implicit(true);
+    providers[plan.name] = Item::Table(provider_table(plan));
+    doc["model_providers"] = Item::Table(providers);
+    format!(
+        "# Written by `codex-gate setup codex`: Codex through codex-gate at {}.\n\
+         # Use: codex --profile {}   (undo: codex-gate setup codex --undo)\n{}",
+        plan.base_url, plan.name, doc
+    )
+}
+
+/// The base config with the gateway as Codex's default, everything else kept as written.
+fn edit_base_config(old: &str, plan: &Plan<'_>) -> Result<String, toml_edit::TomlError> {
+    let mut doc: DocumentMut = old.parse()?;
+    set_top(&mut doc, plan);
+    let providers = doc.entry("model_providers").or_insert_with(|| {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        Item::Table(t)
+    });
+    if let Some(t) = providers.as_table_like_mut() {
+        match t.get_mut(plan.name).and_then(Item::as_table_like_mut) {
+            // Keep keys the user added to an earlier gateway table (headers, retries).
+            Some(existing) => {
+                for (k, v) in provider_table(plan).iter() {
+                    existing.insert(k, v.clone());
+                }
+                if !plan.desktop {
+                    existing.remove("requires_openai_auth");
+                }
+            }
+            None => {
+                t.insert(plan.name, Item::Table(provider_table(plan)));
+            }
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// Which settings were set and why, and which were left alone.
+fn explain(plan: &Plan<'_>, added_v1: bool) -> String {
+    let mut s = String::from("set:\n");
+    let mut line = |k: &str, why: &str| s.push_str(&format!("  {k:<38} {why}\n"));
+    line(&format!("model_provider = \"{}\"", plan.name), "every turn goes to the gateway");
+    line(
+        &format!("base_url = \"{}\"", plan.base_url),
+        if added_v1 { "with /v1 added: Codex appends /responses to it" } else { "Codex appends /responses to it" },
+    );
+    line("wire_api = \"responses\"", "the only wire API Codex speaks");
+    if plan.catalog.is_some() {
+        line("model_catalog_json", "context windows and reasoning levels of the gateway's models");
+    }
+    if let Some(m) = plan.model {
+        line(&format!("model = \"{m}\""), "what Codex starts with (--model to choose)");
+    }
+    if plan.desktop {
+        line(
+            "requires_openai_auth = true",
+            "the Desktop picker lists custom models only then; Codex sends its ChatGPT token, which the gateway never forwards",
+        );
+    }
+    s.push_str("left unset:\n");
+    let mut unset = |k: &str, why: &str| s.push_str(&format!("  {k:<38} {why}\n"));
+    unset("supports_websockets", "the gateway does not speak Codex's WebSocket transport yet");
+    unset("name = \"OpenAI\"", "would turn on remote compaction, which the gateway does not serve yet");
+    unset("env_key", "the gateway needs no client key (none are configured)");
+    if plan.desktop {
+        s.push_str("Quit Codex Desktop completely and start it again to see the models.\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan<'a>(catalog: &'a Path, desktop: bool) -> Plan<'a> {
+        Plan {
+            name: "codex-gate",
+            base_url: "http://127.0.0.1:2455/v1",
+            model: Some("gpt-5.5"),
+            catalog: Some(catalog),
+            desktop,
+        }
+    }
+
+    #[test]
+    fn the_base_config_keeps_comments_order_and_other_providers() {
+        let old = "# my settings\nmodel = \"o3\" # the old default\napproval_policy = \"never\"\n\n\
+                   [model_providers.other]\nname = \"Other\" # keep me\nbase_url = \"http://x/v1\"\n\n\
+                   [profiles.fast]\nmodel = \"o4-mini\"\n";
+        let cat = PathBuf::from("/h/.codex/codex-gate-models.json");
+        let new = edit_base_config(old, &plan(&cat, false)).unwrap();
+        for kept in ["# my settings", "approval_policy = \"never\"", "name = \"Other\" # keep me", "[profiles.fast]"] {
+            assert!(new.contains(kept), "{kept} lost:\n{new}");
+        }
+        assert!(new.contains("model = \"gpt-5.5\" # the old default"), "{new}");
+        let v: toml::Value = toml::from_str(&new).unwrap();
+        assert_eq!(v["model_provider"].as_str(), Some("codex-gate"));
+        assert_eq!(v["model_providers"]["codex-gate"]["base_url"].as_str(), Some("http://127.0.0.1:2455/v1"));
+        assert_eq!(v["model_providers"]["other"]["base_url"].as_str(), Some("http://x/v1"));
+        // A second run (desktop on, then off) changes only what it owns.
+        let on = edit_base_config(&new, &plan(&cat, true)).unwrap();
+        let v: toml::Value = toml::from_str(&on).unwrap();
+        assert_eq!(v["model_providers"]["codex-gate"]["requires_openai_auth"].as_bool(), Some(true));
+        let off = edit_base_config(&on, &plan(&cat, false)).unwrap();
+        assert_eq!(off, new);
+        assert!(edit_base_config("model = ", &plan(&cat, false)).is_err());
+    }
+}

@@ -45,6 +45,18 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::commands::accounts::AccountsCmd,
     },
+    /// Is the gateway up; accounts with their windows and cooldowns; the last hour's traffic
+    Status {
+        /// One JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// What clients can ask for (from the running gateway, else from the config)
+    Models {
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Point a client's own config at the gateway (backed up; --undo restores it)
     Setup {
         #[command(subcommand)]

@@ -2,8 +2,10 @@
 
 pub mod accounts;
 pub mod check;
+pub mod models;
 pub mod serve;
 pub mod setup;
+pub mod status;
 
 use crate::cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
@@ -48,7 +50,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check => check::run(cli.config.as_deref()),
         Command::Accounts { cmd } => accounts::run(cli.config.as_deref(), cmd).await,
         Command::Setup { cmd } => setup::run(cli.config.as_deref(), cmd).await,
+        Command::Status { json } => status::run(cli.config.as_deref(), json).await,
+        Command::Models { json } => models::run(cli.config.as_deref(), json).await,
     }
+}
+
+/// `GET path` on the gateway at `listen` (as a client on this machine reaches it): the JSON of
+/// a 2xx within 2 s, or `None` when none answers.
+pub async fn gateway_get(listen: std::net::SocketAddr, path: &str) -> Option<serde_json::Value> {
+    let (base, _) = setup::client_base_url(None, listen).ok()?;
+    let url = format!("{}{path}", base.trim_end_matches("/v1"));
+    let client = crate::upstream::client::UpstreamClient::new(&[]);
+    let req = http::Request::get(url).body(bytes::Bytes::new()).ok()?;
+    let fetch = async {
+        let resp = client.request(req).await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
+        serde_json::from_slice(&body).ok()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), fetch).await.ok().flatten()
 }
 
 /// `url` with any password replaced, for messages and logs.

@@ -180,6 +180,31 @@ impl Store {
         })
     }
 
+    /// Requests since `since_ms`: (all, failed, failed over to a later target or account).
+    pub async fn request_summary(&self, since_ms: i64) -> Result<(i64, i64, i64), StoreError> {
+        let q = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN error_code IS NOT NULL THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END), 0) FROM request_log WHERE ts_ms >= $1";
+        Ok(match self {
+            Store::Sqlite(p) => sqlx::query_as(q).bind(since_ms).fetch_one(p).await?,
+            Store::Postgres(p) => sqlx::query_as(q).bind(since_ms).fetch_one(p).await?,
+        })
+    }
+
+    /// The newest `limit` requests since `since_ms` that took more than one attempt.
+    pub async fn recent_failovers(&self, since_ms: i64, limit: i64) -> Result<Vec<RequestRecord>, StoreError> {
+        let q = format!(
+            "SELECT {COLUMNS} FROM request_log WHERE ts_ms >= $1 AND attempts > 1 ORDER BY ts_ms DESC, id DESC LIMIT $2"
+        );
+        Ok(match self {
+            Store::Sqlite(p) => {
+                sqlx::query(&q).bind(since_ms).bind(limit).fetch_all(p).await?.iter().map(row_sqlite).collect()
+            }
+            Store::Postgres(p) => {
+                sqlx::query(&q).bind(since_ms).bind(limit).fetch_all(p).await?.iter().map(row_pg).collect()
+            }
+        })
+    }
+
     /// Number of rows in the request log.
     pub async fn count_requests(&self) -> Result<i64, StoreError> {
         let q = "SELECT COUNT(*) FROM request_log";

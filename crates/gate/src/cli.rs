@@ -57,6 +57,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Keep the gateway running: a systemd user unit (Linux) or a LaunchAgent (macOS)
+    Service {
+        #[command(subcommand)]
+        cmd: crate::commands::service::ServiceCmd,
+    },
     /// Point a client's own config at the gateway (backed up; --undo restores it)
     Setup {
         #[command(subcommand)]

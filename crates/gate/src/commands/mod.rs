@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod check;
 pub mod models;
 pub mod serve;
+pub mod service;
 pub mod setup;
 pub mod status;
 
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Setup { cmd } => setup::run(cli.config.as_deref(), cmd).await,
         Command::Status { json } => status::run(cli.config.as_deref(), json).await,
         Command::Models { json } => models::run(cli.config.as_deref(), json).await,
+        Command::Service { cmd } => service::run(cli.config.as_deref(), cmd),
     }
 }
 

@@ -57,6 +57,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the gateway and the clients pointed at it; --fix repairs what is safe
+    Doctor(crate::commands::doctor::DoctorArgs),
     /// Keep the gateway running: a systemd user unit (Linux) or a LaunchAgent (macOS)
     Service {
         #[command(subcommand)]

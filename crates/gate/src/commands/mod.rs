@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod check;
+pub mod doctor;
 pub mod models;
 pub mod serve;
 pub mod service;
@@ -54,6 +55,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { json } => status::run(cli.config.as_deref(), json).await,
         Command::Models { json } => models::run(cli.config.as_deref(), json).await,
         Command::Service { cmd } => service::run(cli.config.as_deref(), cmd),
+        Command::Doctor(args) => {
+            if !doctor::run(cli.config.as_deref(), args).await? {
+                anyhow::bail!("doctor found something broken");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! the user had (or removes a file that was not there).
 
 pub mod codex;
+pub mod openclaw;
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -11,11 +12,14 @@ use std::path::{Path, PathBuf};
 pub enum SetupCmd {
     /// Write a Codex profile (or, with --default, edit ~/.codex/config.toml) for the gateway
     Codex(codex::CodexArgs),
+    /// Merge the gateway as a provider into OpenClaw's openclaw.json (comments kept)
+    Openclaw(openclaw::OpenClawArgs),
 }
 
 pub async fn run(config: Option<&Path>, cmd: SetupCmd) -> anyhow::Result<()> {
     match cmd {
         SetupCmd::Codex(args) => codex::run(config, args).await,
+        SetupCmd::Openclaw(args) => openclaw::run(config, args).await,
     }
 }
 

@@ -116,3 +116,65 @@ async fn finds_the_seed_troubles_and_fixes_what_is_safe() {
     assert_ne!(code, Some(0));
     assert!(text.contains(&format!("BROKEN gateway  nothing answers at http://127.0.0.1:{port}/v1")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_and_fixes_an_openclaw_config_pointed_at_the_gateway() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let gate = Gate::start(&format!(
+        "{}[[routes]]\nmodel = \"coder\"\ntargets = [\"api/ok\"]\n",
+        provider("api", "responses", &mock.url(), "")
+    ))
+    .await;
+    let port = gate.addr.port();
+    let dir = TempDir::new();
+    let cfg = dir.path().join("gate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\n{}",
+            dir.path().join("g.db").display(),
+            dir.path().join("key").display(),
+            provider("api", "responses", &mock.url(), "")
+        ),
+    )
+    .unwrap();
+    let claw = dir.path().join("openclaw.json");
+    let text = format!(
+        "{{\n  // mine\n  agents: {{ defaults: {{ model: {{ primary: 'codex-lb/gpt-5.3-codex' }} }} }},\n  models: {{\n    mode: 'merge',\n    providers: {{\n      'codex-gate': {{ baseUrl: 'http://127.0.0.1:{port}', apiKey: 'dummy', api: 'openai-chat', models: [{{ id: 'nope' }}], }},\n    }},\n  }},\n}}\n"
+    );
+    std::fs::write(&claw, &text).unwrap();
+    let run = |fix: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_codex-gate"));
+        c.args(["--config", cfg.to_str().unwrap(), "doctor", "--json", "--openclaw-config", claw.to_str().unwrap()])
+            .args(["--codex-home", dir.path().join("no-codex").to_str().unwrap()])
+            .env("HOME", dir.path());
+        if fix {
+            c.arg("--fix");
+        }
+        let out = c.output().unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let v = run(false);
+    let claw_findings: Vec<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "openclaw")
+        .map(|f| format!("{} {}", f["level"].as_str().unwrap(), f["what"].as_str().unwrap()))
+        .collect();
+    let joined = claw_findings.join("\n");
+    assert_eq!(claw_findings.len(), 4, "{joined}");
+    assert!(joined.contains("does not end in /v1") && joined.contains("api \"openai-chat\""), "{joined}");
+    assert!(joined.contains("does not route [\"nope\"]") && joined.contains("provider \"codex-lb\""), "{joined}");
+    assert_eq!(v["ok"], false);
+
+    let v = run(true);
+    let fixed = v["findings"].as_array().unwrap().iter().filter(|f| f["fixed"] == true).count();
+    assert_eq!(fixed, 2, "baseUrl and api: {v}");
+    let now = std::fs::read_to_string(&claw).unwrap();
+    assert!(now.contains("// mine") && now.contains("mode: 'merge'"), "comments and quoting stay: {now}");
+    let parsed: Value = jsonc_parser::parse_to_serde_value(&now, &jsonc_parser::ParseOptions::default()).unwrap();
+    let p = &parsed["models"]["providers"]["codex-gate"];
+    assert_eq!(p["baseUrl"], format!("http://127.0.0.1:{port}/v1"));
+    assert_eq!(p["api"], "openai-responses");
+}

@@ -1,9 +1,10 @@
-//! `codex-gate doctor [--fix] [--json]`: checks the gateway and the clients pointed at it, and
-//! with `--fix` repairs what is safe to repair (file modes, a Codex `base_url` without `/v1`, a
-//! stale port, `wire_api`). Each finding says what is wrong, why it matters and the exact fix;
+//! `codex-gate doctor [--fix] [--json]`: checks the gateway and the clients pointed at it
+//! (Codex, OpenClaw), and with `--fix` repairs what is safe to repair (file modes, a `base_url`
+//! without `/v1`, a stale port, `wire_api`, OpenClaw's `api`). Each finding says what is wrong, why it matters and the exact fix;
 //! the exit code is non-zero while anything is broken.
 
 mod codex;
+mod openclaw;
 
 use crate::config::Config;
 use serde::Serialize;
@@ -59,6 +60,9 @@ pub struct DoctorArgs {
     /// Codex's home [default: $CODEX_HOME, else ~/.codex]
     #[arg(long, value_name = "DIR")]
     pub codex_home: Option<std::path::PathBuf>,
+    /// OpenClaw's config [default: $OPENCLAW_CONFIG_PATH, else ~/.openclaw/openclaw.json]
+    #[arg(long, value_name = "FILE")]
+    pub openclaw_config: Option<std::path::PathBuf>,
 }
 
 pub async fn run(path: Option<&Path>, args: DoctorArgs) -> anyhow::Result<bool> {
@@ -89,6 +93,9 @@ pub async fn run(path: Option<&Path>, args: DoctorArgs) -> anyhow::Result<bool> 
         let (base, _) = super::setup::client_base_url(None, c.server.listen)?;
         if let Some(home) = super::setup::codex::codex_home(args.codex_home.as_deref()) {
             codex::check(&home, &base, models.as_deref(), args.fix, &mut found);
+        }
+        if let Some(file) = super::setup::openclaw::openclaw_config(args.openclaw_config.as_deref()) {
+            openclaw::check(&file, &base, models.as_deref(), args.fix, &mut found);
         }
     }
     let broken = found.iter().any(|f| f.level == Level::Broken && !f.fixed);

@@ -193,3 +193,64 @@ async fn codex_turn_through_the_pool_when_the_first_account_is_at_its_limit() {
     assert_eq!(first.header("originator"), Some("codex_exec"), "Codex's own originator passes through");
     assert!(first.header("session-id").is_some() && first.json()["store"] == false);
 }
+
+/// Codex signed in with ChatGPT and pointed at the gateway (`requires_openai_auth`, the Desktop
+/// setup) asks `{base_url}/models?client_version=…` at start. The gateway's Codex-shaped catalog
+/// must decode: Codex caches it in `models_cache.json` (it logs "failed to decode models
+/// response" and caches nothing otherwise), and the turn goes through the pool.
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_with_chatgpt_auth_reads_the_gateway_s_catalog_and_runs_a_pool_turn() {
+    let Some(bin) = codex_bin() else {
+        skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+        return;
+    };
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    m.add_chatgpt_account("acc-c", false);
+    let cfg = format!("[pool]\nissuer = \"{}\"\nbase_url = \"{}\"\n", m.issuer_url(), m.backend_url());
+    let gate = Gate::start(&cfg).await;
+    gate.add_account(&m, "acc-c", "plus").await;
+    gate.app.reload_pool().await.unwrap();
+    for _ in 0..100 {
+        if gate.app.pool.catalog.get().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let home = TempDir::new();
+    let work = TempDir::new();
+    // Codex's own login (it never reaches an upstream: the gateway uses its pool's).
+    let auth = serde_json::json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "last_refresh": "2026-12-01T00:00:00Z",
+        "tokens": {"id_token": codex_gate_mock::chatgpt::id_token("u-client", "acc-client", "me@example.com", "plus"),
+                   "access_token": codex_gate_mock::chatgpt::access_token("acc-client", 1, 4_000_000_000),
+                   "refresh_token": "rt-client", "account_id": "acc-client"}});
+    std::fs::write(home.path().join("auth.json"), auth.to_string()).unwrap();
+    let config = format!(
+        "model = \"gpt-5.5\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nchatgpt_base_url = \"{}\"\n\
+         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nrequires_openai_auth = true\n\
+         request_max_retries = 0\nstream_max_retries = 0\n",
+        gate.url("/backend-api/"),
+        gate.url("/v1")
+    );
+    std::fs::write(home.path().join("config.toml"), config).unwrap();
+    let out = tokio::process::Command::new(&bin)
+        .args(["exec", "--skip-git-repo-check", "-s", "read-only", "-c", "analytics.enabled=false"])
+        .args(["-c", "features.plugins=false", "--json", "Say PONG"])
+        .current_dir(work.path())
+        .env("CODEX_HOME", home.path())
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out).await.expect("codex timed out").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("d0 d1 d2 d3 d4"), "{stdout}");
+    assert!(!stderr.contains("failed to decode models"), "{stderr}");
+    let cache = std::fs::read_to_string(home.path().join("models_cache.json"))
+        .unwrap_or_else(|e| panic!("Codex cached no catalog ({e}): {stderr}"));
+    assert!(cache.contains("gpt-5.5") && cache.contains("gpt-5.4-mini"), "{cache}");
+    // The turn went to the pool's account, not Codex's own login.
+    let turn = m.requests().into_iter().rfind(|r| r.path.ends_with("/codex/responses")).unwrap();
+    assert_eq!(turn.header("chatgpt-account-id"), Some("acc-c"));
+}

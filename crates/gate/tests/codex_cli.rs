@@ -254,3 +254,81 @@ async fn codex_with_chatgpt_auth_reads_the_gateway_s_catalog_and_runs_a_pool_tur
     let turn = m.requests().into_iter().rfind(|r| r.path.ends_with("/codex/responses")).unwrap();
     assert_eq!(turn.header("chatgpt-account-id"), Some("acc-c"));
 }
+
+/// The real Codex app-server's `account/rateLimits/read` (what `/status` and the Desktop usage
+/// view show) with `chatgpt_base_url` at the gateway returns the pool's numbers.
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_app_server_reads_the_pool_s_rate_limits() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let Some(bin) = codex_bin() else {
+        skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+        return;
+    };
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!("[pool]\nissuer = \"{}\"\nbase_url = \"{}\"\n", m.issuer_url(), m.backend_url());
+    let gate = Gate::start(&cfg).await;
+    for (id, used, plan) in [("acc-x", 30.0, "plus"), ("acc-y", 70.0, "plus")] {
+        m.add_chatgpt_account(id, false);
+        gate.add_account(&m, id, plan).await;
+        let a = gate.app.pool.accounts().into_iter().find(|a| a.chatgpt_account_id == id).unwrap();
+        let w = codex_gate::pool::quota::Window {
+            used_percent: used,
+            window_minutes: Some(300),
+            reset_at: Some(1_900_000_000),
+        };
+        gate.app.pool.update_quota(&a, codex_gate::pool::quota::Quota { primary: Some(w), ..Default::default() });
+    }
+    let home = TempDir::new();
+    let auth = serde_json::json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "last_refresh": "2026-12-01T00:00:00Z",
+        "tokens": {"id_token": codex_gate_mock::chatgpt::id_token("u-client", "acc-client", "me@example.com", "plus"),
+                   "access_token": codex_gate_mock::chatgpt::access_token("acc-client", 1, 4_000_000_000),
+                   "refresh_token": "rt-client", "account_id": "acc-client"}});
+    std::fs::write(home.path().join("auth.json"), auth.to_string()).unwrap();
+    let config = format!(
+        "chatgpt_base_url = \"{}\"\nmodel_provider = \"gw\"\n[model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\n\
+         wire_api = \"responses\"\nrequires_openai_auth = true\n",
+        gate.url("/backend-api/"),
+        gate.url("/v1")
+    );
+    std::fs::write(home.path().join("config.toml"), config).unwrap();
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["app-server", "-c", "analytics.enabled=false", "-c", "features.plugins=false"])
+        .env("CODEX_HOME", home.path())
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for msg in [
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"clientInfo": {"name": "codex-gate-test", "version": "0"}}}),
+        serde_json::json!({"jsonrpc": "2.0", "method": "initialized"}),
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "account/rateLimits/read", "params": null}),
+    ] {
+        stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+    }
+    stdin.flush().await.unwrap();
+    let mut seen = Vec::new();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["id"] == 2 {
+                return Some(v);
+            }
+            seen.push(line);
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("no answer to account/rateLimits/read: {seen:?}"));
+    let rl = &answer["result"]["rateLimits"];
+    assert_eq!(rl["primary"]["usedPercent"], 50, "the pool's (30 + 70) / 2: {answer}");
+    assert_eq!(rl["primary"]["windowDurationMins"], 300, "{answer}");
+    assert_eq!(rl["primary"]["resetsAt"], 1_900_000_000, "{answer}");
+    assert_eq!(rl["planType"], "plus", "{answer}");
+}

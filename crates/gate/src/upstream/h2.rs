@@ -93,8 +93,14 @@ pub(super) enum Failed {
 /// Send `req` as one stream on `send`; resolves when the answer's head arrives.
 pub(super) async fn send(send: &mut Sender, req: Request<Bytes>) -> Result<Response<Incoming>, Failed> {
     let (mut parts, body) = req.into_parts();
-    // The authority travels as `:authority`, built from the URI.
+    // The authority travels as `:authority`, built from the URI: never with credentials in it.
     parts.headers.remove(http::header::HOST);
+    if let Some(a) = parts.uri.authority().filter(|a| a.as_str().contains('@')) {
+        let bare = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h).to_owned();
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.authority = bare.parse().ok();
+        parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
+    }
     // A second handle on the body (a reference count) in case it has to go elsewhere.
     let kept = body.clone();
     match send.try_send_request(Request::from_parts(parts, Full::new(body))).await {

@@ -120,6 +120,27 @@ impl Tally {
         }
     }
 
+    /// A pool turn's `codex.rate_limits` event (`data`) as the client should see it: with
+    /// `[pool] rate_limit_headers = "pool"`, the account first learns its own numbers, then the
+    /// event carries the pool's windows, as the turn's headers do. `None`: relay it unchanged.
+    pub fn pooled_rate_limits_event(&self, data: &str) -> Option<String> {
+        if self.account.is_none() || !self.app.config.pool.pooled_rate_limit_headers {
+            return None;
+        }
+        let mut v: serde_json::Value = serde_json::from_str(data).ok()?;
+        self.rate_limits(&v);
+        let pooled = self.app.pool.pooled_usage();
+        let window = |w: &Option<crate::pool::usage::PooledWindow>| match w {
+            Some(w) => serde_json::json!({"used_percent": f64::from(w.used_percent),
+                "window_minutes": w.limit_window_seconds / 60, "reset_at": w.reset_at}),
+            None => serde_json::Value::Null,
+        };
+        let rl = v.get_mut("rate_limits")?.as_object_mut()?;
+        rl.insert("primary".into(), window(&pooled.rate_limit.primary_window));
+        rl.insert("secondary".into(), window(&pooled.rate_limit.secondary_window));
+        Some(v.to_string())
+    }
+
     /// A failed attempt on the current target (before any byte reached the client).
     pub fn attempt_failed(&self, code: &str) {
         self.series().count_error(code);

@@ -219,6 +219,24 @@ async fn a_pool_turn_reports_the_pool_s_rate_limits_unless_asked_for_the_account
             let own = if served == "acc-a" { "80" } else { "20" };
             assert_eq!(shown, own, "the serving account's own numbers");
         }
+        // Codex also reads the in-stream snapshot: it shows the same view as the headers.
+        let body = json!({"model": "gpt-5.5", "input": "hi", "stream": true}).to_string();
+        let r = send(
+            "POST",
+            &gate.url("/v1/responses"),
+            body,
+            &[("content-type", "application/json"), ("originator", "codex_cli_rs")],
+        )
+        .await;
+        let served = mock.last_request().unwrap().header("chatgpt-account-id").unwrap().to_owned();
+        let snap =
+            r.events().into_iter().find(|e| e["type"] == "codex.rate_limits").expect("the snapshot reaches Codex");
+        let used = snap["rate_limits"]["primary"]["used_percent"].as_f64().unwrap();
+        if pooled {
+            assert_eq!(used, 50.0, "{snap}");
+        } else {
+            assert_eq!(used, if served == "acc-a" { 80.0 } else { 20.0 }, "{snap}");
+        }
         let check = get(&gate.url("/backend-api/wham/accounts/check")).await;
         assert_eq!(check.status, 200);
         assert_eq!(check.json()["accounts"]["codex-gate-pool"]["account"]["plan_type"], "plus");

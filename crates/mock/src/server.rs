@@ -503,14 +503,25 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             _ => steps,
         }
     });
-    let frames = futures_util::stream::unfold((steps, 0usize), |(steps, mut i)| async move {
+    // The backend's quota snapshot for the serving account, after the first step.
+    let snapshot = account_used.filter(|_| !chat).map(|used| {
+        Bytes::from(crate::render::sse(&json!({"type": "codex.rate_limits", "rate_limits": {
+            "primary": {"used_percent": used, "window_minutes": 300, "reset_at": 1_900_000_000},
+            "secondary": null}})))
+    });
+    let frames = futures_util::stream::unfold((steps, 0usize, snapshot), |(steps, mut i, mut snapshot)| async move {
         loop {
+            if i > 0 {
+                if let Some(b) = snapshot.take() {
+                    return Some((Ok(Frame::data(b)), (steps, i, None)));
+                }
+            }
             let step = steps.get(i)?;
             i += 1;
             match step {
-                Step::Send(b) => return Some((Ok(Frame::data(b.clone())), (steps, i))),
+                Step::Send(b) => return Some((Ok(Frame::data(b.clone())), (steps, i, snapshot))),
                 Step::Sleep(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
-                Step::Cut => return Some((Err(io::Error::other("mock cut")), (steps, i))),
+                Step::Cut => return Some((Err(io::Error::other("mock cut")), (steps, i, snapshot))),
                 Step::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
             }
         }

@@ -162,9 +162,16 @@ impl RelayBody {
                     // One parse of the event serves both the observer and the repair.
                     let head = ResponsesHead::parse(&ev.data);
                     o.observe_head(head.as_ref(), &ev.data);
+                    // A pool turn's quota snapshot shows the pool (the observer kept the original).
+                    let pooled = head
+                        .as_ref()
+                        .filter(|h| h.kind == "codex.rate_limits")
+                        .and_then(|_| self.tally.pooled_rate_limits_event(&ev.data))
+                        .map(|data| SseEvent { event: ev.event.clone(), data });
+                    let ev = pooled.as_ref().unwrap_or(ev);
                     let before = self.out.len();
                     let verdict = r.push_head(head.as_ref(), ev, &mut self.out);
-                    if verbatim && (verdict == Verdict::Replaced || self.out.len() != before) {
+                    if verbatim && (verdict == Verdict::Replaced || self.out.len() != before || pooled.is_some()) {
                         // From here on the chunk is re-encoded: the kept events before this one
                         // go first, then what the repair wrote.
                         verbatim = false;

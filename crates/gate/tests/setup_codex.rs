@@ -173,3 +173,35 @@ async fn the_real_codex_runs_a_turn_and_a_tool_loop_with_the_profile_setup_wrote
     assert!(m.last_request().unwrap().json().to_string().contains("mock-tool-ran"), "the output went back");
     assert!(!stderr.contains("fallback model metadata"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_codex_runs_a_pool_turn_with_the_profile_setup_wrote_for_a_zero_config_gateway() {
+    let Some(bin) = codex_bin() else {
+        skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+        return;
+    };
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    m.add_chatgpt_account("acc-p", false);
+    let gate =
+        Gate::start(&format!("[pool]\nissuer = \"{}\"\nbase_url = \"{}\"\n", m.issuer_url(), m.backend_url())).await;
+    gate.add_account(&m, "acc-p", "plus").await;
+    gate.app.reload_pool().await.unwrap();
+    for _ in 0..100 {
+        if gate.app.pool.catalog.get().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let home = TempDir::new();
+    let said = setup(&gate, home.path(), &[]);
+    assert!(said.contains("model = \"gpt-5.5\""), "the pool's first model is the default: {said}");
+    let catalog: Value = serde_json::from_str(&read(home.path(), "codex-gate-models.json", &gate)).unwrap();
+    assert_eq!(catalog["models"][0]["base_instructions"], "You are the mock's Codex model.", "the backend's own entry");
+    let (code, events, stderr) = codex_exec(&bin, home.path(), None).await;
+    assert_eq!(code, Some(0), "{events:?}\n{stderr}");
+    let text: Vec<&Value> = events.iter().filter(|e| e["item"]["type"] == "agent_message").collect();
+    assert_eq!(text.last().unwrap()["item"]["text"], "d0 d1 d2 d3 d4 ", "{events:?}");
+    let turn = m.requests().into_iter().rfind(|r| r.path.ends_with("/codex/responses")).unwrap();
+    assert_eq!(turn.header("chatgpt-account-id"), Some("acc-p"), "served by the pool");
+    assert!(!stderr.contains("fallback model metadata"), "{stderr}");
+}

@@ -7,16 +7,8 @@
 mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
-use common::{provider, skip, Gate, TempDir};
+use common::{codex_bin, provider, skip, Gate, TempDir};
 use serde_json::Value;
-
-fn codex_bin() -> Option<String> {
-    let candidates = [std::env::var("CODEX_GATE_CODEX_BIN").ok(), Some("codex".to_owned())];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
-}
 
 struct Run {
     code: Option<i32>,

@@ -8,7 +8,7 @@ mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
 use common::http::{get, post, send};
-use common::{skip, Gate, TempDir};
+use common::{python, skip, Gate, TempDir};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -109,16 +109,6 @@ async fn codex_gets_its_own_catalog_shape_with_an_etag() {
     let plain = get(&gate.url("/v1/models")).await.json();
     assert_eq!(plain["object"], "list");
     assert!(ids(&plain).contains(&"gpt-5.5".to_owned()) && ids(&plain).contains(&"coder".to_owned()));
-}
-
-fn python() -> Option<String> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    [std::env::var("CODEX_GATE_PYTHON").ok(), Some(root.join(".venv/bin/python").display().to_string())]
-        .into_iter()
-        .flatten()
-        .find(|py| {
-            std::process::Command::new(py).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success())
-        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

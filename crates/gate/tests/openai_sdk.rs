@@ -5,22 +5,8 @@
 mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
-use common::{provider, skip, Gate};
+use common::{provider, python, skip, Gate};
 use std::path::PathBuf;
-use std::process::Command;
-
-fn python() -> Option<String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let candidates = [
-        std::env::var("CODEX_GATE_PYTHON").ok(),
-        Some(root.join(".venv/bin/python").display().to_string()),
-        Some("python3".to_owned()),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|py| Command::new(py).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success()))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_python_sdk_responses_and_chat_streaming_and_not() {

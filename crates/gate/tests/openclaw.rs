@@ -7,7 +7,7 @@
 mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
-use common::{provider, skip, Gate, TempDir};
+use common::{provider, skip, Gate, TempDir, SEED_003};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -93,30 +93,6 @@ async fn openclaw_turns_and_tool_loops_on_both_apis_with_the_config_setup_wrote(
     assert_eq!(rows.len(), 12, "2 APIs x 2 models x (1 turn + 2 tool-loop requests)");
     assert!(rows.iter().all(|r| r.status == 200), "{rows:?}");
 }
-
-/// Seed 003's OpenClaw config for Codex-LB, byte for byte.
-const SEED_003: &str = r#"{
-  "agents": {
-    "defaults": {
-      "model": { "primary": "codex-lb/gpt-5.3-codex" }
-    }
-  },
-  "models": {
-    "mode": "merge",
-    "providers": {
-      "codex-lb": {
-        "baseUrl": "http://127.0.0.1:2455/v1",
-        "apiKey": "dummy",   // any value works when auth is disabled
-        "api": "openai-completions",
-        "models": [
-          { "id": "gpt-5.3-codex", "name": "GPT-5.3 Codex" },
-          { "id": "gpt-5.3-codex-spark", "name": "GPT-5.3 Codex Spark" }
-        ]
-      }
-    }
-  }
-}
-"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_codex_lb_config_of_seed_003_works_unchanged() {

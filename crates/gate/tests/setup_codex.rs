@@ -6,7 +6,7 @@
 mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
-use common::{provider, skip, Gate, TempDir};
+use common::{codex_bin, provider, skip, Gate, TempDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -103,13 +103,6 @@ async fn default_and_desktop_edit_the_base_config_and_undo_restores_its_bytes() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config.toml is not valid TOML") && err.contains("line 2"), "{err}");
     assert_eq!(std::fs::read_to_string(&base).unwrap(), "model = \"x\"\n[broken\n");
-}
-
-fn codex_bin() -> Option<String> {
-    [std::env::var("CODEX_GATE_CODEX_BIN").ok(), Some("codex".to_owned())]
-        .into_iter()
-        .flatten()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
 /// `codex exec -p codex-gate` in `home`, with nothing but what setup wrote (plus the offline

@@ -5,30 +5,8 @@
 mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
-use common::{provider, Gate, TempDir};
+use common::{provider, Gate, TempDir, SEED_003};
 use std::process::Command;
-
-const SEED_003: &str = r#"{
-  "agents": {
-    "defaults": {
-      "model": { "primary": "codex-lb/gpt-5.3-codex" }
-    }
-  },
-  "models": {
-    "mode": "merge",
-    "providers": {
-      "codex-lb": {
-        "baseUrl": "http://127.0.0.1:2455/v1",
-        "apiKey": "dummy",   // any value works when auth is disabled
-        "api": "openai-completions",
-        "models": [
-          { "id": "gpt-5.3-codex", "name": "GPT-5.3 Codex" },
-        ]
-      }
-    }
-  }
-}
-"#;
 
 fn setup(gate: &Gate, file: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_codex-gate"))

@@ -68,7 +68,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// a 2xx within 2 s, or `None` when none answers.
 pub async fn gateway_get(listen: std::net::SocketAddr, path: &str) -> Option<serde_json::Value> {
     let (base, _) = setup::client_base_url(None, listen).ok()?;
-    let url = format!("{}{path}", base.trim_end_matches("/v1"));
+    get_json(&format!("{}{path}", base.trim_end_matches("/v1")), std::time::Duration::from_secs(2)).await
+}
+
+/// `GET url`: the JSON of a 2xx within `limit`, else `None` (for the CLI's own reads).
+pub async fn get_json(url: &str, limit: std::time::Duration) -> Option<serde_json::Value> {
     let client = crate::upstream::client::UpstreamClient::new(&[]);
     let req = http::Request::get(url).body(bytes::Bytes::new()).ok()?;
     let fetch = async {
@@ -79,7 +83,7 @@ pub async fn gateway_get(listen: std::net::SocketAddr, path: &str) -> Option<ser
         let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
         serde_json::from_slice(&body).ok()
     };
-    tokio::time::timeout(std::time::Duration::from_secs(2), fetch).await.ok().flatten()
+    tokio::time::timeout(limit, fetch).await.ok().flatten()
 }
 
 /// `url` with any password replaced, for messages and logs.

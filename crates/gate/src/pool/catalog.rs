@@ -5,7 +5,6 @@
 
 use parking_lot::RwLock;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -20,8 +19,6 @@ pub struct Models {
     /// `ModelInfo` objects, in the backend's order, one per slug.
     pub entries: Vec<Value>,
     slugs: HashSet<String>,
-    /// A strong validator of `entries` (a hash), for `ETag`.
-    pub etag: String,
 }
 
 impl Models {
@@ -46,10 +43,7 @@ impl Models {
                 }
             }
         }
-        let text = serde_json::to_vec(&entries).unwrap_or_default();
-        let hex = format!("{:x}", Sha256::digest(&text));
-        let etag = format!("\"{}\"", &hex[..16]);
-        Models { entries, slugs, etag }
+        Models { entries, slugs }
     }
 
     pub fn offers(&self, slug: &str) -> bool {
@@ -134,9 +128,5 @@ mod tests {
         let both = Models::merge(&[(Some("plus".into()), body.clone()), (Some("pro".into()), body)]);
         assert_eq!(both.slugs().collect::<Vec<_>>(), ["mid", "any", "big"]);
         assert!(both.offers("big") && !plus.offers("big"));
-        assert_ne!(plus.etag, both.etag);
-        assert!(plus.etag.starts_with('"') && plus.etag.ends_with('"') && plus.etag.len() == 18, "{}", plus.etag);
-        let again = Models::merge(&[(Some("plus".into()), json!({"models": [{"slug": "mid"}, {"slug": "any"}]}))]);
-        assert_ne!(again.etag, plus.etag, "the etag covers the entries, not just the slugs");
     }
 }

@@ -150,3 +150,52 @@ impl Drop for Gate {
 pub fn provider(name: &str, kind: &str, url: &str, extra: &str) -> String {
     format!("[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{url}\"\napi_key = \"sk-provider-{name}\"\n{extra}\n")
 }
+
+/// The real Codex CLI: CODEX_GATE_CODEX_BIN (set by `.ci/run`), else `codex` on PATH.
+#[allow(dead_code)]
+pub fn codex_bin() -> Option<String> {
+    [std::env::var("CODEX_GATE_CODEX_BIN").ok(), Some("codex".to_owned())]
+        .into_iter()
+        .flatten()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+/// Python with the `openai` package: CODEX_GATE_PYTHON, else the workspace's `.venv` (made by
+/// `.ci/run`), else `python3` if it can import openai.
+#[allow(dead_code)]
+pub fn python() -> Option<String> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    [
+        std::env::var("CODEX_GATE_PYTHON").ok(),
+        Some(root.join(".venv/bin/python").display().to_string()),
+        Some("python3".to_owned()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|py| std::process::Command::new(py).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success()))
+}
+
+/// Seed 003's OpenClaw config for Codex-LB, byte for byte.
+#[allow(dead_code)]
+pub const SEED_003: &str = r#"{
+  "agents": {
+    "defaults": {
+      "model": { "primary": "codex-lb/gpt-5.3-codex" }
+    }
+  },
+  "models": {
+    "mode": "merge",
+    "providers": {
+      "codex-lb": {
+        "baseUrl": "http://127.0.0.1:2455/v1",
+        "apiKey": "dummy",   // any value works when auth is disabled
+        "api": "openai-completions",
+        "models": [
+          { "id": "gpt-5.3-codex", "name": "GPT-5.3 Codex" },
+          { "id": "gpt-5.3-codex-spark", "name": "GPT-5.3 Codex Spark" }
+        ]
+      }
+    }
+  }
+}
+"#;

@@ -4,6 +4,7 @@
 //! and a model the gateway routes. Fixes go through `toml_edit`, keeping the rest of the file.
 
 use super::{Finding, Level};
+use crate::commands::setup::codex::set_keeping_decor;
 use crate::commands::setup::write_with_backup;
 use std::path::Path;
 use toml_edit::{DocumentMut, Item};
@@ -21,20 +22,6 @@ fn codex_files(home: &Path) -> Vec<std::path::PathBuf> {
     profiles.sort();
     files.extend(profiles);
     files
-}
-
-/// Set `key` in `t`, keeping the comment and spacing around the value it replaces.
-fn set_keeping_decor(t: &mut dyn toml_edit::TableLike, key: &str, v: &str) {
-    match t.get_mut(key).and_then(Item::as_value_mut) {
-        Some(old) => {
-            let decor = old.decor().clone();
-            *old = toml_edit::Value::from(v);
-            *old.decor_mut() = decor;
-        }
-        None => {
-            t.insert(key, toml_edit::value(v));
-        }
-    }
 }
 
 /// `line:column` (1-based) of byte `at` in `text`.
@@ -114,24 +101,23 @@ pub fn check(home: &Path, ours: &str, models: Option<&[String]>, fix: bool, foun
             let at = format!("{shown} [model_providers.{name}]");
             // Findings with the key and value that repair them.
             let mut issues: Vec<(Finding, Option<(&str, String)>)> = Vec::new();
-            if !same_port {
-                issues.push((
-                    Finding::bad(
-                        "codex",
-                        Level::Broken,
-                        format!("{at}: base_url {url} is not where the gateway listens ({ours})"),
-                        "an old port or URL: every turn fails to connect",
-                        format!("base_url = \"{ours}\""),
-                    ),
-                    Some(("base_url", ours.to_owned())),
-                ));
+            let wrong = if !same_port {
+                Some(("is not where the gateway listens", "an old port or URL: every turn fails to connect"))
             } else if uri.path().trim_end_matches('/') != "/v1" {
+                Some((
+                    "does not end in /v1",
+                    "Codex appends /responses to it and gets a 404: \"stream disconnected before completion\"",
+                ))
+            } else {
+                None
+            };
+            if let Some((what, why)) = wrong {
                 issues.push((
                     Finding::bad(
                         "codex",
                         Level::Broken,
-                        format!("{at}: base_url {url} does not end in /v1"),
-                        "Codex appends /responses to it and gets a 404: \"stream disconnected before completion\"",
+                        format!("{at}: base_url {url} {what} ({ours})"),
+                        why,
                         format!("base_url = \"{ours}\""),
                     ),
                     Some(("base_url", ours.to_owned())),

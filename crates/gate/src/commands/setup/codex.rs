@@ -152,17 +152,9 @@ struct Plan<'a> {
 /// from the config alone. Returns it and where it came from.
 async fn catalog(config: &Config, base_url: &str) -> (Value, String) {
     let url = format!("{base_url}/models?client_version={CLIENT_VERSION}");
-    let client = crate::upstream::client::UpstreamClient::new(&[]);
-    let fetched = async {
-        let req = http::Request::get(&url).body(bytes::Bytes::new()).ok()?;
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(5), client.request(req)).await.ok()?.ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
-        serde_json::from_slice::<Value>(&body).ok().filter(|v| v["models"].is_array())
-    };
-    match fetched.await {
+    let fetched =
+        crate::commands::get_json(&url, std::time::Duration::from_secs(5)).await.filter(|v| v["models"].is_array());
+    match fetched {
         Some(v) => (v, base_url.to_owned()),
         None => {
             let router = crate::routing::ModelRouter::new(config);
@@ -184,26 +176,29 @@ fn provider_table(plan: &Plan<'_>) -> Table {
     t
 }
 
-/// Set `key` at the top level, keeping the comment and spacing around a value already there.
-fn set(doc: &mut DocumentMut, key: &str, v: &str) {
-    match doc.get_mut(key).and_then(Item::as_value_mut) {
+/// Set `key` in `t`, keeping the comment and spacing around a value already there.
+pub(crate) fn set_keeping_decor(t: &mut dyn toml_edit::TableLike, key: &str, v: &str) {
+    match t.get_mut(key).and_then(Item::as_value_mut) {
         Some(old) => {
             let decor = old.decor().clone();
             *old = toml_edit::Value::from(v);
             *old.decor_mut() = decor;
         }
-        None => doc[key] = value(v),
+        None => {
+            t.insert(key, value(v));
+        }
     }
 }
 
 /// The top-level keys: the model, the provider and the catalog.
 fn set_top(doc: &mut DocumentMut, plan: &Plan<'_>) {
+    let top = doc.as_table_mut();
     if let Some(m) = plan.model {
-        set(doc, "model", m);
+        set_keeping_decor(top, "model", m);
     }
-    set(doc, "model_provider", plan.name);
+    set_keeping_decor(top, "model_provider", plan.name);
     match plan.catalog {
-        Some(c) => set(doc, "model_catalog_json", &c.display().to_string()),
+        Some(c) => set_keeping_decor(top, "model_catalog_json", &c.display().to_string()),
         None => {
             doc.remove("model_catalog_json");
         }

@@ -115,14 +115,7 @@ pub async fn run(config_path: Option<&Path>, args: OpenClawArgs) -> anyhow::Resu
 /// are left out; OpenClaw names a model `<provider>/<model>` already.
 async fn models(config: &Config, listen: std::net::SocketAddr, custom_url: bool, base_url: &str) -> Vec<String> {
     let live = if custom_url {
-        let client = crate::upstream::client::UpstreamClient::new(&[]);
-        let fetch = async {
-            let req = http::Request::get(format!("{base_url}/models")).body(bytes::Bytes::new()).ok()?;
-            let resp = client.request(req).await.ok()?;
-            let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
-            serde_json::from_slice::<serde_json::Value>(&body).ok()
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(5), fetch).await.ok().flatten()
+        crate::commands::get_json(&format!("{base_url}/models"), std::time::Duration::from_secs(5)).await
     } else {
         crate::commands::gateway_get(listen, "/v1/models").await
     };

@@ -22,6 +22,8 @@ pub struct App {
     pub pool: Pool,
     pub store: Store,
     pub lifecycle: Lifecycle,
+    /// Client keys, reloaded when the store says they changed.
+    pub keys: crate::access::keys::Keys,
 }
 
 /// Shutdown, in two steps: `stopping` when the server stops accepting (background tasks end),
@@ -47,6 +49,7 @@ impl App {
         let settings = PoolSettings {
             strategy: p.strategy,
             account_concurrency: p.account_concurrency,
+            account_rpm: p.account_rpm,
             affinity_ttl: p.affinity_ttl,
             switch_threshold: p.switch_threshold,
             max_attempts: p.max_attempts,
@@ -54,11 +57,59 @@ impl App {
             originator: p.originator.clone(),
         };
         let pool = Pool::new(settings, store.clone(), cipher, client.clone());
-        Arc::new(App { config, router, client, metrics, ledger, pool, store, lifecycle: Lifecycle::default() })
+        Arc::new(App {
+            config,
+            router,
+            client,
+            metrics,
+            ledger,
+            pool,
+            store,
+            lifecycle: Lifecycle::default(),
+            keys: Default::default(),
+        })
     }
 }
 
 impl App {
+    /// Bring the client keys up to date now, then every 500 ms until the server stops (a key
+    /// created, changed or revoked by the CLI or another instance applies within a second).
+    pub async fn watch_keys(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        self.keys.sync(&self.store, true).await?;
+        let app = self.clone();
+        let stopping = self.lifecycle.stopping.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stopping.cancelled() => break,
+                }
+                match app.keys.sync(&app.store, false).await {
+                    Ok(changed) => {
+                        if changed {
+                            app.metrics.key_reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::info!("client keys reloaded");
+                        }
+                        if failing {
+                            tracing::info!("client keys readable again");
+                        }
+                        failing = false;
+                    }
+                    // The last good set stays in force.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "cannot read client keys; keeping the ones loaded");
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Load the accounts from the store again, then read the pool's model catalog in the
     /// background (a new account may bring a plan with other models).
     pub async fn reload_pool(self: &Arc<Self>) -> Result<usize, crate::store::StoreError> {

@@ -45,6 +45,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::commands::accounts::AccountsCmd,
     },
+    /// Client keys: create, list, show, update, revoke, rotate
+    Keys {
+        #[command(subcommand)]
+        cmd: crate::commands::keys::KeysCmd,
+    },
+    /// Requests, tokens and cost by key, model, account or target
+    Usage(crate::commands::usage::UsageArgs),
     /// Is the gateway up; accounts with their windows and cooldowns; the last hour's traffic
     Status {
         /// One JSON object instead of text

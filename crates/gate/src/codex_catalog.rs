@@ -65,8 +65,25 @@ pub fn build(router: &ModelRouter, pool: Option<&Models>) -> CodexCatalog {
         models.push(entry);
     }
     let body = json!({ "models": models });
+    CodexCatalog { etag: etag_of(&body), body }
+}
+
+fn etag_of(body: &Value) -> String {
     let hex = format!("{:x}", Sha256::digest(body.to_string().as_bytes()));
-    CodexCatalog { body, etag: format!("\"{}\"", &hex[..16]) }
+    format!("\"{}\"", &hex[..16])
+}
+
+impl CodexCatalog {
+    /// Keep only the models `keep` accepts (by slug); the ETag follows the content.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        if let Some(models) = self.body.get_mut("models").and_then(Value::as_array_mut) {
+            let before = models.len();
+            models.retain(|m| m.get("slug").and_then(Value::as_str).is_some_and(&keep));
+            if models.len() != before {
+                self.etag = etag_of(&self.body);
+            }
+        }
+    }
 }
 
 /// A `ModelInfo` for `id`, served by `model` on `provider`.

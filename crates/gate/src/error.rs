@@ -59,8 +59,66 @@ pub enum GateError {
     PoolReauth,
     #[error("the pool has no accounts: add one with `codex-gate accounts login` or `accounts import`")]
     PoolEmpty,
+    /// No usable client key (missing, unknown, revoked, expired).
+    #[error("{}", unauthorized_message(*.0))]
+    Unauthorized(crate::access::keys::Refusal),
+    /// A limit of the caller's key is reached.
+    #[error("{}", limited_message(.0))]
+    Limited(crate::access::limits::Limited),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn unauthorized_message(r: crate::access::keys::Refusal) -> &'static str {
+    use crate::access::keys::Refusal;
+    match r {
+        Refusal::Missing => {
+            "You didn't provide an API key. This gateway needs a codex-gate client key: send it as \
+             `Authorization: Bearer cg-…` (create one with `codex-gate keys create --name NAME`)."
+        }
+        Refusal::Invalid => "Incorrect API key provided. Use a key from `codex-gate keys create`.",
+        Refusal::Revoked => "This API key has been revoked. Ask the gateway's operator for a new one.",
+        Refusal::Expired => "This API key has expired. Ask the gateway's operator for a new one.",
+    }
+}
+
+fn limited_message(l: &crate::access::limits::Limited) -> String {
+    use crate::access::limits::LimitKind;
+    let wait = l.retry_after_s;
+    match l.kind {
+        LimitKind::Rpm => format!(
+            "Rate limit reached for this key on requests per min (RPM): Limit {}. Please try again in {wait}s.",
+            l.limit
+        ),
+        LimitKind::Tpm => format!(
+            "Rate limit reached for this key on tokens per min (TPM): Limit {}, Remaining {}. Please try again in {wait}s.",
+            l.limit, l.remaining
+        ),
+        LimitKind::Concurrency => format!(
+            "This key already has {} requests in flight, its limit. Please try again in {wait}s.",
+            l.limit
+        ),
+        LimitKind::Budget => format!(
+            "This key has spent its budget of ${:.2} for the period; it renews in {}.",
+            l.limit,
+            human_secs(wait)
+        ),
+        LimitKind::PoolShare => format!(
+            "This key has used its {}% share of the subscription pool; it frees up in {}.",
+            l.limit,
+            human_secs(wait)
+        ),
+    }
+}
+
+/// `3h 20m`, `45s`.
+fn human_secs(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s.div_ceil(60)),
+        3600..=86_399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
 }
 
 impl GateError {
@@ -114,6 +172,8 @@ impl GateError {
             GateError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GateError::PoolExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             GateError::PoolReauth | GateError::PoolEmpty => StatusCode::SERVICE_UNAVAILABLE,
+            GateError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GateError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             GateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +201,8 @@ impl GateError {
             GateError::PoolExhausted { .. } => "usage_limit_reached".into(),
             GateError::PoolReauth => "pool_reauth_required".into(),
             GateError::PoolEmpty => "pool_empty".into(),
+            GateError::Unauthorized(_) => "invalid_api_key".into(),
+            GateError::Limited(l) => l.kind.code().into(),
             GateError::Internal(_) => "internal_error".into(),
         }
     }
@@ -184,6 +246,29 @@ impl GateError {
                 env.error.extra.insert("resets_at".into(), (*resets_at).into());
                 env
             }
+            // OpenAI's own shape for a bad key; Codex with `env_key` shows it and stops.
+            GateError::Unauthorized(_) => {
+                ErrorEnvelope::new("invalid_request_error", Some("invalid_api_key"), self.to_string())
+            }
+            GateError::Limited(l) => {
+                use crate::access::limits::LimitKind;
+                let (t, code) = match l.kind {
+                    LimitKind::Rpm => ("requests", "rate_limit_exceeded"),
+                    LimitKind::Tpm => ("tokens", "rate_limit_exceeded"),
+                    LimitKind::Concurrency => ("concurrency", "rate_limit_exceeded"),
+                    // Final for Codex ("Quota exceeded…") and the SDKs: no retry until it renews.
+                    LimitKind::Budget => ("insufficient_quota", "budget_exceeded"),
+                    // Codex's usage-limit error: it shows when the share frees up and stops.
+                    LimitKind::PoolShare => ("usage_limit_reached", "pool_share_exceeded"),
+                };
+                let mut env = ErrorEnvelope::new(t, Some(code), self.to_string());
+                if l.kind == LimitKind::PoolShare {
+                    env.error
+                        .extra
+                        .insert("resets_at".into(), (crate::now_ms() / 1000 + l.retry_after_s as i64).into());
+                }
+                env
+            }
             _ => ErrorEnvelope::new(kind, Some(&self.code()), self.to_string()),
         }
     }
@@ -217,6 +302,9 @@ impl IntoResponse for GateError {
                 }
             }
         }
+        if let GateError::Limited(l) = &self {
+            limit_headers(l, h);
+        }
         if let GateError::Upstream { headers, .. } = &self {
             for (k, v) in headers.iter() {
                 if relayable_error_header(k.as_str()) {
@@ -225,6 +313,33 @@ impl IntoResponse for GateError {
             }
         }
         resp
+    }
+}
+
+/// `retry-after` and OpenAI-style `x-ratelimit-*` headers for a refused request.
+fn limit_headers(l: &crate::access::limits::Limited, h: &mut HeaderMap) {
+    use crate::access::limits::LimitKind;
+    let what = match l.kind {
+        LimitKind::Rpm => "requests",
+        LimitKind::Tpm => "tokens",
+        LimitKind::Concurrency => "concurrency",
+        LimitKind::Budget => "budget-usd",
+        LimitKind::PoolShare => "pool-share-percent",
+    };
+    let num = |v: f64| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.4}") };
+    for (k, v) in [
+        ("retry-after".to_owned(), l.retry_after_s.to_string()),
+        (format!("x-ratelimit-limit-{what}"), num(l.limit)),
+        (format!("x-ratelimit-remaining-{what}"), num(l.remaining)),
+        (format!("x-ratelimit-reset-{what}"), format!("{}s", l.retry_after_s)),
+    ] {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::from_str(&v)) {
+            h.insert(k, v);
+        }
+    }
+    // The OpenAI SDKs honour this over their own retry policy.
+    if matches!(l.kind, LimitKind::Budget | LimitKind::PoolShare) {
+        h.insert("x-should-retry", HeaderValue::from_static("false"));
     }
 }
 

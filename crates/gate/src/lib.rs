@@ -2,14 +2,14 @@
 //! providers and pools of ChatGPT subscription accounts.
 //!
 //! Map of the crate:
-//! - [`access`]: who is asking: the Host/Origin guard, the loopback rule.
+//! - [`access`]: who is asking: the Host/Origin guard, client and admin keys, per-key limits.
 //! - [`config`]: TOML → validated [`config::Config`]; errors name the file and the key.
 //! - [`routing`]: requested model → ordered targets; [`codex_catalog`]: the models in Codex's shape.
 //! - [`server`]: the router (`router(app)`) and `serve(listener, app, shutdown)`.
 //! - [`routes`]: thin HTTP handlers, one file per API surface.
 //! - [`egress`]: connecting to upstreams: happy eyeballs, proxies, TLS roots; transport error kinds.
 //! - [`upstream`]: the shared HTTP client, request building, the relay with failover.
-//! - [`tally`]: per-request accounting (metrics + one request-log record).
+//! - [`tally`]: per-request accounting (metrics + one request-log record); [`cost`]: prices.
 //! - [`ledger`]: the batched request-log writer; [`store`]: SQLite / PostgreSQL.
 //! - [`pool`]: ChatGPT subscription accounts: tokens, selection, refresh, quota.
 //! - [`secrets`]: sealing tokens at rest.
@@ -22,6 +22,7 @@ pub mod cli;
 pub mod codex_catalog;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod egress;
 pub mod error;
 pub mod ledger;

@@ -133,6 +133,12 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// Connections turned away at the connection cap (every open one was busy).
     pub connections_refused: AtomicU64,
+    /// Requests refused for a missing, unknown, revoked or expired key.
+    pub auth_refused: AtomicU64,
+    /// Requests refused by a key's limit (rpm, tpm, concurrency, budget, pool share).
+    pub limited: AtomicU64,
+    /// Key-set reloads (a key was created, changed or revoked somewhere).
+    pub key_reloads: AtomicU64,
 }
 
 impl Metrics {
@@ -233,6 +239,24 @@ impl Metrics {
                 "counter",
                 "Client connections closed at once because the connection cap was reached and all were busy.",
                 self.connections_refused.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_auth_refused_total",
+                "counter",
+                "Requests refused for a missing, unknown, revoked or expired client key.",
+                self.auth_refused.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_key_limited_total",
+                "counter",
+                "Requests refused because their client key reached a limit.",
+                self.limited.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_key_reloads_total",
+                "counter",
+                "Times the client keys were reloaded after a change.",
+                self.key_reloads.load(Relaxed) as i64,
             ),
         ];
         for (name, kind, help, v) in gauges {

@@ -26,6 +26,8 @@ pub struct Tally {
     closed: bool,
     /// The pool account serving this request (its in-flight slot is released with the tally).
     pub account: Option<crate::pool::InFlight>,
+    /// The caller's key's hold on its limits, settled with the usage and cost at close.
+    pub reservation: Option<crate::access::limits::Reservation>,
 }
 
 impl std::fmt::Debug for Tally {
@@ -76,6 +78,7 @@ impl Tally {
             closed: false,
             id,
             account: None,
+            reservation: None,
         }
     }
 
@@ -116,7 +119,17 @@ impl Tally {
     /// A `codex.rate_limits` event seen in the stream: the serving account learns its quota.
     pub fn rate_limits(&self, event: &serde_json::Value) {
         if let (Some(a), Some(q)) = (&self.account, crate::pool::quota::Quota::from_event(event, crate::now_ms())) {
-            self.app.pool.update_quota(&a.0, q);
+            let used = self.app.pool.update_quota(&a.0, q);
+            self.pool_used(used);
+        }
+    }
+
+    /// This turn used `(5-hour, weekly)` percent of the pool: it counts against the key's share.
+    pub fn pool_used(&self, (primary, secondary): (f64, f64)) {
+        if let Some(r) = &self.reservation {
+            if primary > 0.0 || secondary > 0.0 {
+                r.pool_used(crate::now_ms(), primary, secondary);
+            }
         }
     }
 
@@ -177,6 +190,15 @@ impl Tally {
             r.cached_tokens = u.cached_input_tokens as i64;
             r.output_tokens = u.output_tokens as i64;
             r.reasoning_tokens = u.reasoning_tokens as i64;
+            // Priced by the model the upstream ran (`provider/model` → `model`).
+            let model = r.target.split_once('/').map_or(r.target.as_str(), |(_, m)| m);
+            r.cost_usd = self.app.config.prices.cost(model, &u);
+        }
+        if let Some(a) = &self.account {
+            r.account_id = Some(a.0.id.clone());
+        }
+        if let Some(res) = &mut self.reservation {
+            res.settle(usage.map_or(0, |u| u.input_tokens + u.output_tokens), r.cost_usd);
         }
         r.latency_ms = latency.as_millis() as i64;
         r.ttfb_ms = self.ttfb.map(|t| t.as_millis() as i64);

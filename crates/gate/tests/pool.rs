@@ -369,11 +369,14 @@ async fn cooldowns_and_limits_expire_with_time() {
     let now = codex_gate::now_ms();
     gate.app.pool.cool_down(&a, Some(now / 1000 + 600));
     let pool = &gate.app.pool;
-    match pool.pick_at(None, &[], now) {
+    match pool.pick_at(None, &[], &Default::default(), now) {
         Err(codex_gate::pool::NoAccount::Exhausted { resets_at, .. }) => assert_eq!(resets_at, now / 1000 + 600),
         other => panic!("expected exhaustion, got {other:?}"),
     }
-    assert!(pool.pick_at(None, &[], now + 601_000).is_ok(), "usable again once the cooldown passed");
+    assert!(
+        pool.pick_at(None, &[], &Default::default(), now + 601_000).is_ok(),
+        "usable again once the cooldown passed"
+    );
     // A full 5-hour window counts until its reset time, then not at all.
     a.cooldown_until_ms.store(0, std::sync::atomic::Ordering::Relaxed);
     let reset = now / 1000 + 3600;
@@ -389,9 +392,9 @@ async fn cooldowns_and_limits_expire_with_time() {
         },
     );
     assert!(
-        matches!(pool.pick_at(None, &[], now), Err(codex_gate::pool::NoAccount::Exhausted { resets_at, .. }) if resets_at == reset)
+        matches!(pool.pick_at(None, &[], &Default::default(), now), Err(codex_gate::pool::NoAccount::Exhausted { resets_at, .. }) if resets_at == reset)
     );
-    assert!(pool.pick_at(None, &[], (reset + 1) * 1000).is_ok());
+    assert!(pool.pick_at(None, &[], &Default::default(), (reset + 1) * 1000).is_ok());
 }
 
 #[tokio::test]

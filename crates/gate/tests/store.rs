@@ -36,7 +36,7 @@ fn rec(i: i64, ts_ms: i64) -> RequestRecord {
 }
 
 async fn suite(store: &Store) {
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     assert_eq!(store.count_requests().await.unwrap(), 0);
     let rows: Vec<_> = (0..1200).map(|i| rec(i, 1_000_000 + i)).collect();
     store.insert_requests(&rows).await.unwrap();
@@ -65,7 +65,7 @@ async fn sqlite_backend() {
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     assert_eq!(store.count_requests().await.unwrap(), 100);
     let mode: String = match &store {
         Store::Sqlite(p) => sqlx::query_scalar("PRAGMA journal_mode").fetch_one(p).await.unwrap(),
@@ -169,7 +169,7 @@ async fn migrations_are_checksummed_and_a_newer_or_edited_schema_is_refused() {
     // A database made by the old runner (versions in schema_migrations) is carried over.
     exec("DROP TABLE _sqlx_migrations; ALTER TABLE accounts DROP COLUMN proxy; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL); INSERT INTO schema_migrations VALUES (1, 0), (2, 0);").await;
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3, "1 and 2 carried over, 3 applied");
+    assert_eq!(store.schema_version().await.unwrap(), 4, "1 and 2 carried over, 3 and 4 applied");
     assert_eq!(store.count_requests().await.unwrap(), 1, "nothing ran twice, nothing was lost");
     store.close().await;
 

@@ -20,6 +20,10 @@ pub struct RequestHead {
     pub stream: bool,
     /// `stream_options.include_usage: true` was requested (Chat Completions).
     pub include_usage: bool,
+    /// The body has a `stream_options` object at all.
+    pub has_stream_options: bool,
+    /// The requested `service_tier` (`auto`, `default`, `flex`, `priority`), when a string.
+    pub service_tier: Option<String>,
 }
 
 /// Why a body was refused; the message is written for the API client.
@@ -36,6 +40,8 @@ struct Head<'a> {
     model: Option<&'a RawValue>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    #[serde(borrow, default)]
+    service_tier: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +96,9 @@ pub fn inspect(body: &[u8]) -> Result<RequestHead, BodyError> {
         model,
         model_span: start..start + raw.get().len(),
         stream: head.stream.unwrap_or(false),
+        has_stream_options: head.stream_options.is_some(),
         include_usage: head.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        service_tier: head.service_tier.and_then(|v| serde_json::from_str::<String>(v.get()).ok()),
     })
 }
 
@@ -126,9 +134,59 @@ pub fn rewrite_model(body: &[u8], span: Range<usize>, model: &str) -> Vec<u8> {
     out
 }
 
+/// A chat request body that asks for the usage chunk at the end of its stream. A body without
+/// `stream_options` gets the field spliced in after its opening brace (every other byte kept);
+/// one with other stream options is re-serialized with `include_usage` added.
+pub fn with_include_usage(body: &[u8], head: &RequestHead) -> Option<Vec<u8>> {
+    if head.include_usage {
+        return None;
+    }
+    if !head.has_stream_options {
+        let open = body.iter().position(|b| *b == b'{')?;
+        let rest = &body[open + 1..];
+        let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
+        let mut out = Vec::with_capacity(body.len() + 40);
+        out.extend_from_slice(&body[..=open]);
+        out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+        if !empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest);
+        return Some(out);
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let opts = v.get_mut("stream_options")?.as_object_mut()?;
+    opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+    serde_json::to_vec(&v).ok()
+}
+
+/// `body` without its top-level `field` (re-serialized; only for the rare request that needs it).
+pub fn without_field(body: &[u8], field: &str) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.as_object_mut()?.remove(field);
+    serde_json::to_vec(&v).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_is_requested_byte_exactly_or_merged_into_other_options() {
+        let body = br#" {"model":"m","stream":true,"messages":[]}"#;
+        let out = with_include_usage(body, &inspect(body).unwrap()).unwrap();
+        assert_eq!(out, br#" {"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}"#);
+        assert!(inspect(&out).unwrap().include_usage);
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false}}"#;
+        let out = with_include_usage(body, &inspect(body).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        assert!(with_include_usage(body, &inspect(body).unwrap()).is_none());
+        let body = br#"{"model":"m","service_tier":"priority"}"#;
+        assert_eq!(inspect(body).unwrap().service_tier.as_deref(), Some("priority"));
+        assert_eq!(without_field(body, "service_tier").unwrap(), br#"{"model":"m"}"#);
+    }
 
     #[test]
     fn reads_head_and_rewrites_model_byte_exactly() {

@@ -1,7 +1,13 @@
 //! Who is asking, and whether the gateway will listen: the Host/Origin guard against DNS
-//! rebinding and cross-site requests, and the loopback rule for the admin and model APIs.
-//! (Client keys and their limits will live here too.)
+//! rebinding and cross-site requests ([`origin`]), client and admin keys ([`keys`], checked by
+//! [`auth`]), and each key's limits ([`limits`]).
 
+pub mod admit;
+pub mod auth;
+pub mod keys;
+pub mod limits;
+pub mod manage;
 pub mod origin;
 
-pub use origin::{guard, loopback_only};
+pub use auth::{admin, client, Caller};
+pub use origin::guard;

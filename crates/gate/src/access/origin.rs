@@ -9,11 +9,11 @@
 
 use crate::app::App;
 use crate::error::GateError;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The host part of an authority (`host[:port]`, `[v6]:port`). Names are compared without
@@ -125,23 +125,6 @@ pub async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
     if let Err(e) = check(req.method(), req.uri(), req.headers(), has_body, &app.config.server.allowed_hosts) {
         tracing::debug!(code = %e.code(), path = %req.uri().path(), "request refused by the host/origin guard");
         return e.into_response();
-    }
-    next.run(req).await
-}
-
-/// Until client keys exist only loopback clients are served (the API spends the operator's
-/// provider credit and subscription quota).
-pub async fn loopback_only(req: Request, next: Next) -> Response {
-    let local = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(a)| a.ip().to_canonical().is_loopback());
-    if !local {
-        return GateError::Forbidden {
-            code: "forbidden",
-            message: "codex-gate serves only loopback clients until client keys are configured".into(),
-        }
-        .into_response();
     }
     next.run(req).await
 }

@@ -3,11 +3,13 @@
 pub mod accounts;
 pub mod check;
 pub mod doctor;
+pub mod keys;
 pub mod models;
 pub mod serve;
 pub mod service;
 pub mod setup;
 pub mod status;
+pub mod usage;
 
 use crate::cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
@@ -51,6 +53,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Check => check::run(cli.config.as_deref()),
         Command::Accounts { cmd } => accounts::run(cli.config.as_deref(), cmd).await,
+        Command::Keys { cmd } => keys::run(cli.config.as_deref(), cmd).await,
+        Command::Usage(args) => usage::run(cli.config.as_deref(), args).await,
         Command::Setup { cmd } => setup::run(cli.config.as_deref(), cmd).await,
         Command::Status { json } => status::run(cli.config.as_deref(), json).await,
         Command::Models { json } => models::run(cli.config.as_deref(), json).await,

@@ -37,6 +37,8 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     crate::pool::state::check_key(&store, &cipher).await?;
     let ledger_handle = ledger.clone();
     let app = App::new(config, ledger, metrics, store.clone(), cipher);
+    app.keys.sync(&store, true).await.context("cannot read the client keys")?;
+    refuse_open_listener(&app)?;
     let accounts = app.reload_pool().await?;
     let backend = app
         .config
@@ -83,6 +85,20 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("codex-gate stopped");
     Ok(())
+}
+
+/// A listener other machines can reach, with no key to ask for: anyone on the network could
+/// spend the operator's subscriptions and provider credit.
+fn refuse_open_listener(app: &App) -> anyhow::Result<()> {
+    let listen = app.config.server.listen;
+    if listen.ip().is_loopback() || app.keys.current().any || app.config.server.require_keys {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "server.listen = {listen} is reachable from other machines, and no client keys exist, so anyone who can \
+         reach it could use your accounts and providers. Create a key first (`codex-gate keys create --name NAME`; \
+         from then on every request needs one), or set [server] require_keys = true, or listen on 127.0.0.1"
+    )
 }
 
 async fn shutdown_signal() {

@@ -64,6 +64,8 @@ impl ProviderKind {
 pub struct PoolConfig {
     pub strategy: crate::pool::select::Strategy,
     pub account_concurrency: u32,
+    /// Requests per minute per account before spilling to the next (0: none).
+    pub account_rpm: u32,
     pub affinity_ttl: Duration,
     pub switch_threshold: f64,
     pub max_attempts: u32,
@@ -144,6 +146,9 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Open client connections at most; at the cap the longest-idle one makes room.
     pub max_connections: usize,
+    /// Every API request needs a client key even before one exists (`keys create` makes the
+    /// first); without it, keys are required once any key exists.
+    pub require_keys: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +173,8 @@ pub struct Config {
     pub aliases: BTreeMap<String, String>,
     pub pool: PoolConfig,
     pub egress: crate::egress::EgressConfig,
+    /// `[prices]` over the built-in price table.
+    pub prices: crate::cost::Prices,
     /// No providers were configured: the pool is the default provider, named [`IMPLICIT_POOL`],
     /// and every model its accounts' plans offer routes to it.
     pub implicit_pool: bool,
@@ -323,6 +330,7 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
             n @ 16..=1_000_000 => n as usize,
             _ => return Err(("server.max_connections".into(), "must be between 16 and 1000000".into())),
         },
+        require_keys: raw.server.require_keys.unwrap_or(false),
     };
 
     let url = match raw.store.url {
@@ -479,6 +487,7 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
             )
         })?,
         account_concurrency: rp.account_concurrency.unwrap_or(0),
+        account_rpm: rp.account_rpm.unwrap_or(0),
         affinity_ttl: Duration::from_secs(rp.affinity_ttl_secs.unwrap_or(3600)),
         switch_threshold: match rp.switch_threshold_percent.unwrap_or(90.0) {
             t if (1.0..=100.0).contains(&t) => t,
@@ -522,7 +531,19 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
         // Read now, so a bad file is refused at start with its key, not at the first request.
         crate::egress::Egress::new(&egress).map_err(|m| ("egress.ca_file".to_owned(), m))?;
     }
+    let mut prices = std::collections::HashMap::new();
+    for (model, p) in raw.prices {
+        let key = |f: &str| format!("prices.{model}.{f}");
+        let cached_input = p.cached_input.unwrap_or(p.input);
+        for (f, v) in [("input", p.input), ("cached_input", cached_input), ("output", p.output)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err((key(f), "must be a non-negative number of USD per million tokens".into()));
+            }
+        }
+        prices.insert(model, crate::cost::Price { input: p.input, cached_input, output: p.output });
+    }
     Ok(Config {
+        prices: crate::cost::Prices::new(prices),
         source: source.map(Path::to_path_buf),
         server,
         store,

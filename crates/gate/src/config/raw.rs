@@ -21,6 +21,17 @@ pub struct RawConfig {
     pub pool: RawPool,
     #[serde(default)]
     pub egress: RawEgress,
+    #[serde(default)]
+    pub prices: BTreeMap<String, RawPrice>,
+}
+
+/// `[prices."model"]`: USD per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: f64,
+    pub cached_input: Option<f64>,
+    pub output: f64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +47,7 @@ pub struct RawEgress {
 pub struct RawPool {
     pub strategy: Option<String>,
     pub account_concurrency: Option<u32>,
+    pub account_rpm: Option<u32>,
     pub affinity_ttl_secs: Option<u64>,
     pub switch_threshold_percent: Option<f64>,
     pub max_attempts: Option<u32>,
@@ -60,6 +72,7 @@ pub struct RawServer {
     pub header_read_timeout_secs: Option<u64>,
     pub body_read_timeout_secs: Option<u64>,
     pub max_connections: Option<u64>,
+    pub require_keys: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,9 +5,10 @@ pub mod auth;
 pub mod catalog;
 pub mod login;
 pub mod quota;
+pub mod rate;
 pub mod refresh;
 pub mod select;
 pub mod state;
 pub mod usage;
 
-pub use state::{InFlight, NoAccount, Pool, PoolSettings, Status};
+pub use state::{InFlight, NoAccount, PickRules, Pool, PoolSettings, Status};

@@ -12,6 +12,8 @@ pub struct Candidate {
     pub in_flight: u32,
     /// Concurrency cap (0: none).
     pub cap: u32,
+    /// At its `[pool] account_rpm` rate: passed over like an account at its cap.
+    pub rate_full: bool,
     /// Used percent of the 5-hour and weekly windows (0–100; 0 once a window has reset).
     pub primary_used: f64,
     pub secondary_used: f64,
@@ -78,7 +80,8 @@ pub fn select(
     sticky: Option<usize>,
     threshold: f64,
 ) -> Option<(usize, &'static str)> {
-    let under_cap = |c: &Candidate| c.available && headroom(c) > 0.0 && (c.cap == 0 || c.in_flight < c.cap);
+    let under_cap =
+        |c: &Candidate| c.available && headroom(c) > 0.0 && !c.rate_full && (c.cap == 0 || c.in_flight < c.cap);
     if let Some(i) = sticky.filter(|&i| i < cands.len()) {
         let c = &cands[i];
         if under_cap(c) && c.primary_used < threshold && c.secondary_used < threshold {
@@ -91,7 +94,7 @@ pub fn select(
         return (0..cands.len())
             .filter(|&i| cands[i].available && headroom(&cands[i]) > 0.0)
             .min_by_key(|&i| cands[i].in_flight)
-            .map(|i| (i, "all accounts at their concurrency cap: least loaded"));
+            .map(|i| (i, "all accounts at their concurrency or rate cap: least loaded"));
     }
     let best = |key: &dyn Fn(usize) -> f64| {
         eligible.iter().copied().max_by(|&a, &b| key(a).total_cmp(&key(b)).then(b.cmp(&a)))
@@ -117,6 +120,7 @@ mod tests {
             available: true,
             in_flight: 0,
             cap: 0,
+            rate_full: false,
             primary_used: primary,
             secondary_used: secondary,
             primary_reset_in: None,
@@ -162,8 +166,13 @@ mod tests {
         busier.in_flight = 5;
         assert_eq!(
             select(&[busier, busy], Strategy::UsageAware, 0, None, 90.0).unwrap(),
-            (1, "all accounts at their concurrency cap: least loaded")
+            (1, "all accounts at their concurrency or rate cap: least loaded")
         );
+        // An account at its rate is passed over while another can serve, used when none can.
+        let mut hot = c(0.0, 0.0);
+        hot.rate_full = true;
+        assert_eq!(select(&[hot, c(50.0, 0.0)], Strategy::UsageAware, 0, None, 90.0).unwrap().0, 1);
+        assert_eq!(select(&[hot], Strategy::UsageAware, 0, None, 90.0).unwrap().0, 0);
         assert_eq!(
             select(&[busy, c(70.0, 0.0)], Strategy::UsageAware, 0, None, 90.0).unwrap().0,
             1,

@@ -55,6 +55,8 @@ pub struct AccountState {
     pub quota: RwLock<Quota>,
     pub cooldown_until_ms: AtomicI64,
     pub in_flight: AtomicU32,
+    /// Requests sent in the last minute (for `[pool] account_rpm`).
+    pub rate: super::rate::MinuteRate,
     failures: AtomicU32,
     pub refreshes: AtomicU64,
     /// This account's own egress route (`accounts proxy`); `None`: the provider's.
@@ -77,11 +79,27 @@ impl Drop for InFlight {
     }
 }
 
+/// A caller's own pool routing (a key's override): its strategy, and the accounts (ids or
+/// emails) it may use; empty and `None` mean the pool's own.
+#[derive(Debug, Clone, Default)]
+pub struct PickRules {
+    pub strategy: Option<Strategy>,
+    pub accounts: Vec<String>,
+}
+
+impl PickRules {
+    fn allows(&self, a: &AccountState) -> bool {
+        self.accounts.is_empty() || self.accounts.iter().any(|x| *x == a.id || a.email.as_deref() == Some(x.as_str()))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub strategy: Strategy,
     /// Per-account concurrent requests before spilling to others (0: no cap).
     pub account_concurrency: u32,
+    /// Per-account requests per minute before spilling to others (0: no cap).
+    pub account_rpm: u32,
     pub affinity_ttl: Duration,
     /// A sticky session moves at a turn boundary once its account passes this used percent.
     pub switch_threshold: f64,
@@ -274,6 +292,7 @@ impl Pool {
                 quota: RwLock::new(Quota::default()),
                 cooldown_until_ms: AtomicI64::new(r.cooldown_until_ms),
                 in_flight: AtomicU32::new(0),
+                rate: Default::default(),
                 failures: AtomicU32::new(0),
                 refreshes: AtomicU64::new(0),
             }));
@@ -317,6 +336,8 @@ impl Pool {
                     available: *a.status.read() == Status::Active && a.cooldown_until_ms.load(Relaxed) <= now_ms,
                     in_flight: a.in_flight.load(Relaxed),
                     cap: self.settings.account_concurrency,
+                    rate_full: self.settings.account_rpm > 0
+                        && a.rate.used(now_ms) >= f64::from(self.settings.account_rpm),
                     primary_used: Quota::used(q.primary.as_ref(), now_s),
                     secondary_used: Quota::used(q.secondary.as_ref(), now_s),
                     primary_reset_in: q.primary.and_then(|w| w.reset_at).map(|r| (r - now_s).max(0) as f64),
@@ -327,10 +348,11 @@ impl Pool {
             .collect()
     }
 
-    /// Pick an account for a request with session key `session` (if any), skipping `tried`.
-    /// Holds no lock across I/O; takes an in-flight slot on the account.
-    pub fn pick(&self, session: Option<&str>, tried: &[String]) -> Result<InFlight, NoAccount> {
-        self.pick_at(session, tried, crate::now_ms())
+    /// Pick an account for a request with session key `session` (if any), skipping `tried`,
+    /// under the caller's `rules`. Holds no lock across I/O; takes an in-flight slot on the
+    /// account.
+    pub fn pick(&self, session: Option<&str>, tried: &[String], rules: &PickRules) -> Result<InFlight, NoAccount> {
+        self.pick_at(session, tried, rules, crate::now_ms())
     }
 
     /// Live session-affinity entries.
@@ -339,12 +361,26 @@ impl Pool {
     }
 
     /// [`Pool::pick`] at a given time (cooldowns and window resets are judged against it).
-    pub fn pick_at(&self, session: Option<&str>, tried: &[String], now_ms: i64) -> Result<InFlight, NoAccount> {
-        let accounts = self.accounts.read();
+    pub fn pick_at(
+        &self,
+        session: Option<&str>,
+        tried: &[String],
+        rules: &PickRules,
+        now_ms: i64,
+    ) -> Result<InFlight, NoAccount> {
+        let all = self.accounts.read();
+        // A key limited to some accounts sees only those, as if the pool had no others.
+        let subset: Vec<Arc<AccountState>>;
+        let accounts: &[Arc<AccountState>] = if rules.accounts.is_empty() {
+            &all
+        } else {
+            subset = all.iter().filter(|a| rules.allows(a)).cloned().collect();
+            &subset
+        };
         if accounts.is_empty() {
             return Err(NoAccount::Empty);
         }
-        let mut cands = self.candidates(&accounts, now_ms);
+        let mut cands = self.candidates(accounts, now_ms);
         for (c, a) in cands.iter_mut().zip(accounts.iter()) {
             if tried.contains(&a.id) {
                 c.available = false;
@@ -356,12 +392,13 @@ impl Pool {
             (*exp > Instant::now()).then(|| accounts.iter().position(|a| &a.id == id)).flatten()
         });
         let rr = self.rr.fetch_add(1, Relaxed);
-        let Some((i, reason)) = select(&cands, self.settings.strategy, rr, sticky, self.settings.switch_threshold)
-        else {
-            return Err(self.why_none(&accounts, now_ms));
+        let strategy = rules.strategy.unwrap_or(self.settings.strategy);
+        let Some((i, reason)) = select(&cands, strategy, rr, sticky, self.settings.switch_threshold) else {
+            return Err(self.why_none(accounts, now_ms));
         };
         let a = accounts[i].clone();
         a.in_flight.fetch_add(1, Relaxed);
+        a.rate.count(now_ms);
         if let Some(s) = session {
             self.affinity.lock().insert(affinity_key(s).into_owned(), a.id.clone(), self.settings.affinity_ttl);
         }
@@ -487,7 +524,32 @@ impl Pool {
         a.failures.store(0, Relaxed);
     }
 
-    pub fn update_quota(&self, a: &AccountState, q: Quota) {
+    /// Learn account `a`'s quota. Returns how much of the whole pool's 5-hour and weekly
+    /// capacity the change used, in percent (the account's rise, scaled by its share of the
+    /// pool's capacity), which a key's pool share is counted in.
+    pub fn update_quota(&self, a: &AccountState, q: Quota) -> (f64, f64) {
+        let now_s = q.updated_ms / 1000;
+        let before = {
+            let cur = a.quota.read();
+            (Quota::used(cur.primary.as_ref(), now_s), Quota::used(cur.secondary.as_ref(), now_s))
+        };
+        self.merge_quota(a, q);
+        let after = {
+            let cur = a.quota.read();
+            (Quota::used(cur.primary.as_ref(), now_s), Quota::used(cur.secondary.as_ref(), now_s))
+        };
+        let rise = ((after.0 - before.0).max(0.0), (after.1 - before.1).max(0.0));
+        if rise == (0.0, 0.0) {
+            return rise;
+        }
+        let cap = |x: &AccountState| plan_capacity(x.plan_type.as_deref()) * x.weight;
+        let total: f64 =
+            self.accounts.read().iter().filter(|x| *x.status.read() == Status::Active).map(|x| cap(x)).sum();
+        let share = if total > 0.0 { cap(a) / total } else { 1.0 };
+        (rise.0 * share, rise.1 * share)
+    }
+
+    fn merge_quota(&self, a: &AccountState, q: Quota) {
         let mut cur = a.quota.write();
         let merged = Quota {
             primary: q.primary.or(cur.primary),
@@ -510,7 +572,7 @@ impl Pool {
             }
             let fetched = self.get_json(&a, &format!("{base_url}/wham/usage")).await;
             if let Some(q) = fetched.and_then(|v| Quota::from_usage(&v, crate::now_ms())) {
-                self.update_quota(&a, q);
+                self.merge_quota(&a, q);
                 updated += 1;
             }
         }

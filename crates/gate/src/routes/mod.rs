@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per API surface. Handlers are thin: read, route, hand to the relay.
 
+pub mod admin;
 pub mod input;
 pub mod models;
 pub mod ops;

@@ -2,19 +2,36 @@
 //! which asks with `?client_version=…`, gets its own catalog shape with an `ETag` (and a 304
 //! for a matching `If-None-Match`), as the ChatGPT backend answers it.
 
+use crate::access::admit::may_use;
+use crate::access::Caller;
 use crate::app::App;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub async fn list(State(app): State<Arc<App>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+) -> Response {
     let codex = query.as_deref().is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("client_version")));
     let pool = app.pool.catalog.get();
+    // A key sees only the models it may use.
+    let key = caller.as_ref().and_then(|Extension(c)| c.key().cloned());
+    let usable = |id: &str| {
+        key.as_ref().is_none_or(|k| {
+            app.router.resolve_or_pool(id, |m| app.pool.catalog.offers(m)).is_some_and(|r| may_use(k, id, &r))
+        })
+    };
     if codex {
-        let catalog = crate::codex_catalog::build(&app.router, pool.as_deref());
+        let mut catalog = crate::codex_catalog::build(&app.router, pool.as_deref());
+        if key.is_some() {
+            catalog.retain(usable);
+        }
         let etag = HeaderValue::from_str(&catalog.etag).unwrap_or(HeaderValue::from_static("\"0\""));
         if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
             return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
@@ -33,6 +50,9 @@ pub async fn list(State(app): State<Arc<App>>, RawQuery(query): RawQuery, header
                 data.push(json!({"id": slug, "object": "model", "created": 0, "owned_by": p.name}));
             }
         }
+    }
+    if key.is_some() {
+        data.retain(|m| m["id"].as_str().is_some_and(usable));
     }
     Json(json!({"object": "list", "data": data})).into_response()
 }

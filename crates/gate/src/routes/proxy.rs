@@ -1,13 +1,16 @@
 //! `POST /v1/responses` (also `/backend-api/codex/responses`) and `POST /v1/chat/completions`.
 
 use super::input::read_body;
+use crate::access::admit::admit;
+use crate::access::Caller;
 use crate::app::App;
 use crate::error::GateError;
 use crate::tally::Tally;
 use crate::upstream::relay::{fail, relay, Inbound};
 use axum::extract::{Request, State};
 use axum::response::Response;
-use codex_gate_protocol::body::inspect;
+use bytes::Bytes;
+use codex_gate_protocol::body::{inspect, without_field};
 use codex_gate_protocol::Api;
 use std::sync::Arc;
 
@@ -27,26 +30,44 @@ fn is_codex(parts: &http::request::Parts) -> bool {
 }
 
 async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
-    let tally = Tally::open(&app, api);
+    let mut tally = Tally::open(&app, api);
     let (parts, body) = req.into_parts();
+    let caller = parts.extensions.get::<Caller>().cloned();
     let read = async {
-        let body =
+        let mut body =
             read_body(body, &parts.headers, app.config.server.max_body_bytes, app.config.server.body_read_timeout)
                 .await?;
-        let head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
+        let mut head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
         let resolved = app
             .router
             .resolve_or_pool(&head.model, |m| app.pool.catalog.offers(m))
             .ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
-        Ok::<_, GateError>((
-            Inbound { api, head, body, codex_client: is_codex(&parts), headers: parts.headers, parsed: None },
-            resolved,
-        ))
+        let admitted = admit(&app, caller.as_ref(), &head, body.len(), resolved)?;
+        if admitted.strip_tier {
+            body = without_field(&body, "service_tier").map(Bytes::from).unwrap_or(body);
+            head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
+        }
+        Ok::<_, GateError>((body, head, admitted))
     };
-    match read.await {
-        // Boxed: the relay's state machine is large, and axum and tower move the handler's
-        // future by value a few times before polling it; a pointer is cheaper to move.
-        Ok((inbound, resolved)) => Box::pin(relay(&app, tally, inbound, resolved)).await,
-        Err(e) => fail(tally, e),
-    }
+    let (body, head, admitted) = match read.await {
+        Ok(r) => r,
+        Err(e) => {
+            tally.record.key_id = caller.as_ref().and_then(Caller::key).map(|k| k.id.clone());
+            return fail(tally, e);
+        }
+    };
+    tally.record.key_id = admitted.key_id;
+    tally.reservation = admitted.reservation;
+    let inbound = Inbound {
+        api,
+        head,
+        body,
+        codex_client: is_codex(&parts),
+        headers: parts.headers,
+        parsed: None,
+        pool_rules: admitted.pool_rules,
+    };
+    // Boxed: the relay's state machine is large, and axum and tower move the handler's
+    // future by value a few times before polling it; a pointer is cheaper to move.
+    Box::pin(relay(&app, tally, inbound, admitted.resolved)).await
 }

@@ -5,7 +5,7 @@
 pub mod conns;
 
 use crate::app::App;
-use crate::routes::{models, ops, pool, proxy};
+use crate::routes::{admin, models, ops, pool, proxy};
 use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 pub fn router(app: Arc<App>) -> Router {
+    // What clients call with their client key (Codex, OpenClaw, SDKs; Codex's ChatGPT-backend
+    // reads when `chatgpt_base_url` points here).
     let api = Router::new()
         .route("/v1/responses", post(proxy::responses).get(ops::responses_get))
         .route("/responses", post(proxy::responses).get(ops::responses_get))
@@ -27,12 +29,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/backend-api/codex/models", get(models::list))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/pool", get(pool::pool))
         .route("/api/codex/usage", get(pool::usage))
         .route("/backend-api/wham/usage", get(pool::usage))
         .route("/backend-api/wham/accounts/check", get(pool::accounts_check))
         .route("/backend-api/wham/rate-limit-reset-credits", get(pool::reset_credits))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), crate::access::client));
+    // The operator's.
+    let admin = Router::new()
+        .route("/metrics", get(ops::metrics))
+        .route("/api/pool", get(pool::pool))
         .route("/api/accounts", get(pool::list))
         .route("/api/accounts/import", post(pool::import))
         .route("/api/accounts/reload", post(pool::reload))
@@ -40,9 +45,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/accounts/{id}", axum::routing::delete(pool::remove))
         .route("/api/accounts/{id}/pause", post(pool::pause))
         .route("/api/accounts/{id}/resume", post(pool::resume))
-        .route_layer(axum::middleware::from_fn(crate::access::loopback_only));
+        .route("/api/keys", get(admin::keys::list).post(admin::keys::create))
+        .route("/api/keys/{id}", get(admin::keys::show).patch(admin::keys::update).delete(admin::keys::revoke))
+        .route("/api/keys/{id}/rotate", post(admin::keys::rotate))
+        .route("/api/usage", get(admin::usage::report))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), crate::access::admin));
     Router::new()
         .merge(api)
+        .merge(admin)
         .route("/health", get(ops::health))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
@@ -68,6 +78,8 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Keys first: the first request may carry one.
+    app.watch_keys().await.map_err(std::io::Error::other)?;
     let s = &app.config.server;
     let drain = s.drain_timeout;
     let conns = Arc::new(Conns::new(connection_cap(s.max_connections)));

@@ -10,7 +10,8 @@ use sqlx::{PgPool, SqlitePool};
 use std::borrow::Cow;
 
 /// What each migration does, by version (the same on both backends).
-const DESCRIPTIONS: &[&str] = &["request log", "settings and accounts", "account proxies"];
+const DESCRIPTIONS: &[&str] =
+    &["request log", "settings and accounts", "account proxies", "client keys, request costs, usage rollups"];
 
 const SQLITE: &[&str] = &[
     r#"
@@ -59,6 +60,40 @@ CREATE TABLE accounts (
 );
 "#,
     "ALTER TABLE accounts ADD COLUMN proxy TEXT;",
+    r#"
+CREATE TABLE client_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    admin BOOLEAN NOT NULL DEFAULT FALSE,
+    policy TEXT NOT NULL,
+    expires_ms INTEGER,
+    revoked_ms INTEGER,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+ALTER TABLE request_log ADD COLUMN key_id TEXT;
+ALTER TABLE request_log ADD COLUMN account_id TEXT;
+ALTER TABLE request_log ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+CREATE INDEX request_log_key_ts ON request_log (key_id, ts_ms);
+CREATE TABLE usage_rollup (
+    period TEXT NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    target TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    PRIMARY KEY (period, bucket_ms, key_id, model, target, account_id)
+);
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -108,6 +143,40 @@ CREATE TABLE accounts (
 );
 "#,
     "ALTER TABLE accounts ADD COLUMN proxy TEXT;",
+    r#"
+CREATE TABLE client_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    admin BOOLEAN NOT NULL DEFAULT FALSE,
+    policy TEXT NOT NULL,
+    expires_ms BIGINT,
+    revoked_ms BIGINT,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+ALTER TABLE request_log ADD COLUMN key_id TEXT;
+ALTER TABLE request_log ADD COLUMN account_id TEXT;
+ALTER TABLE request_log ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+CREATE INDEX request_log_key_ts ON request_log (key_id, ts_ms);
+CREATE TABLE usage_rollup (
+    period TEXT NOT NULL,
+    bucket_ms BIGINT NOT NULL,
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    target TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (period, bucket_ms, key_id, model, target, account_id)
+);
+"#,
 ];
 
 fn migrator(sqls: &'static [&'static str]) -> Migrator {

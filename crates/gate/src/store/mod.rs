@@ -5,9 +5,13 @@
 //! batched writer in `crate::ledger`.
 
 mod accounts;
+mod keys;
 mod migrations;
+mod usage;
 
 pub use accounts::AccountRow;
+pub use keys::KeyRow;
+pub use usage::{GroupBy, UsageLine, UsageSums};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -39,6 +43,12 @@ pub struct RequestRecord {
     pub latency_ms: i64,
     pub ttfb_ms: Option<i64>,
     pub overhead_us: i64,
+    /// The client key that asked (`None`: a loopback client without a key).
+    pub key_id: Option<String>,
+    /// The pool account that served (pool targets only).
+    pub account_id: Option<String>,
+    /// What the request cost, in USD (for subscription traffic: its API-equivalent price).
+    pub cost_usd: f64,
 }
 
 impl RequestRecord {
@@ -79,7 +89,7 @@ pub enum Store {
 }
 
 const COLUMNS: &str = "id, ts_ms, api, route, target, model, stream, status, error_code, attempts, input_tokens, \
-     cached_tokens, output_tokens, reasoning_tokens, latency_ms, ttfb_ms, overhead_us";
+     cached_tokens, output_tokens, reasoning_tokens, latency_ms, ttfb_ms, overhead_us, key_id, account_id, cost_usd";
 
 impl Store {
     /// Open (creating if needed) the store at `url` and bring its schema up to date.
@@ -139,7 +149,7 @@ impl Store {
         })
     }
 
-    /// Insert a batch of request-log rows in one transaction.
+    /// Insert a batch of request-log rows, and add them to the usage rollups, in one transaction.
     pub async fn insert_requests(&self, rows: &[RequestRecord]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -149,6 +159,9 @@ impl Store {
                 let mut tx = p.begin().await?;
                 for chunk in chunks(rows) {
                     bind_rows(sqlx::query(insert_sql(chunk.len(), false)), chunk).execute(&mut *tx).await?;
+                }
+                for (k, s) in &usage::aggregate(rows) {
+                    usage::bind_group!(sqlx::query(usage::UPSERT), k, s).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -164,6 +177,9 @@ impl Store {
                 let mut tx = p.begin().await?;
                 for chunk in chunks(rows) {
                     bind_rows(sqlx::query(insert_sql(chunk.len(), true)), chunk).execute(&mut *tx).await?;
+                }
+                for (k, s) in &usage::aggregate(rows) {
+                    usage::bind_group!(sqlx::query(usage::UPSERT), k, s).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -256,7 +272,7 @@ fn chunks(rows: &[RequestRecord]) -> impl Iterator<Item = &[RequestRecord]> {
 }
 
 /// Columns written per row (the length of [`COLUMNS`]).
-const NCOLS: usize = 17;
+const NCOLS: usize = 20;
 
 /// The multi-row INSERT for `n` rows (one of [`CHUNK_SIZES`]), built once per backend and size:
 /// sqlx's `QueryBuilder` formatted every placeholder of every batch anew.
@@ -303,6 +319,7 @@ where
     bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     for r in rows {
         q = q
@@ -322,7 +339,10 @@ where
             .bind(r.reasoning_tokens)
             .bind(r.latency_ms)
             .bind(r.ttfb_ms)
-            .bind(r.overhead_us);
+            .bind(r.overhead_us)
+            .bind(r.key_id.as_deref())
+            .bind(r.account_id.as_deref())
+            .bind(r.cost_usd);
     }
     q
 }
@@ -348,6 +368,9 @@ macro_rules! read_row {
             latency_ms: r.get("latency_ms"),
             ttfb_ms: r.get("ttfb_ms"),
             overhead_us: r.get("overhead_us"),
+            key_id: r.get("key_id"),
+            account_id: r.get("account_id"),
+            cost_usd: r.get("cost_usd"),
         }
     }};
 }

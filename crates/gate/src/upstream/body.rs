@@ -33,6 +33,9 @@ enum Observer {
 pub enum Translate {
     /// Same API: the upstream bytes go out unchanged.
     None,
+    /// Chat on both sides, and the gateway asked for the usage chunk the client did not: it
+    /// is read and kept from the client (every other byte passes unchanged).
+    StripUsage,
     /// Responses on both sides: events pass through the grammar repair.
     Repair(Box<ResponsesRepair>),
     /// Chat upstream, Responses client.
@@ -45,7 +48,7 @@ impl Translate {
     /// A translator (not a pass-through) has written its terminal event.
     fn finished(&self) -> bool {
         match self {
-            Translate::None | Translate::Repair(_) => false,
+            Translate::None | Translate::StripUsage | Translate::Repair(_) => false,
             Translate::ChatToResponses(m) => m.is_finished(),
             Translate::ResponsesToChat(m) => m.is_finished(),
         }
@@ -136,7 +139,7 @@ impl RelayBody {
     /// client as it came (every event kept, nothing added), so a healthy passthrough stream is
     /// relayed without re-encoding a byte.
     fn observe_events(&mut self, verbatim: bool) -> bool {
-        let mut verbatim = verbatim && matches!(self.translate, Translate::Repair(_));
+        let mut verbatim = verbatim && matches!(self.translate, Translate::Repair(_) | Translate::StripUsage);
         let mut events = std::mem::take(&mut self.events);
         if !verbatim && !events.is_empty() {
             // Each chunk's output leaves as its own `Bytes`: size the buffer once instead of
@@ -185,6 +188,21 @@ impl RelayBody {
                         encode(ev.event.as_deref(), &ev.data, &mut self.out);
                     }
                 }
+                (Observer::Chat(o), Translate::StripUsage) => {
+                    let head = ChatHead::parse(&ev.data);
+                    o.observe_head(head.as_ref(), &ev.data);
+                    let usage_only = head
+                        .as_ref()
+                        .is_some_and(|h| h.usage.is_some() && h.choices.as_ref().is_some_and(Vec::is_empty));
+                    if usage_only && verbatim {
+                        verbatim = false;
+                        for kept in &events[..i] {
+                            encode(kept.event.as_deref(), &kept.data, &mut self.out);
+                        }
+                    } else if !usage_only && !verbatim {
+                        encode(ev.event.as_deref(), &ev.data, &mut self.out);
+                    }
+                }
                 (Observer::Chat(o), Translate::ChatToResponses(m)) => {
                     let head = ChatHead::parse(&ev.data);
                     o.observe_head(head.as_ref(), &ev.data);
@@ -211,7 +229,7 @@ impl RelayBody {
     fn ended(&self) -> bool {
         match (&self.translate, &self.observer) {
             (Translate::None | Translate::Repair(_), Observer::Responses(o)) => o.outcome.is_terminal(),
-            (Translate::None | Translate::Repair(_), Observer::Chat(o)) => o.done,
+            (Translate::None | Translate::StripUsage | Translate::Repair(_), Observer::Chat(o)) => o.done,
             (t, _) => t.finished(),
         }
     }
@@ -309,7 +327,7 @@ impl RelayBody {
                 return self.fail("stream_incomplete", "upstream closed the stream before response.completed")
             }
             // Some chat servers end after `finish_reason` without `[DONE]`; that is complete.
-            (Translate::None, Observer::Chat(o)) if !o.done && !o.outcome.is_terminal() => {
+            (Translate::None | Translate::StripUsage, Observer::Chat(o)) if !o.done && !o.outcome.is_terminal() => {
                 return self.fail("stream_incomplete", "upstream closed the stream before finishing")
             }
             _ => {}

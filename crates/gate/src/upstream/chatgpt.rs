@@ -199,7 +199,7 @@ pub(super) async fn serve(
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<GateError> = None;
     while (tried.len() as u32) < app.pool.settings.max_attempts {
-        let slot = match app.pool.pick(session.as_deref(), &tried) {
+        let slot = match app.pool.pick(session.as_deref(), &tried, &inb.pool_rules) {
             Ok(s) => s,
             Err(none) => {
                 // Accounts that failed for other reasons than their limits: say what happened.
@@ -256,7 +256,7 @@ pub(super) async fn serve(
         match outcome {
             Ok(Answer::Stream { mut parts, first, body: rest }) => {
                 if let Some(q) = Quota::from_headers(&parts.headers, crate::now_ms()) {
-                    app.pool.update_quota(&a, q);
+                    tally.pool_used(app.pool.update_quota(&a, q));
                 }
                 if app.config.pool.pooled_rate_limit_headers {
                     pooled_headers(app, &mut parts.headers);
@@ -266,7 +266,7 @@ pub(super) async fn serve(
                 if inb.head.stream {
                     return Ok((
                         Answer::Stream { parts, first, body: rest },
-                        Plan { upstream: Api::Responses, tools: None },
+                        Plan { upstream: Api::Responses, tools: None, strip_usage: false },
                     ));
                 }
                 // A non-streaming client: collect the stream into one Responses object.
@@ -284,15 +284,15 @@ pub(super) async fn serve(
                 })?;
                 return Ok((
                     Answer::Whole { parts, body: Bytes::from(resp.to_string()) },
-                    Plan { upstream: Api::Responses, tools: None },
+                    Plan { upstream: Api::Responses, tools: None, strip_usage: false },
                 ));
             }
-            Ok(whole) => return Ok((whole, Plan { upstream: Api::Responses, tools: None })),
+            Ok(whole) => return Ok((whole, Plan { upstream: Api::Responses, tools: None, strip_usage: false })),
             Err(e) => {
                 match &e {
                     GateError::Upstream { status, headers, body, .. } => {
                         if let Some(q) = Quota::from_headers(headers, crate::now_ms()) {
-                            app.pool.update_quota(&a, q);
+                            let _ = app.pool.update_quota(&a, q);
                         }
                         if matches!(status.as_u16(), 400 | 413 | 422) {
                             return Err(e); // the request itself is refused; another account would refuse it too

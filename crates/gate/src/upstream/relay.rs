@@ -15,7 +15,7 @@ use crate::tally::Tally;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use codex_gate_protocol::body::{rewrite_model, RequestHead};
+use codex_gate_protocol::body::{rewrite_model, with_include_usage, RequestHead};
 use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
 use codex_gate_protocol::repair::ResponsesRepair;
 use codex_gate_protocol::translate::chat_stream::completion_to_response;
@@ -50,6 +50,8 @@ pub struct Inbound {
     pub parsed: Option<Value>,
     /// The client is Codex (it keeps `codex.*` vendor events).
     pub codex_client: bool,
+    /// The caller's own pool routing (its key's override), else the pool's.
+    pub pool_rules: crate::pool::PickRules,
 }
 
 /// What one attempt sends and how its answer is turned back into the client's API.
@@ -57,6 +59,8 @@ pub(super) struct Plan {
     pub(super) upstream: Api,
     /// Set when a Responses request was translated for a chat upstream.
     pub(super) tools: Option<ToolMap>,
+    /// The gateway asked a chat upstream for the usage chunk the client did not ask for.
+    pub(super) strip_usage: bool,
 }
 
 pub(super) enum Answer {
@@ -92,7 +96,15 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
         } else {
             Bytes::from(rewrite_model(&inb.body, inb.head.model_span.clone(), &t.model))
         };
-        return Ok((body, Plan { upstream, tools: None }));
+        // A chat stream reports its tokens only when asked to (OpenClaw does not ask): ask, so
+        // every request is counted and priced, and keep the extra chunk from the client.
+        if upstream == Api::Chat && inb.head.stream && !inb.head.include_usage {
+            // The model rewrite changed no stream option, so the client's head still tells.
+            if let Some(with) = with_include_usage(&body, &inb.head) {
+                return Ok((Bytes::from(with), Plan { upstream, tools: None, strip_usage: true }));
+            }
+        }
+        return Ok((body, Plan { upstream, tools: None, strip_usage: false }));
     }
     if inb.parsed.is_none() {
         let v = serde_json::from_slice(&inb.body)
@@ -107,11 +119,11 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
             if !r.dropped_tools.is_empty() {
                 tracing::debug!(target = %t.label, dropped = ?r.dropped_tools, "hosted tools dropped for a chat upstream");
             }
-            Ok((Bytes::from(r.body.to_string()), Plan { upstream, tools: Some(r.tools) }))
+            Ok((Bytes::from(r.body.to_string()), Plan { upstream, tools: Some(r.tools), strip_usage: false }))
         }
         Api::Chat => {
             let r = chat_to_responses_request(v, &t.model).map_err(refuse)?;
-            Ok((Bytes::from(r.to_string()), Plan { upstream, tools: None }))
+            Ok((Bytes::from(r.to_string()), Plan { upstream, tools: None, strip_usage: false }))
         }
     }
 }
@@ -432,6 +444,7 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
                 (Api::Responses, Api::Responses) => {
                     Translate::Repair(Box::new(ResponsesRepair::new(inb.codex_client, format!("resp_{}", tally.id()))))
                 }
+                (Api::Chat, Api::Chat) if plan.strip_usage => Translate::StripUsage,
                 (Api::Chat, Api::Chat) => Translate::None,
             };
             let mut headers = HeaderMap::new();

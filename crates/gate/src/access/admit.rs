@@ -1,0 +1,124 @@
+//! Admission: what a keyed request may do, decided in memory before any upstream is asked —
+//! its model allow-list, which targets it may reach, the service tier, its pool routing, and a
+//! reservation against its limits (settled by the tally when the request ends).
+
+use super::keys::{ClientKey, Targets, TierRule};
+use super::limits::Reservation;
+use super::Caller;
+use crate::app::App;
+use crate::config::ProviderKind;
+use crate::error::GateError;
+use crate::pool::PickRules;
+use crate::routing::Resolved;
+use codex_gate_protocol::body::RequestHead;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// What admission decided.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The route's targets this caller may use.
+    pub resolved: Arc<Resolved>,
+    pub reservation: Option<Reservation>,
+    pub pool_rules: PickRules,
+    /// Remove `service_tier` from the body before it is sent.
+    pub strip_tier: bool,
+    pub key_id: Option<String>,
+}
+
+/// Bytes of request JSON per token, for the tokens-per-minute estimate made before the
+/// upstream counts them (the reservation is corrected by the real count at the end).
+const BYTES_PER_TOKEN: usize = 4;
+
+pub fn admit(
+    app: &App,
+    caller: Option<&Caller>,
+    head: &RequestHead,
+    body_len: usize,
+    resolved: Arc<Resolved>,
+) -> Result<Admitted, GateError> {
+    let Some(key) = caller.and_then(Caller::key) else {
+        return Ok(Admitted {
+            resolved,
+            reservation: None,
+            pool_rules: PickRules::default(),
+            strip_tier: false,
+            key_id: None,
+        });
+    };
+    admit_key(app, key, head, body_len, resolved)
+}
+
+/// Could `key` use model `id`, which resolves to `r` (its allow-list, and a target its
+/// target rule lets it reach)?
+pub fn may_use(key: &ClientKey, id: &str, r: &Resolved) -> bool {
+    key.policy.allows_model(id)
+        && r.targets.iter().any(|t| match key.policy.targets {
+            Targets::Any => true,
+            Targets::Pool => t.provider.kind == ProviderKind::Chatgpt,
+            Targets::Providers => t.provider.kind != ProviderKind::Chatgpt,
+        })
+}
+
+fn admit_key(
+    app: &App,
+    key: &Arc<ClientKey>,
+    head: &RequestHead,
+    body_len: usize,
+    resolved: Arc<Resolved>,
+) -> Result<Admitted, GateError> {
+    let p = &key.policy;
+    // A model the key may not use looks like one that does not exist (as OpenAI answers).
+    if !p.allows_model(&head.model) {
+        return Err(GateError::ModelNotFound(head.model.clone()));
+    }
+    let is_pool = |kind: ProviderKind| kind == ProviderKind::Chatgpt;
+    let now = crate::now_ms();
+    let mut keep: Vec<bool> = resolved
+        .targets
+        .iter()
+        .map(|t| match p.targets {
+            Targets::Any => true,
+            Targets::Pool => is_pool(t.provider.kind),
+            Targets::Providers => !is_pool(t.provider.kind),
+        })
+        .collect();
+    // A key past its pool share goes to the route's API providers when it has some.
+    let any_pool = resolved.targets.iter().zip(&keep).any(|(t, k)| *k && is_pool(t.provider.kind));
+    let any_other = resolved.targets.iter().zip(&keep).any(|(t, k)| *k && !is_pool(t.provider.kind));
+    if any_pool && any_other && key.limits.pool_share_used(now) {
+        for (k, t) in keep.iter_mut().zip(&resolved.targets) {
+            *k &= !is_pool(t.provider.kind);
+        }
+    }
+    if keep.iter().all(|k| !k) {
+        return Err(GateError::ModelNotFound(head.model.clone()));
+    }
+    let pool_only = resolved.targets.iter().zip(&keep).all(|(t, k)| !*k || is_pool(t.provider.kind));
+    let resolved = if keep.iter().all(|k| *k) {
+        resolved
+    } else {
+        let targets = resolved.targets.iter().zip(&keep).filter(|(_, k)| **k).map(|(t, _)| t.clone()).collect();
+        Arc::new(Resolved { route: resolved.route.clone(), targets, fallback: resolved.fallback })
+    };
+    let strip_tier = match (head.service_tier.as_deref(), p.service_tier) {
+        (Some("priority"), TierRule::Refuse) => {
+            return Err(GateError::BadRequest {
+                message: "this key may not ask for service_tier \"priority\"; leave it out or use \"auto\"".into(),
+                param: Some("service_tier".into()),
+                code: "service_tier_not_allowed",
+            })
+        }
+        (Some("priority"), TierRule::Strip) => true,
+        _ => false,
+    };
+    let reservation = key.limits.reserve(now, (body_len / BYTES_PER_TOKEN) as u64, pool_only).map_err(|l| {
+        app.metrics.limited.fetch_add(1, Relaxed);
+        GateError::Limited(l)
+    })?;
+    let pool_rules = PickRules {
+        strategy: p.pool_strategy.as_deref().and_then(crate::pool::select::Strategy::parse),
+        accounts: p.pool_accounts.clone(),
+    };
+    Ok(Admitted { resolved, reservation: Some(reservation), pool_rules, strip_tier, key_id: Some(key.id.clone()) })
+}

@@ -1,0 +1,89 @@
+//! The two gates after the Host/Origin guard. API routes (`/v1/*`, `/backend-api/*`): once any
+//! client key exists (or `[server] require_keys`), a valid key; before that, loopback clients
+//! only. Admin routes (`/api/*`, `/metrics`): an admin key from anywhere, or loopback without a
+//! key while no admin key exists.
+
+use super::keys::{presented, ClientKey, Refusal};
+use crate::app::App;
+use crate::error::GateError;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Who is asking, as the API routes see it.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A loopback client of a gateway without keys.
+    Local,
+    Key(Arc<ClientKey>),
+}
+
+impl Caller {
+    pub fn key(&self) -> Option<&Arc<ClientKey>> {
+        match self {
+            Caller::Local => None,
+            Caller::Key(k) => Some(k),
+        }
+    }
+}
+
+fn from_loopback(req: &Request) -> bool {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|ConnectInfo(a)| a.ip().to_canonical().is_loopback())
+}
+
+fn refuse(app: &App, e: GateError, path: &str) -> Response {
+    app.metrics.auth_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::debug!(code = %e.code(), path, "request refused: no usable key");
+    e.into_response()
+}
+
+/// The API routes' gate; puts a [`Caller`] in the request's extensions.
+pub async fn client(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let keys = app.keys.current();
+    let caller = if keys.any || app.config.server.require_keys {
+        match keys.check(presented(req.headers()), crate::now_ms()) {
+            Ok(k) => Caller::Key(k),
+            Err(r) => return refuse(&app, GateError::Unauthorized(r), req.uri().path()),
+        }
+    } else if from_loopback(&req) {
+        Caller::Local
+    } else {
+        let e = GateError::Forbidden {
+            code: "forbidden",
+            message: "codex-gate serves only loopback clients until client keys exist; create one with `codex-gate keys create --name NAME`".into(),
+        };
+        return refuse(&app, e, req.uri().path());
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// The admin routes' gate.
+pub async fn admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let keys = app.keys.current();
+    let path = req.uri().path().to_owned();
+    match keys.check(presented(req.headers()), crate::now_ms()) {
+        Ok(k) if k.admin => {}
+        Ok(_) => {
+            let e = GateError::Forbidden {
+                code: "admin_key_required",
+                message:
+                    "this key is a client key; the admin API needs a key made with `codex-gate keys create --admin`"
+                        .into(),
+            };
+            return refuse(&app, e, &path);
+        }
+        Err(Refusal::Missing) if !keys.admin_exists && from_loopback(&req) => {}
+        Err(Refusal::Missing) if !keys.admin_exists => {
+            let e = GateError::Forbidden {
+                code: "forbidden",
+                message: "the admin API serves only loopback clients until an admin key exists (`codex-gate keys create --admin`)".into(),
+            };
+            return refuse(&app, e, &path);
+        }
+        Err(r) => return refuse(&app, GateError::Unauthorized(r), &path),
+    }
+    next.run(req).await
+}

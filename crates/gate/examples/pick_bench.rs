@@ -11,6 +11,7 @@ fn main() {
                 available: i % 7 != 0,
                 in_flight: (i % 5) as u32,
                 cap: 4,
+                rate_full: i % 11 == 0,
                 primary_used: (i * 37 % 100) as f64,
                 secondary_used: (i * 11 % 100) as f64,
                 primary_reset_in: Some((i * 101 % 18_000) as f64),

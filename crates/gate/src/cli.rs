@@ -47,8 +47,9 @@ pub enum Command {
     },
     /// Client keys: create, list, show, update, revoke, rotate
     Keys {
+        // Boxed: its flags make it far larger than the other commands.
         #[command(subcommand)]
-        cmd: crate::commands::keys::KeysCmd,
+        cmd: Box<crate::commands::keys::KeysCmd>,
     },
     /// Requests, tokens and cost by key, model, account or target
     Usage(crate::commands::usage::UsageArgs),

@@ -32,6 +32,9 @@ fn rec(i: i64, ts_ms: i64) -> RequestRecord {
         latency_ms: 1234,
         ttfb_ms: (i % 2 == 0).then_some(56),
         overhead_us: 321,
+        key_id: (i % 4 == 0).then(|| "key_a".into()),
+        account_id: (i % 5 == 0).then(|| "acct_1".into()),
+        cost_usd: 0.25,
     }
 }
 
@@ -42,6 +45,23 @@ async fn suite(store: &Store) {
     store.insert_requests(&rows).await.unwrap();
     store.insert_requests(&rows[..10]).await.unwrap(); // duplicates are ignored, not errors
     assert_eq!(store.count_requests().await.unwrap(), 1200);
+    // Rollups count each row once (the ten written twice are not counted again), by group.
+    let since = 0;
+    let by_key = store.usage_report(codex_gate::store::GroupBy::Key, since).await.unwrap();
+    let total: i64 = by_key.iter().map(|l| l.sums.requests).sum();
+    assert_eq!(total, 1200);
+    let key_a = by_key.iter().find(|l| l.group == "key_a").unwrap();
+    assert_eq!(
+        (key_a.sums.requests, key_a.sums.input_tokens),
+        (300, (0..1200).filter(|i| i % 4 == 0).map(|i| 1000 + i).sum())
+    );
+    assert!((key_a.sums.cost_usd - 75.0).abs() < 1e-6, "{}", key_a.sums.cost_usd);
+    assert_eq!(key_a.sums.errors, (0..1200).filter(|i| i % 4 == 0 && i % 3 == 0).count() as i64);
+    let by_account = store.usage_report(codex_gate::store::GroupBy::Account, since).await.unwrap();
+    assert_eq!(by_account.iter().find(|l| l.group == "acct_1").unwrap().sums.requests, 240);
+    let k = store.key_usage_since("key_a", 1_000_000 + 600).await.unwrap();
+    assert_eq!(k.requests, 150, "from the raw log, to the millisecond");
+    assert!((store.key_cost_since("key_a", 0).await.unwrap() - 75.0).abs() < 1e-6);
     let recent = store.recent_requests(3).await.unwrap();
     assert_eq!(recent.len(), 3);
     assert_eq!(recent[0], rows[1199], "rows read back exactly as written");
@@ -53,6 +73,8 @@ async fn suite(store: &Store) {
     assert_eq!(deleted, 900);
     assert_eq!(store.count_requests().await.unwrap(), 100);
     assert_eq!(store.recent_requests(1000).await.unwrap().last().unwrap().id, "req_1100");
+    // Rollups outlive the raw rows they summed.
+    assert_eq!(store.usage_report(codex_gate::store::GroupBy::Model, 0).await.unwrap()[0].sums.requests, 1200);
 }
 
 #[tokio::test]
@@ -167,7 +189,9 @@ async fn migrations_are_checksummed_and_a_newer_or_edited_schema_is_refused() {
     store.close().await;
 
     // A database made by the old runner (versions in schema_migrations) is carried over.
-    exec("DROP TABLE _sqlx_migrations; ALTER TABLE accounts DROP COLUMN proxy; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL); INSERT INTO schema_migrations VALUES (1, 0), (2, 0);").await;
+    exec("DROP TABLE _sqlx_migrations; ALTER TABLE accounts DROP COLUMN proxy; DROP TABLE client_keys; DROP TABLE usage_rollup; \
+          DROP INDEX request_log_key_ts; ALTER TABLE request_log DROP COLUMN key_id; ALTER TABLE request_log DROP COLUMN account_id; \
+          ALTER TABLE request_log DROP COLUMN cost_usd; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL); INSERT INTO schema_migrations VALUES (1, 0), (2, 0);").await;
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 4, "1 and 2 carried over, 3 and 4 applied");
     assert_eq!(store.count_requests().await.unwrap(), 1, "nothing ran twice, nothing was lost");

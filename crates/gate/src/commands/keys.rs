@@ -60,7 +60,7 @@ impl PolicyArgs {
                 return Ok(Value::Null);
             }
             let n: f64 = v.parse().with_context(|| format!("--{flag} {v:?} is not a number"))?;
-            Ok(if n.fract() == 0.0 && n >= 0.0 && n < 1e15 { json!(n as u64) } else { json!(n) })
+            Ok(if n.fract() == 0.0 && (0.0..1e15).contains(&n) { json!(n as u64) } else { json!(n) })
         };
         let text = |v: &str| if v == "none" { Value::Null } else { json!(v) };
         let list = |v: &[String]| if v == ["none"] { Value::Null } else { json!(v) };

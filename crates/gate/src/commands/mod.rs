@@ -53,7 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Check => check::run(cli.config.as_deref()),
         Command::Accounts { cmd } => accounts::run(cli.config.as_deref(), cmd).await,
-        Command::Keys { cmd } => keys::run(cli.config.as_deref(), cmd).await,
+        Command::Keys { cmd } => keys::run(cli.config.as_deref(), *cmd).await,
         Command::Usage(args) => usage::run(cli.config.as_deref(), args).await,
         Command::Setup { cmd } => setup::run(cli.config.as_deref(), cmd).await,
         Command::Status { json } => status::run(cli.config.as_deref(), json).await,

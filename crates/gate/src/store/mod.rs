@@ -157,10 +157,14 @@ impl Store {
         match self {
             Store::Sqlite(p) => {
                 let mut tx = p.begin().await?;
+                let mut skipped = Vec::new();
                 for chunk in chunks(rows) {
-                    bind_rows(sqlx::query(insert_sql(chunk.len(), false)), chunk).execute(&mut *tx).await?;
+                    let ids = bind_rows(sqlx::query(insert_sql(chunk.len(), false)), chunk).fetch_all(&mut *tx).await?;
+                    if ids.len() < chunk.len() {
+                        skipped.extend(not_inserted(chunk, ids.iter().map(|r| r.get::<String, _>(0))));
+                    }
                 }
-                for (k, s) in &usage::aggregate(rows) {
+                for (k, s) in &usage::aggregate(rows, &skipped) {
                     usage::bind_group!(sqlx::query(usage::UPSERT), k, s).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
@@ -175,10 +179,14 @@ impl Store {
                     &cleaned
                 };
                 let mut tx = p.begin().await?;
+                let mut skipped = Vec::new();
                 for chunk in chunks(rows) {
-                    bind_rows(sqlx::query(insert_sql(chunk.len(), true)), chunk).execute(&mut *tx).await?;
+                    let ids = bind_rows(sqlx::query(insert_sql(chunk.len(), true)), chunk).fetch_all(&mut *tx).await?;
+                    if ids.len() < chunk.len() {
+                        skipped.extend(not_inserted(chunk, ids.iter().map(|r| r.get::<String, _>(0))));
+                    }
                 }
-                for (k, s) in &usage::aggregate(rows) {
+                for (k, s) in &usage::aggregate(rows, &skipped) {
                     usage::bind_group!(sqlx::query(usage::UPSERT), k, s).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
@@ -298,7 +306,9 @@ fn insert_sql(n: usize, postgres: bool) -> &'static str {
                         }
                         sql.push(')');
                     }
-                    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+                    // The ids written, so rows already there (a batch written twice) are not
+                    // counted in the rollups again.
+                    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
                     sql
                 })
                 .collect()
@@ -306,6 +316,12 @@ fn insert_sql(n: usize, postgres: bool) -> &'static str {
     });
     let i = CHUNK_SIZES.iter().position(|&c| c == n).expect("chunks() only yields CHUNK_SIZES");
     &all[usize::from(postgres)][i]
+}
+
+/// Ids in `chunk` that are not among `inserted` (they were in the log already).
+fn not_inserted(chunk: &[RequestRecord], inserted: impl Iterator<Item = String>) -> Vec<String> {
+    let inserted: std::collections::HashSet<String> = inserted.collect();
+    chunk.iter().filter(|r| !inserted.contains(&r.id)).map(|r| r.id.clone()).collect()
 }
 
 type Insert<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;

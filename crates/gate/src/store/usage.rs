@@ -36,10 +36,11 @@ impl UsageSums {
 /// (period, bucket start, key, model, target, account).
 type GroupKey<'a> = (&'static str, i64, &'a str, &'a str, &'a str, &'a str);
 
-/// A batch of rows summed into rollup groups, both periods.
-pub(super) fn aggregate(rows: &[RequestRecord]) -> BTreeMap<GroupKey<'_>, UsageSums> {
+/// A batch of rows summed into rollup groups, both periods; rows whose id is in `skip` (already
+/// logged) are left out.
+pub(super) fn aggregate<'a>(rows: &'a [RequestRecord], skip: &[String]) -> BTreeMap<GroupKey<'a>, UsageSums> {
     let mut groups = BTreeMap::new();
-    for r in rows {
+    for r in rows.iter().filter(|r| skip.is_empty() || !skip.contains(&r.id)) {
         for (period, len) in [("hour", HOUR_MS), ("day", DAY_MS)] {
             let key = (
                 period,
@@ -224,7 +225,7 @@ mod tests {
             row(HOUR_MS * 31, Some("k1"), 1.0, false),
             row(HOUR_MS * 30, None, 2.0, false),
         ];
-        let g = aggregate(&rows);
+        let g = aggregate(&rows, &[]);
         let h30 = &g[&("hour", HOUR_MS * 30, "k1", "m", "p/m", "")];
         assert_eq!((h30.requests, h30.errors, h30.input_tokens, h30.cost_usd), (2, 1, 20, 0.75));
         assert_eq!(g[&("hour", HOUR_MS * 31, "k1", "m", "p/m", "")].requests, 1);

@@ -136,6 +136,17 @@ impl Gate {
         }
         panic!("request log never reached {n} rows");
     }
+
+    /// Wait until the request log holds a row that `pred` accepts; that row.
+    pub async fn record_where(&self, what: &str, pred: impl Fn(&RequestRecord) -> bool) -> RequestRecord {
+        for _ in 0..200 {
+            if let Some(r) = self.store.recent_requests(1000).await.unwrap().into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the request log never held {what}");
+    }
 }
 
 impl Drop for Gate {

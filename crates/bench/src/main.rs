@@ -219,7 +219,7 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     let selected: Vec<_> =
         scenarios::all(args.smoke).into_iter().filter(|s| wanted.iter().any(|w| w == "all" || w == s.id)).collect();
     if selected.is_empty() {
-        bail!("--scenario {}: no such scenario (a–g or all)", args.scenario);
+        bail!("--scenario {}: no such scenario (a–h or all)", args.scenario);
     }
     let timing = if args.smoke {
         Timing {

@@ -66,6 +66,8 @@ pub struct Scenario {
     pub delay_ms: u64,
     pub ttft_ms: u64,
     pub load: Load,
+    /// codex-gate's requests carry a client key with rpm, tpm and budget limits.
+    pub keyed: bool,
 }
 
 /// Run lengths.
@@ -93,6 +95,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
         delay_ms: 0,
         ttft_ms: 0,
         load: Load::Closed { connections: s(16, 2) },
+        keyed: false,
     };
     vec![
         Scenario {
@@ -102,6 +105,16 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             upstream: Api::Chat,
             body: BodyShape::SmallChat,
             deltas: 5,
+            ..base.clone()
+        },
+        Scenario {
+            id: "h",
+            title: "scenario a with a client key (rpm, tpm and budget limits) on every request",
+            client: Api::Chat,
+            upstream: Api::Chat,
+            body: BodyShape::SmallChat,
+            deltas: 5,
+            keyed: true,
             ..base.clone()
         },
         Scenario {
@@ -332,6 +345,8 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     let config = gate_config(sc, &gate_addr, &mock_url, &work);
     let config_path = work.join(format!("gate-{}.toml", sc.id));
     std::fs::write(&config_path, config)?;
+    // A key whose limits are checked on every request but never reached.
+    let key = if sc.keyed { Some(create_key(&work, sc).await?) } else { None };
     let gate = Proc::spawn_self(
         "codex-gate",
         &gate_addr,
@@ -349,7 +364,10 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
         Target {
             name: "codex-gate".into(),
             url: format!("http://{gate_addr}/v1"),
-            headers: vec![],
+            headers: key
+                .iter()
+                .map(|k| Ok((http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {k}"))?)))
+                .collect::<anyhow::Result<_>>()?,
             pid: Some(gate.pid()),
         },
     ];
@@ -371,6 +389,17 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     Ok(ScenarioResult::new(sc, results, agreement))
 }
 
+/// A client key in scenario `sc`'s store, with limits far above what the load reaches.
+async fn create_key(work: &Path, sc: &Scenario) -> anyhow::Result<String> {
+    let url = format!("sqlite://{}", work.join(format!("gate-{}.db", sc.id)).display());
+    let store = codex_gate::store::Store::open(&url).await?;
+    let spec = serde_json::json!({"name": "bench", "rpm": 100_000_000u64, "tpm": 100_000_000_000u64,
+                                  "budget_usd": 1_000_000_000.0, "budget_period": "day"});
+    let (key, _) = codex_gate::access::manage::create(&store, spec.as_object().context("spec")?).await?;
+    store.close().await;
+    Ok(key)
+}
+
 fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path) -> String {
     let db: PathBuf = work.join(format!("gate-{}.db", sc.id));
     format!(
@@ -378,12 +407,18 @@ fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path) -> Stri
          [server]\nlisten = \"{listen}\"\n\n[store]\nurl = \"sqlite://{db}\"\n\n\
          [pool]\nkey_file = \"{key}\"\nusage_poll_secs = 0\n\n\
          [[providers]]\nname = \"mock\"\nkind = \"{kind}\"\nbase_url = \"{mock_url}\"\n\n\
-         [[routes]]\nmodel = \"{model}\"\ntargets = [\"mock/{model}\"]\n",
+         [[routes]]\nmodel = \"{model}\"\ntargets = [\"mock/{model}\"]\n{prices}",
         id = sc.id,
         db = db.display(),
         key = work.join("encryption.key").display(),
         kind = sc.upstream.kind(),
         model = bodies::MODEL,
+        // Keyed requests are priced too (the budget reads their cost).
+        prices = if sc.keyed {
+            format!("\n[prices.\"{}\"]\ninput = 1.25\noutput = 10.0\n", bodies::MODEL)
+        } else {
+            String::new()
+        },
     )
 }
 

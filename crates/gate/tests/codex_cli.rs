@@ -7,69 +7,13 @@
 mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
+use common::codex::Run;
 use common::{codex_bin, provider, skip, Gate, TempDir};
 use serde_json::Value;
 
-struct Run {
-    code: Option<i32>,
-    events: Vec<Value>,
-    stderr: String,
-}
-
-impl Run {
-    fn items(&self, kind: &str) -> Vec<&Value> {
-        self.events
-            .iter()
-            .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == kind)
-            .map(|e| &e["item"])
-            .collect()
-    }
-    fn dump(&self) -> String {
-        format!(
-            "exit {:?}\n{}\n{}",
-            self.code,
-            self.events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
-            self.stderr
-        )
-    }
-}
-
-/// One `codex exec` turn with `model` against the gateway. `retries`: keep Codex's default
-/// retry settings (true) or set both to 0.
+/// One `codex exec` turn with `model` against the gateway (see [`common::codex::turn`]).
 async fn codex_turn(bin: &str, gate: &Gate, model: &str, retries: bool) -> Run {
-    let home = TempDir::new();
-    let work = TempDir::new();
-    let retry = if retries { "" } else { "request_max_retries = 0\nstream_max_retries = 0\n" };
-    let config = format!(
-        "model = \"{model}\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
-         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
-         requires_openai_auth = false\n{retry}",
-        gate.url("/v1")
-    );
-    std::fs::write(home.path().join("config.toml"), config).unwrap();
-    let out = tokio::process::Command::new(bin)
-        .args([
-            "exec",
-            "--skip-git-repo-check",
-            "-s",
-            "read-only",
-            "-c",
-            "analytics.enabled=false",
-            "-c",
-            "features.plugins=false",
-        ])
-        .args(["--json", "Say PONG"])
-        .current_dir(work.path())
-        .env("CODEX_HOME", home.path())
-        .env("HOME", home.path())
-        .env("GW_API_KEY", "codex-client-key")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out =
-        tokio::time::timeout(std::time::Duration::from_secs(120), out).await.expect("codex exec timed out").unwrap();
-    let events = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    Run { code: out.status.code(), events, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    common::codex::turn(bin, &gate.url("/v1"), model, retries, "codex-client-key").await
 }
 
 async fn setup() -> (MockUpstream, Gate) {

@@ -108,6 +108,15 @@ async fn default_and_desktop_edit_the_base_config_and_undo_restores_its_bytes() 
 /// `codex exec -p codex-gate` in `home`, with nothing but what setup wrote (plus the offline
 /// switches of codex-protocol §13).
 async fn codex_exec(bin: &str, home: &Path, model: Option<&str>) -> (Option<i32>, Vec<Value>, String) {
+    codex_exec_env(bin, home, model, &[]).await
+}
+
+async fn codex_exec_env(
+    bin: &str,
+    home: &Path,
+    model: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Option<i32>, Vec<Value>, String) {
     let work = TempDir::new();
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(["exec", "--skip-git-repo-check", "-p", "codex-gate", "-s", "read-only"]).args([
@@ -120,6 +129,9 @@ async fn codex_exec(bin: &str, home: &Path, model: Option<&str>) -> (Option<i32>
     ]);
     if let Some(m) = model {
         cmd.args(["-m", m]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let out = cmd
         .args(["--json", "Say PONG"])
@@ -197,4 +209,67 @@ async fn the_real_codex_runs_a_pool_turn_with_the_profile_setup_wrote_for_a_zero
     let turn = m.requests().into_iter().rfind(|r| r.path.ends_with("/codex/responses")).unwrap();
     assert_eq!(turn.header("chatgpt-account-id"), Some("acc-p"), "served by the pool");
     assert!(!stderr.contains("fallback model metadata"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_keys_in_use_setup_gives_codex_a_key_of_its_own_and_undo_revokes_it() {
+    let (_m, gate) = gateway().await;
+    // The operator's first key: from now on the gateway asks every client for one.
+    codex_gate::access::manage::create(&gate.store, serde_json::json!({"name": "ops"}).as_object().unwrap())
+        .await
+        .unwrap();
+    gate.app.keys.sync(&gate.store, false).await.unwrap();
+    let home = TempDir::new();
+    let cfg = home.path().join("gate.toml");
+    std::fs::write(&cfg, format!("[store]\nurl = \"sqlite://{}\"\n", gate.store_path())).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let said = setup(&gate, home.path(), &["--config", cfg, "--model", "coder"]);
+    assert!(
+        said.contains("created client key key_") && said.contains("$CODEX_HOME/codex-gate.env (mode 0600)"),
+        "{said}"
+    );
+    assert!(said.contains("env_key = \"CODEX_GATE_API_KEY\""), "{said}");
+    assert!(said.contains("shells: add to ~/.zshrc or ~/.bashrc:  [ -f '$CODEX_HOME/codex-gate.env' ]"), "{said}");
+    let env_file = home.path().join("codex-gate.env");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    let key = text.lines().find_map(|l| l.strip_prefix("export CODEX_GATE_API_KEY='")).unwrap().trim_end_matches('\'');
+    assert!(key.starts_with("cg-"), "{text}");
+    assert!(!said.contains(key), "the key is written to the 0600 file, not printed");
+    let profile = read(home.path(), "codex-gate.config.toml", &gate);
+    assert!(
+        profile.contains("env_key = \"CODEX_GATE_API_KEY\"") && profile.contains("env_key_instructions"),
+        "{profile}"
+    );
+    let catalog: Value = serde_json::from_str(&read(home.path(), "codex-gate-models.json", &gate)).unwrap();
+    assert_eq!(catalog["models"].as_array().unwrap().len(), 2, "read from the gateway with the key");
+
+    // Again: the working key is kept, not a second one made.
+    let said = setup(&gate, home.path(), &["--config", cfg, "--model", "coder"]);
+    assert!(said.contains("kept client key"), "{said}");
+    assert_eq!(gate.store.list_keys().await.unwrap().len(), 2);
+
+    if let Some(bin) = codex_bin() {
+        let (code, events, stderr) = codex_exec_env(&bin, home.path(), None, &[("CODEX_GATE_API_KEY", key)]).await;
+        assert_eq!(code, Some(0), "{events:?}\n{stderr}");
+        // Without the variable Codex stops before any request and says how to set it.
+        let (code, events, stderr) = codex_exec(&bin, home.path(), None).await;
+        assert_ne!(code, Some(0));
+        let all = format!("{events:?}{stderr}");
+        assert!(all.contains("CODEX_GATE_API_KEY") && all.contains("codex-gate.env"), "{all}");
+    } else {
+        skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+    }
+
+    let said = setup(&gate, home.path(), &["--config", cfg, "--undo"]);
+    assert!(said.contains("revoked client key key_") && said.contains("removed $CODEX_HOME/codex-gate.env"), "{said}");
+    assert!(!env_file.exists());
+    gate.app.keys.sync(&gate.store, false).await.unwrap();
+    let r =
+        common::http::send("GET", &gate.url("/v1/models"), "", &[("authorization", &format!("Bearer {key}"))]).await;
+    assert_eq!(r.status, 401, "the key setup made is revoked with it");
 }

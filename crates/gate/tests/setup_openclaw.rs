@@ -61,3 +61,38 @@ async fn merges_into_the_codex_lb_config_and_undoes_it() {
     assert!(said.contains("restored $FILE"), "{said}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), SEED_003, "the exact bytes");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_keys_in_use_openclaw_gets_a_key_of_its_own_and_undo_revokes_it() {
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let gate = Gate::start(&provider("api", "responses", &m.url(), "models = [\"gpt-5.5\"]")).await;
+    codex_gate::access::manage::create(&gate.store, serde_json::json!({"name": "ops"}).as_object().unwrap())
+        .await
+        .unwrap();
+    gate.app.keys.sync(&gate.store, false).await.unwrap();
+    let dir = TempDir::new();
+    let cfg = dir.path().join("gate.toml");
+    std::fs::write(&cfg, format!("[store]\nurl = \"sqlite://{}\"\n", gate.store_path())).unwrap();
+    let file = dir.path().join("openclaw.json");
+    std::fs::write(&file, SEED_003).unwrap();
+    let said = setup(&gate, &file, &["--config", cfg.to_str().unwrap()]);
+    assert!(said.contains("created client key key_"), "{said}");
+    let v: serde_json::Value = jsonc_parser::parse_to_serde_value(
+        &std::fs::read_to_string(&file).unwrap(),
+        &jsonc_parser::ParseOptions::default(),
+    )
+    .unwrap();
+    let key = v["models"]["providers"]["codex-gate"]["apiKey"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("cg-") && !said.contains(&key), "{said}");
+    assert_eq!(v["models"]["providers"]["codex-gate"]["models"][0]["id"], "gpt-5.5", "listed with the key");
+    assert_eq!(v["models"]["providers"]["codex-lb"]["apiKey"], "dummy", "the user's provider is untouched");
+    let said = setup(&gate, &file, &["--config", cfg.to_str().unwrap()]);
+    assert!(said.contains("kept client key"), "{said}");
+    let said = setup(&gate, &file, &["--config", cfg.to_str().unwrap(), "--undo"]);
+    assert!(said.contains("revoked client key"), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), SEED_003, "the exact bytes");
+    gate.app.keys.sync(&gate.store, false).await.unwrap();
+    let r =
+        common::http::send("GET", &gate.url("/v1/models"), "", &[("authorization", &format!("Bearer {key}"))]).await;
+    assert_eq!(r.status, 401);
+}

@@ -69,16 +69,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `GET path` on the gateway at `listen` (as a client on this machine reaches it): the JSON of
-/// a 2xx within 2 s, or `None` when none answers.
+/// a 2xx within 2 s, or `None` when none answers. Once the gateway uses keys, the CLI's reads
+/// send `CODEX_GATE_ADMIN_KEY` (admin paths) or `CODEX_GATE_API_KEY` (the others) when set.
 pub async fn gateway_get(listen: std::net::SocketAddr, path: &str) -> Option<serde_json::Value> {
     let (base, _) = setup::client_base_url(None, listen).ok()?;
-    get_json(&format!("{}{path}", base.trim_end_matches("/v1")), std::time::Duration::from_secs(2)).await
+    let var =
+        if path.starts_with("/api/") || path == "/metrics" { "CODEX_GATE_ADMIN_KEY" } else { "CODEX_GATE_API_KEY" };
+    let key = std::env::var(var).ok().filter(|k| !k.is_empty());
+    get_json(&format!("{}{path}", base.trim_end_matches("/v1")), std::time::Duration::from_secs(2), key.as_deref())
+        .await
 }
 
-/// `GET url`: the JSON of a 2xx within `limit`, else `None` (for the CLI's own reads).
-pub async fn get_json(url: &str, limit: std::time::Duration) -> Option<serde_json::Value> {
+/// `GET url` (with `key` as its bearer): the JSON of a 2xx within `limit`, else `None` (for
+/// the CLI's own reads).
+pub async fn get_json(url: &str, limit: std::time::Duration, key: Option<&str>) -> Option<serde_json::Value> {
     let client = crate::upstream::client::UpstreamClient::new(&[]);
-    let req = http::Request::get(url).body(bytes::Bytes::new()).ok()?;
+    let mut req = http::Request::get(url);
+    if let Some(k) = key {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let req = req.body(bytes::Bytes::new()).ok()?;
     let fetch = async {
         let resp = client.request(req).await.ok()?;
         if !resp.status().is_success() {

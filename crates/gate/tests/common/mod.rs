@@ -3,6 +3,7 @@
 //! components (skips are loud, and fatal under CODEX_GATE_TEST_REQUIRE_ALL=1).
 #![allow(dead_code)]
 
+pub mod codex;
 pub mod http;
 
 use codex_gate::config::Config;

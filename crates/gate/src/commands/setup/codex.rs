@@ -42,6 +42,13 @@ pub struct CodexArgs {
     /// Codex's home [default: $CODEX_HOME, else ~/.codex]
     #[arg(long, value_name = "DIR")]
     pub codex_home: Option<PathBuf>,
+    /// The environment variable Codex reads the client key from (env_key), when the gateway
+    /// uses keys
+    #[arg(long, default_value = "CODEX_GATE_API_KEY", value_name = "VAR")]
+    pub key_env: String,
+    /// Do not create a client key or set env_key, even when the gateway uses keys
+    #[arg(long)]
+    pub no_key: bool,
 }
 
 /// Where everything goes.
@@ -49,6 +56,8 @@ struct Paths {
     profile: PathBuf,
     base: PathBuf,
     catalog: PathBuf,
+    /// The client key, as an `export` line (0600).
+    env: PathBuf,
 }
 
 fn paths(home: &Path, name: &str) -> Paths {
@@ -56,7 +65,13 @@ fn paths(home: &Path, name: &str) -> Paths {
         profile: home.join(format!("{name}.config.toml")),
         base: home.join("config.toml"),
         catalog: home.join(format!("{name}-models.json")),
+        env: home.join(format!("{name}.env")),
     }
+}
+
+/// The LaunchAgent label for profile `name` (macOS).
+fn agent_label(name: &str) -> String {
+    format!("dev.codex-gate.{name}.env")
 }
 
 pub fn codex_home(arg: Option<&Path>) -> Option<PathBuf> {
@@ -82,6 +97,16 @@ pub async fn run(config_path: Option<&Path>, args: CodexArgs) -> anyhow::Result<
         for f in files {
             done.extend(restore(f)?);
         }
+        if args.undo {
+            // The key this setup made goes with it.
+            if let (Ok(config), Some(old)) = (Config::load(config_path), super::client_key::read_env_file(&p.env)) {
+                done.extend(super::client_key::revoke_key(&config, &old.key).await);
+            }
+            done.extend(restore(&p.env)?);
+            if let Some(agent) = super::client_key::launch_agent_path(&agent_label(name)) {
+                done.extend(restore(&agent)?);
+            }
+        }
         if done.is_empty() {
             println!("nothing to undo in {}", home.display());
         }
@@ -92,14 +117,53 @@ pub async fn run(config_path: Option<&Path>, args: CodexArgs) -> anyhow::Result<
     }
     let config = Config::load(config_path)?;
     let (base_url, added_v1) = client_base_url(args.url.as_deref(), config.server.listen)?;
-    let (catalog, from) = catalog(&config, &base_url).await;
+    let mut out = Vec::new();
+    // A client key, once the gateway uses them: Codex reads it from `env_key`.
+    let mut env_steps = Vec::new();
+    let keyed = if args.no_key { None } else { super::client_key::keyed_store(&config).await? };
+    let env_key = match keyed {
+        None => None,
+        Some(store) => {
+            let var = &args.key_env;
+            if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("--key-env {var:?}: an environment variable name (letters, digits, '_')");
+            }
+            let old = super::client_key::read_env_file(&p.env).map(|e| e.key);
+            let (key, id, created) =
+                super::client_key::provision(&store, &format!("codex ({name} profile)"), old.as_deref()).await?;
+            store.close().await;
+            if created {
+                super::client_key::wait_accepted(&base_url, &key).await;
+            }
+            write_with_backup(&p.env, super::client_key::env_file_text(var, &key, &id).as_bytes())?;
+            out.push(format!(
+                "{} client key {id}; it is in {} (mode 0600)",
+                if created { "created" } else { "kept" },
+                p.env.display()
+            ));
+            let agent = if cfg!(target_os = "macos") {
+                let label = agent_label(name);
+                let path = super::client_key::launch_agent_path(&label);
+                if let Some(a) = &path {
+                    write_with_backup(a, super::client_key::launch_agent(&label, var, &p.env).as_bytes())?;
+                    out.push(format!("wrote {} (sets {var} for GUI apps at login)", a.display()));
+                }
+                path
+            } else {
+                None
+            };
+            env_steps = super::client_key::env_steps(cfg!(target_os = "macos"), var, &p.env, agent.as_deref());
+            Some((var.clone(), key))
+        }
+    };
+    // With a key the gateway's catalog shows what this key may use.
+    let (catalog, from) = catalog(&config, &base_url, env_key.as_ref().map(|(_, k)| k.as_str())).await;
     let models: Vec<&str> = catalog["models"]
         .as_array()
         .map(|m| m.iter().filter(|e| e["visibility"] == "list").filter_map(|e| e["slug"].as_str()).collect())
         .unwrap_or_default();
     let model = args.model.clone().or_else(|| models.first().map(|m| (*m).to_owned()));
     let desktop = args.desktop == Some(OnOff::On);
-    let mut out = Vec::new();
     // Codex refuses an empty catalog, so with no models there is none (and no key naming it).
     let has_catalog = catalog["models"].as_array().is_some_and(|m| !m.is_empty());
     if has_catalog {
@@ -109,12 +173,14 @@ pub async fn run(config_path: Option<&Path>, args: CodexArgs) -> anyhow::Result<
     } else {
         out.push(format!("no model catalog: {from} lists no models yet (run setup again once it does)"));
     }
+    let instructions = format!("run: . '{}'   (written by codex-gate setup codex)", p.env.display());
     let plan = Plan {
         name,
         base_url: &base_url,
         model: model.as_deref(),
         catalog: has_catalog.then_some(p.catalog.as_path()),
         desktop,
+        env_key: env_key.as_ref().map(|(v, _)| (v.as_str(), instructions.as_str())),
     };
     if edit_base {
         let old = match std::fs::read_to_string(&p.base) {
@@ -136,6 +202,12 @@ pub async fn run(config_path: Option<&Path>, args: CodexArgs) -> anyhow::Result<
         println!("{line}");
     }
     println!("{}", explain(&plan, added_v1));
+    if !env_steps.is_empty() {
+        println!("put the key in Codex's environment:");
+        for s in env_steps {
+            println!("  {s}");
+        }
+    }
     Ok(())
 }
 
@@ -146,14 +218,17 @@ struct Plan<'a> {
     model: Option<&'a str>,
     catalog: Option<&'a Path>,
     desktop: bool,
+    /// (variable, how to set it): the client key Codex sends.
+    env_key: Option<(&'a str, &'a str)>,
 }
 
 /// The gateway's catalog: from the running gateway (it knows the pool's models), else built
 /// from the config alone. Returns it and where it came from.
-async fn catalog(config: &Config, base_url: &str) -> (Value, String) {
+async fn catalog(config: &Config, base_url: &str, key: Option<&str>) -> (Value, String) {
     let url = format!("{base_url}/models?client_version={CLIENT_VERSION}");
-    let fetched =
-        crate::commands::get_json(&url, std::time::Duration::from_secs(5)).await.filter(|v| v["models"].is_array());
+    let fetched = crate::commands::get_json(&url, std::time::Duration::from_secs(5), key)
+        .await
+        .filter(|v| v["models"].is_array());
     match fetched {
         Some(v) => (v, base_url.to_owned()),
         None => {
@@ -170,6 +245,10 @@ fn provider_table(plan: &Plan<'_>) -> Table {
     t["name"] = value(plan.name);
     t["base_url"] = value(plan.base_url);
     t["wire_api"] = value("responses");
+    if let Some((var, how)) = plan.env_key {
+        t["env_key"] = value(var);
+        t["env_key_instructions"] = value(how);
+    }
     if plan.desktop {
         t["requires_openai_auth"] = value(true);
     }
@@ -239,6 +318,10 @@ fn edit_base_config(old: &str, plan: &Plan<'_>) -> Result<String, toml_edit::Tom
                 if !plan.desktop {
                     existing.remove("requires_openai_auth");
                 }
+                if plan.env_key.is_none() {
+                    existing.remove("env_key");
+                    existing.remove("env_key_instructions");
+                }
             }
             None => {
                 t.insert(plan.name, Item::Table(provider_table(plan)));
@@ -264,6 +347,12 @@ fn explain(plan: &Plan<'_>, added_v1: bool) -> String {
     if let Some(m) = plan.model {
         line(&format!("model = \"{m}\""), "what Codex starts with (--model to choose)");
     }
+    if let Some((var, _)) = plan.env_key {
+        line(
+            &format!("env_key = \"{var}\""),
+            "the gateway asks every client for a key: Codex sends it from this variable",
+        );
+    }
     if plan.desktop {
         line(
             "requires_openai_auth = true",
@@ -274,7 +363,9 @@ fn explain(plan: &Plan<'_>, added_v1: bool) -> String {
     let mut unset = |k: &str, why: &str| s.push_str(&format!("  {k:<38} {why}\n"));
     unset("supports_websockets", "the gateway does not speak Codex's WebSocket transport yet");
     unset("name = \"OpenAI\"", "would turn on remote compaction, which the gateway does not serve yet");
-    unset("env_key", "the gateway needs no client key (none are configured)");
+    if plan.env_key.is_none() {
+        unset("env_key", "the gateway needs no client key (none are configured)");
+    }
     if plan.desktop {
         s.push_str("Quit Codex Desktop completely and start it again to see the models.\n");
     }
@@ -292,6 +383,7 @@ mod tests {
             model: Some("gpt-5.5"),
             catalog: Some(catalog),
             desktop,
+            env_key: None,
         }
     }
 

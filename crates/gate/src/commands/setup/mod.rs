@@ -2,6 +2,7 @@
 //! changes is backed up once, before the first change, so `--undo` restores the exact bytes
 //! the user had (or removes a file that was not there).
 
+pub mod client_key;
 pub mod codex;
 pub mod openclaw;
 

@@ -64,6 +64,13 @@ pub fn openclaw_config(arg: Option<&Path>) -> Option<PathBuf> {
 pub async fn run(config_path: Option<&Path>, args: OpenClawArgs) -> anyhow::Result<()> {
     let file = openclaw_config(args.config_file.as_deref()).context("no OpenClaw config: set HOME or --config-file")?;
     if args.undo {
+        // A key this setup created goes with it.
+        let key = std::fs::read_to_string(&file).ok().and_then(|t| provider_key(&t, &args.name));
+        if let (Some(k), Ok(config)) = (key.filter(|k| k.starts_with("cg-")), Config::load(config_path)) {
+            if let Some(done) = super::client_key::revoke_key(&config, &k).await {
+                println!("{done}");
+            }
+        }
         match restore(&file)? {
             Some(done) => println!("{done}"),
             None => println!("nothing to undo for {}", file.display()),
@@ -75,7 +82,27 @@ pub async fn run(config_path: Option<&Path>, args: OpenClawArgs) -> anyhow::Resu
     }
     let config = Config::load(config_path)?;
     let (base_url, _) = client_base_url(args.url.as_deref(), config.server.listen)?;
-    let models = models(&config, config.server.listen, args.url.is_some(), &base_url).await;
+    let old = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    // Once the gateway uses keys, OpenClaw gets one of its own (kept across runs while it works).
+    let key = match super::client_key::keyed_store(&config).await? {
+        None => None,
+        Some(store) => {
+            let label = format!("openclaw ({})", args.name);
+            let existing = provider_key(&old, &args.name);
+            let (key, id, created) = super::client_key::provision(&store, &label, existing.as_deref()).await?;
+            store.close().await;
+            if created {
+                super::client_key::wait_accepted(&base_url, &key).await;
+            }
+            println!("{} client key {id} for OpenClaw", if created { "created" } else { "kept" });
+            Some(key)
+        }
+    };
+    let models = models(&base_url, key.as_deref(), &config).await;
     if models.is_empty() {
         bail!("the gateway routes no models yet: add an account (`codex-gate accounts import`) or a provider first");
     }
@@ -85,13 +112,14 @@ pub async fn run(config_path: Option<&Path>, args: OpenClawArgs) -> anyhow::Resu
         (None, true) => models.first().cloned(),
         (None, false) => None,
     };
-    let old = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    let plan = Plan {
+        name: &args.name,
+        base_url: &base_url,
+        api: args.api,
+        models: &models,
+        primary: primary.as_deref(),
+        api_key: key.as_deref().unwrap_or("dummy"),
     };
-    let plan =
-        Plan { name: &args.name, base_url: &base_url, api: args.api, models: &models, primary: primary.as_deref() };
     let text = merge(&old, &plan).map_err(|e| anyhow::anyhow!("{} is not valid JSON5: {e}", file.display()))?;
     write_with_backup(&file, text.as_bytes())?;
     println!(
@@ -102,7 +130,11 @@ pub async fn run(config_path: Option<&Path>, args: OpenClawArgs) -> anyhow::Resu
         args.api.as_str()
     );
     println!("  baseUrl = {base_url}   (with /v1: OpenClaw appends /responses or /chat/completions)");
-    println!("  apiKey = \"dummy\"      (OpenClaw requires one; the gateway needs no client key yet)");
+    if key.is_some() {
+        println!("  apiKey = the client key above (the file keeps its mode; it is the key's only copy)");
+    } else {
+        println!("  apiKey = \"dummy\"      (OpenClaw requires one; the gateway needs no client key yet)");
+    }
     println!("  mode = \"merge\"        (your other providers stay)");
     if let Some(m) = &primary {
         println!("  agents.defaults.model.primary = \"{}/{m}\"", args.name);
@@ -111,14 +143,16 @@ pub async fn run(config_path: Option<&Path>, args: OpenClawArgs) -> anyhow::Resu
     Ok(())
 }
 
-/// The gateway's models: live when it runs, else the config's. References (`provider/model`)
-/// are left out; OpenClaw names a model `<provider>/<model>` already.
-async fn models(config: &Config, listen: std::net::SocketAddr, custom_url: bool, base_url: &str) -> Vec<String> {
-    let live = if custom_url {
-        crate::commands::get_json(&format!("{base_url}/models"), std::time::Duration::from_secs(5)).await
-    } else {
-        crate::commands::gateway_get(listen, "/v1/models").await
-    };
+/// The provider `name`'s `apiKey` in an OpenClaw config's text.
+fn provider_key(text: &str, name: &str) -> Option<String> {
+    let v = jsonc_parser::parse_to_serde_value::<serde_json::Value>(text, &ParseOptions::default()).ok()?;
+    v["models"]["providers"][name]["apiKey"].as_str().map(str::to_owned)
+}
+
+/// The gateway's models (those `key` may use): live when it runs, else the config's.
+/// References (`provider/model`) are left out; OpenClaw names a model `<provider>/<model>`.
+async fn models(base_url: &str, key: Option<&str>, config: &Config) -> Vec<String> {
+    let live = crate::commands::get_json(&format!("{base_url}/models"), std::time::Duration::from_secs(5), key).await;
     let ids: Vec<String> = match live {
         Some(v) => {
             v["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect()
@@ -134,6 +168,7 @@ struct Plan<'a> {
     api: OpenClawApi,
     models: &'a [String],
     primary: Option<&'a str>,
+    api_key: &'a str,
 }
 
 /// `old` with the gateway's provider merged in.
@@ -152,7 +187,7 @@ fn merge(old: &str, plan: &Plan<'_>) -> Result<String, jsonc_parser::errors::Par
         .collect();
     let entry = CstInputValue::Object(vec![
         ("baseUrl".into(), plan.base_url.into()),
-        ("apiKey".into(), "dummy".into()),
+        ("apiKey".into(), plan.api_key.into()),
         ("api".into(), plan.api.as_str().into()),
         ("models".into(), CstInputValue::Array(list)),
     ]);
@@ -193,6 +228,7 @@ mod tests {
             api: OpenClawApi::Responses,
             models: &models,
             primary: None,
+            api_key: "dummy",
         };
         let new = merge(old, &plan).unwrap();
         for kept in ["// my OpenClaw", "// any value works", "primary: 'codex-lb/gpt-5.3-codex'", "\"codex-lb\""] {

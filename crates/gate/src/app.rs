@@ -24,6 +24,8 @@ pub struct App {
     pub lifecycle: Lifecycle,
     /// Client keys, reloaded when the store says they changed.
     pub keys: crate::access::keys::Keys,
+    /// `[cluster]`: the shared Redis.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Shutdown, in two steps: `stopping` when the server stops accepting (background tasks end),
@@ -57,6 +59,13 @@ impl App {
             originator: p.originator.clone(),
         };
         let pool = Pool::new(settings, store.clone(), cipher, client.clone());
+        let keys = crate::access::keys::Keys::default();
+        // The URL was checked with the config.
+        let cluster = config.redis_url.as_deref().and_then(|u| crate::cluster::Cluster::new(u).ok());
+        if let Some(c) = &cluster {
+            keys.set_cluster(c.clone());
+            pool.set_cluster(c.clone());
+        }
         Arc::new(App {
             config,
             router,
@@ -66,7 +75,8 @@ impl App {
             pool,
             store,
             lifecycle: Lifecycle::default(),
-            keys: Default::default(),
+            keys,
+            cluster,
         })
     }
 }
@@ -108,6 +118,34 @@ impl App {
             }
         });
         Ok(())
+    }
+
+    /// With `[cluster]`: publish, listen and sync counters until the server stops.
+    pub fn start_cluster(self: &Arc<Self>) {
+        let Some(c) = self.cluster.clone() else { return };
+        let stop = self.lifecycle.stopping.clone();
+        // Connect now, so `/metrics` and the log tell at once whether Redis is there.
+        let first = c.clone();
+        tokio::spawn(async move {
+            let _: Option<String> =
+                first.call(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await }).await;
+        });
+        tokio::spawn(crate::cluster::events::publish_loop(c.clone(), stop.clone()));
+        tokio::spawn(crate::cluster::counters::run(c.clone(), stop.clone()));
+        let app = self.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(1024);
+        tokio::spawn(crate::cluster::events::listen(c, stop.clone(), move |v| {
+            let _ = tx.try_send(v);
+        }));
+        tokio::spawn(async move {
+            loop {
+                let v = tokio::select! {
+                    v = rx.recv() => match v { Some(v) => v, None => break },
+                    () = stop.cancelled() => break,
+                };
+                app.pool.apply_event(&v).await;
+            }
+        });
     }
 
     /// Load the accounts from the store again, then read the pool's model catalog in the

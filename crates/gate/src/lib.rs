@@ -12,6 +12,7 @@
 //! - [`tally`]: per-request accounting (metrics + one request-log record); [`cost`]: prices.
 //! - [`ledger`]: the batched request-log writer; [`store`]: SQLite / PostgreSQL.
 //! - [`pool`]: ChatGPT subscription accounts: tokens, selection, refresh, quota.
+//! - [`cluster`]: optional Redis: shared limit counters, refresh locks, events between instances.
 //! - [`secrets`]: sealing tokens at rest.
 //! - [`metrics`]: Prometheus registry; [`error`]: the one error enum.
 //! - [`cli`], [`commands`]: the `codex-gate` command line; [`logsink`]: the buffered log writer.
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod codex_catalog;
 pub mod commands;
 pub mod config;

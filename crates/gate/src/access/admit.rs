@@ -30,7 +30,7 @@ pub struct Admitted {
 /// upstream counts them (the reservation is corrected by the real count at the end).
 const BYTES_PER_TOKEN: usize = 4;
 
-pub fn admit(
+pub async fn admit(
     app: &App,
     caller: Option<&Caller>,
     head: &RequestHead,
@@ -46,6 +46,8 @@ pub fn admit(
             key_id: None,
         });
     };
+    // With `[cluster]`: a request lease from Redis when this instance has none left.
+    key.limits.prepare(crate::now_ms()).await;
     admit_key(app, key, head, body_len, resolved)
 }
 

@@ -176,11 +176,18 @@ impl KeySet {
 #[derive(Debug, Default)]
 pub struct Keys {
     set: RwLock<Arc<KeySet>>,
+    /// With `[cluster]`, keys' counters are shared through it.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Keys {
     pub fn current(&self) -> Arc<KeySet> {
         self.set.read().clone()
+    }
+
+    /// Share keys' counters through `cluster` (before the first sync).
+    pub fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// Reload from the store when its key version changed (or `force`). Counters of keys whose
@@ -212,7 +219,7 @@ impl Keys {
             let reuse = old.by_hash.get(&hash).filter(|k| k.updated_ms == row.updated_ms).map(|k| k.limits.clone());
             let limits = match reuse {
                 Some(l) => l,
-                None => Arc::new(KeyLimits::seeded(&policy, &row.id, store, now).await),
+                None => Arc::new(KeyLimits::seeded(&policy, &row.id, store, now, self.cluster.get()).await),
             };
             if row.admin && !revoked && row.expires_ms.is_none_or(|e| e > now) {
                 set.admin_exists = true;

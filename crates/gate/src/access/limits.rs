@@ -4,6 +4,7 @@
 //! no I/O) and settles when its tally closes, with the tokens and cost it really used.
 
 use super::keys::{Period, Policy};
+use crate::cluster::counters::{Shared, Take};
 use crate::store::Store;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -135,6 +136,8 @@ pub struct KeyLimits {
     pool_share: Option<f64>,
     in_flight: AtomicU32,
     state: Mutex<Counters>,
+    /// With `[cluster]`: the counters all instances share (see `crate::cluster::counters`).
+    shared: Option<(Arc<Shared>, Arc<crate::cluster::Cluster>)>,
 }
 
 /// A request's hold on its key's limits. Dropping it releases the concurrency slot; settle it
@@ -159,6 +162,10 @@ impl Reservation {
         }
         c.spent_usd += cost_usd;
         self.tokens = tokens as f64;
+        drop(c);
+        if let Some((s, _)) = &self.limits.shared {
+            s.used(crate::now_ms(), tokens as f64, cost_usd);
+        }
     }
 
     /// A pool turn used `primary` and `secondary` percent of the whole pool's windows.
@@ -205,13 +212,41 @@ impl KeyLimits {
                 share_5h: Rolling::new(5 * MINUTE_MS, 5 * 60 * MINUTE_MS),
                 share_7d: Rolling::new(60 * MINUTE_MS, 7 * DAY_MS),
             }),
+            shared: None,
+        }
+    }
+
+    /// Share this key's counters with the other instances through `cluster`.
+    pub fn with_cluster(mut self, id: &str, cluster: &Arc<crate::cluster::Cluster>) -> KeyLimits {
+        if self.rpm.is_some() || self.tpm.is_some() || self.budget.is_some() {
+            let s = Arc::new(Shared::new(id, self.rpm, self.tpm, self.budget, self.period));
+            cluster.counters.register(&s);
+            self.shared = Some((s, cluster.clone()));
+        }
+        self
+    }
+
+    /// Renew this key's request lease if it needs one (with `[cluster]`; the only Redis wait on
+    /// the request path, once per lease).
+    pub async fn prepare(&self, now: i64) {
+        if let Some((s, c)) = &self.shared {
+            s.ensure_lease(c, now).await;
         }
     }
 
     /// Counters that start from what the store recorded for key `id` in the windows under way
     /// (a limit added to a busy key counts the traffic it already had).
-    pub async fn seeded(policy: &Policy, id: &str, store: &Store, now: i64) -> KeyLimits {
-        let limits = KeyLimits::new(policy, now);
+    pub async fn seeded(
+        policy: &Policy,
+        id: &str,
+        store: &Store,
+        now: i64,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+    ) -> KeyLimits {
+        let mut limits = KeyLimits::new(policy, now);
+        if let Some(c) = cluster {
+            limits = limits.with_cluster(id, c);
+        }
         if policy.rpm.is_some() || policy.tpm.is_some() {
             match store.key_usage_since(id, now - MINUTE_MS).await {
                 Ok(u) => {
@@ -260,24 +295,20 @@ impl KeyLimits {
         r.minute = c.minute;
         let w = c.prev_weight(now);
         let until_minute_end = MINUTE_MS - (now - c.minute);
-        if let Some(rpm) = self.rpm.map(f64::from) {
-            let used = c.prev_requests * w + c.cur_requests;
-            if used + 1.0 > rpm {
-                let wait = wait_ms(c.prev_requests, c.cur_requests, used + 1.0 - rpm, now - c.minute);
-                return Err(limited(LimitKind::Rpm, rpm, used, wait.min(until_minute_end + MINUTE_MS)));
-            }
-        }
+        let shared = self.shared.as_ref().map(|(s, _)| s);
         if let Some(tpm) = self.tpm.map(|t| t as f64) {
-            let used = c.prev_tokens * w + c.cur_tokens;
+            let local = c.prev_tokens * w + c.cur_tokens;
+            let used = local.max(shared.and_then(|s| s.cluster_tokens(now, w)).unwrap_or(0.0));
             if used >= tpm {
                 let wait = wait_ms(c.prev_tokens, c.cur_tokens, used - tpm + 1.0, now - c.minute);
                 return Err(limited(LimitKind::Tpm, tpm, used, wait.min(until_minute_end + MINUTE_MS)));
             }
         }
         if let Some(budget) = self.budget {
-            if c.spent_usd >= budget {
+            let spent = c.spent_usd.max(shared.and_then(|s| s.cluster_spent(now)).unwrap_or(0.0));
+            if spent >= budget {
                 let wait = period_end(now, self.period) - now;
-                return Err(limited(LimitKind::Budget, budget, c.spent_usd, wait));
+                return Err(limited(LimitKind::Budget, budget, spent, wait));
             }
         }
         if let Some(share) = self.pool_share.filter(|_| pool_only) {
@@ -285,6 +316,21 @@ impl KeyLimits {
             if h5 >= share || d7 >= share {
                 let wait = if h5 >= share { c.share_5h.next_expiry_in(now) } else { c.share_7d.next_expiry_in(now) };
                 return Err(limited(LimitKind::PoolShare, share, h5.max(d7), wait));
+            }
+        }
+        // Last, so a request another limit refuses takes nothing from a shared lease.
+        if let Some(rpm) = self.rpm.map(f64::from) {
+            let used = c.prev_requests * w + c.cur_requests;
+            match shared.map(|s| s.take(now, self.shared.as_ref().is_some_and(|(_, cl)| cl.is_up()))) {
+                Some(Take::Taken) => {}
+                Some(Take::Exhausted) => return Err(limited(LimitKind::Rpm, rpm, rpm, until_minute_end)),
+                // No cluster, or Redis unreachable: this instance's own sliding window.
+                None | Some(Take::Local) => {
+                    if used + 1.0 > rpm {
+                        let wait = wait_ms(c.prev_requests, c.cur_requests, used + 1.0 - rpm, now - c.minute);
+                        return Err(limited(LimitKind::Rpm, rpm, used, wait.min(until_minute_end + MINUTE_MS)));
+                    }
+                }
             }
         }
         c.cur_requests += 1.0;

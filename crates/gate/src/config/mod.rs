@@ -175,6 +175,8 @@ pub struct Config {
     pub egress: crate::egress::EgressConfig,
     /// `[prices]` over the built-in price table.
     pub prices: crate::cost::Prices,
+    /// `[cluster] redis_url`: instances share limits, cooldowns and refreshes through it.
+    pub redis_url: Option<String>,
     /// No providers were configured: the pool is the default provider, named [`IMPLICIT_POOL`],
     /// and every model its accounts' plans offer routes to it.
     pub implicit_pool: bool,
@@ -542,7 +544,24 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
         }
         prices.insert(model, crate::cost::Price { input: p.input, cached_input, output: p.output });
     }
+    let redis_url = match raw.cluster.redis_url.filter(|u| !u.is_empty()) {
+        None => None,
+        Some(u) if u.starts_with("redis://") => {
+            if let Err(e) = crate::cluster::Cluster::new(&u) {
+                return Err(("cluster.redis_url".into(), e));
+            }
+            if !url_is_postgres(&store.url) {
+                return Err((
+                    "cluster.redis_url".into(),
+                    "several instances share one store: set [store] url to a postgres:// database as well".into(),
+                ));
+            }
+            Some(u)
+        }
+        Some(u) => return Err(("cluster.redis_url".into(), format!("{u:?} must start with redis:// (TLS to Redis is not built in; use a local stunnel or a private network)"))),
+    };
     Ok(Config {
+        redis_url,
         prices: crate::cost::Prices::new(prices),
         source: source.map(Path::to_path_buf),
         server,
@@ -554,6 +573,10 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
         egress,
         implicit_pool,
     })
+}
+
+fn url_is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 fn parse_target(t: &str, providers: &HashSet<String>) -> Result<(String, String), String> {

@@ -23,6 +23,14 @@ pub struct RawConfig {
     pub egress: RawEgress,
     #[serde(default)]
     pub prices: BTreeMap<String, RawPrice>,
+    #[serde(default)]
+    pub cluster: RawCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis_url: Option<String>,
 }
 
 /// `[prices."model"]`: USD per million tokens.

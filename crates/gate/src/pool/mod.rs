@@ -8,6 +8,7 @@ pub mod quota;
 pub mod rate;
 pub mod refresh;
 pub mod select;
+pub mod shared;
 pub mod state;
 pub mod usage;
 

@@ -188,6 +188,8 @@ pub struct Pool {
     client: UpstreamClient,
     /// What the accounts' plans offer (see [`super::catalog`]).
     pub catalog: super::catalog::Catalog,
+    /// Other instances, with `[cluster]` (see [`super::shared`]).
+    pub(super) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -213,6 +215,7 @@ impl Pool {
             cipher,
             client,
             catalog: Default::default(),
+            cluster: Default::default(),
         }
     }
 
@@ -400,7 +403,12 @@ impl Pool {
         a.in_flight.fetch_add(1, Relaxed);
         a.rate.count(now_ms);
         if let Some(s) = session {
-            self.affinity.lock().insert(affinity_key(s).into_owned(), a.id.clone(), self.settings.affinity_ttl);
+            let key = affinity_key(s).into_owned();
+            if sticky != Some(i) {
+                // A new or moved session: the other instances keep it on the same account.
+                self.publish_affinity(&key, &a.id);
+            }
+            self.affinity.lock().insert(key, a.id.clone(), self.settings.affinity_ttl);
         }
         self.decide(&a.id, reason.to_owned());
         Ok(InFlight(a))
@@ -456,6 +464,24 @@ impl Pool {
             None if fresh(&current) => return Ok(current.access),
             _ => {}
         }
+        // With other instances, one refreshes and the rest use its tokens.
+        let lock = match self.refresh_turn(a, &current).await? {
+            super::shared::Turn::Adopted(access) => return Ok(access),
+            super::shared::Turn::Mine(lock) => Some(lock),
+            super::shared::Turn::Alone => None,
+        };
+        let result = self.refresh_now(a, current).await;
+        if let Some(lock) = lock {
+            if result.is_ok() {
+                self.publish_tokens(a);
+            }
+            lock.release().await;
+        }
+        result
+    }
+
+    /// Refresh `a`'s tokens at the issuer now (the caller holds its refresh turn).
+    async fn refresh_now(&self, a: &AccountState, current: LiveTokens) -> Result<String, RefreshError> {
         a.refreshes.fetch_add(1, Relaxed);
         match refresh(&self.client, &self.settings.oauth, &current.refresh).await {
             Ok(ans) => {
@@ -518,6 +544,24 @@ impl Pool {
             }
         });
         self.decide(&a.id, format!("cooldown until {}", until_ms / 1000));
+        self.publish_cooldown(a);
+    }
+
+    /// A session's account, as another instance chose it.
+    pub(super) fn remember_session(&self, key: &str, account: &str) {
+        self.affinity.lock().insert(key.to_owned(), account.to_owned(), self.settings.affinity_ttl);
+    }
+
+    /// The account's tokens as the store has them now (another instance may have refreshed).
+    pub(super) async fn stored_tokens(&self, id: &str) -> Option<LiveTokens> {
+        let r = self.store.get_account(id).await.ok()??;
+        let open = |s: &str, column: &str| self.cipher.open(s, &place("accounts", id, column)).ok().map(|(v, _)| v);
+        Some(LiveTokens {
+            access: open(&r.access_token, "access_token")?,
+            refresh: open(&r.refresh_token, "refresh_token")?,
+            id_token: open(&r.id_token, "id_token")?,
+            expires_ms: r.access_expires_ms,
+        })
     }
 
     pub fn succeeded(&self, a: &AccountState) {
@@ -538,6 +582,10 @@ impl Pool {
             let cur = a.quota.read();
             (Quota::used(cur.primary.as_ref(), now_s), Quota::used(cur.secondary.as_ref(), now_s))
         };
+        if after != before {
+            let q = a.quota.read().clone();
+            self.publish_quota(a, &q);
+        }
         let rise = ((after.0 - before.0).max(0.0), (after.1 - before.1).max(0.0));
         if rise == (0.0, 0.0) {
             return rise;
@@ -549,7 +597,7 @@ impl Pool {
         (rise.0 * share, rise.1 * share)
     }
 
-    fn merge_quota(&self, a: &AccountState, q: Quota) {
+    pub(super) fn merge_quota(&self, a: &AccountState, q: Quota) {
         let mut cur = a.quota.write();
         let merged = Quota {
             primary: q.primary.or(cur.primary),

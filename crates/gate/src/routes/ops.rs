@@ -18,7 +18,20 @@ pub async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let mut r = app.metrics.render().into_response();
+    let mut text = app.metrics.render();
+    if let Some(c) = &app.cluster {
+        use std::fmt::Write;
+        let _ = write!(
+            text,
+            "# HELP codex_gate_redis_up Whether the cluster's Redis answered the last call (0: limits are counted locally).\n\
+             # TYPE codex_gate_redis_up gauge\ncodex_gate_redis_up {}\n\
+             # HELP codex_gate_redis_errors_total Failed or timed-out Redis calls.\n\
+             # TYPE codex_gate_redis_errors_total counter\ncodex_gate_redis_errors_total {}\n",
+            u8::from(c.is_up()),
+            c.errors.load(Relaxed)
+        );
+    }
+    let mut r = text.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }

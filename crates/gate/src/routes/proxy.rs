@@ -42,7 +42,7 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
             .router
             .resolve_or_pool(&head.model, |m| app.pool.catalog.offers(m))
             .ok_or_else(|| GateError::ModelNotFound(head.model.clone()))?;
-        let admitted = admit(&app, caller.as_ref(), &head, body.len(), resolved)?;
+        let admitted = admit(&app, caller.as_ref(), &head, body.len(), resolved).await?;
         if admitted.strip_tier {
             body = without_field(&body, "service_tier").map(Bytes::from).unwrap_or(body);
             head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;

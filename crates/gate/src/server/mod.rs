@@ -80,6 +80,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Keys first: the first request may carry one.
     app.watch_keys().await.map_err(std::io::Error::other)?;
+    app.start_cluster();
     let s = &app.config.server;
     let drain = s.drain_timeout;
     let conns = Arc::new(Conns::new(connection_cap(s.max_connections)));

@@ -52,7 +52,11 @@ macro_rules! read_account {
             plan_type: r.get("plan_type"),
             status: r.get("status"),
             status_reason: r.get("status_reason"),
-            priority: r.get::<i64, _>("priority"),
+            // INTEGER is 64-bit in SQLite and 32-bit in PostgreSQL.
+            priority: r
+                .try_get::<i64, _>("priority")
+                .or_else(|_| r.try_get::<i32, _>("priority").map(i64::from))
+                .unwrap_or(0),
             weight: r.get("weight"),
             access_token: r.get("access_token"),
             refresh_token: r.get("refresh_token"),
@@ -120,6 +124,15 @@ impl Store {
         Ok(match self {
             Store::Sqlite(p) => sqlx::query(&q).fetch_all(p).await?.iter().map(|r| read_account!(r)).collect(),
             Store::Postgres(p) => sqlx::query(&q).fetch_all(p).await?.iter().map(|r| read_account!(r)).collect(),
+        })
+    }
+
+    /// One account by id.
+    pub async fn get_account(&self, id: &str) -> Result<Option<AccountRow>, StoreError> {
+        let q = format!("SELECT {COLS}, proxy FROM accounts WHERE id = $1");
+        Ok(match self {
+            Store::Sqlite(p) => sqlx::query(&q).bind(id).fetch_optional(p).await?.map(|r| read_account!(&r)),
+            Store::Postgres(p) => sqlx::query(&q).bind(id).fetch_optional(p).await?.map(|r| read_account!(&r)),
         })
     }
 

@@ -324,3 +324,49 @@ async fn leases_hand_out_exactly_the_limit_between_instances() {
         assert!(taken <= rpm && taken + 2 * lease >= rpm, "rpm {rpm}: {taken} taken");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_stays_on_its_account_across_instances() {
+    let Some((redis, schema, _serial)) = shared().await else { return };
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    mock.add_chatgpt_account("acc-2", false);
+    let pool = format!(
+        "[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\nmodels = [\"gpt-5.5\"]\n[pool]\nissuer = \"{}\"\nstrategy = \"round_robin\"\n",
+        mock.backend_url(),
+        mock.issuer_url()
+    );
+    let a = instance(&schema, &redis, &pool).await;
+    a.add_account(&mock, "acc-1", "plus").await;
+    a.add_account(&mock, "acc-2", "plus").await;
+    let b = instance(&schema, &redis, &pool).await;
+    b.app.pool.load().await.unwrap();
+    // A conversation is told by its prompt_cache_key (Codex sends its session id there).
+    let turn = |g: &Gate, session: &'static str| {
+        let url = g.url("/v1/responses");
+        let body = json!({"model": "pool/gpt-5.5", "input": "hi", "prompt_cache_key": session}).to_string();
+        async move {
+            assert_eq!(send("POST", &url, body, &[("content-type", "application/json")]).await.status, 200);
+        }
+    };
+    let served = || mock.requests().into_iter().rfind(|q| q.path.ends_with("/codex/responses")).unwrap();
+    // On A, sess-1 is the second new session, so round_robin gives it the second account —
+    // not what B, which has served nothing yet, would pick for it on its own.
+    turn(&a, "sess-0").await;
+    turn(&a, "sess-1").await;
+    let first = served().header("chatgpt-account-id").unwrap().to_owned();
+    assert_eq!(first, "acc-2");
+    tokio::time::sleep(Duration::from_millis(300)).await; // the event crosses
+    for _ in 0..4 {
+        turn(&b, "sess-1").await;
+        assert_eq!(served().header("chatgpt-account-id"), Some(first.as_str()), "B kept A's choice for the session");
+    }
+    // A session B has never seen alternates under round_robin, so the above was the event.
+    let mut seen = std::collections::HashSet::new();
+    for s in ["sess-2", "sess-3", "sess-4"] {
+        turn(&b, s).await;
+        seen.insert(served().header("chatgpt-account-id").unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "round_robin spreads new sessions: {seen:?}");
+    drop(schema);
+}

@@ -9,7 +9,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use memchr::memmem::Finder;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +68,9 @@ pub struct Scenario {
     pub load: Load,
     /// codex-gate's requests carry a client key with rpm, tpm and budget limits.
     pub keyed: bool,
+    /// codex-gate runs with `[cluster]` on Redis and a PostgreSQL store
+    /// (`CODEX_GATE_BENCH_REDIS_URL`, `CODEX_GATE_BENCH_PG_URL`); only when asked for by id.
+    pub cluster: bool,
 }
 
 /// Run lengths.
@@ -96,6 +99,7 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
         ttft_ms: 0,
         load: Load::Closed { connections: s(16, 2) },
         keyed: false,
+        cluster: false,
     };
     vec![
         Scenario {
@@ -115,6 +119,17 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             body: BodyShape::SmallChat,
             deltas: 5,
             keyed: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "i",
+            title: "scenario h with [cluster] on Redis and a PostgreSQL store (only when asked for: --scenario i)",
+            client: Api::Chat,
+            upstream: Api::Chat,
+            body: BodyShape::SmallChat,
+            deltas: 5,
+            keyed: true,
+            cluster: true,
             ..base.clone()
         },
         Scenario {
@@ -342,11 +357,12 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     let gate_addr = procs::free_addr()?;
     let work = env.out.join("work");
     std::fs::create_dir_all(&work)?;
-    let config = gate_config(sc, &gate_addr, &mock_url, &work);
+    let store_url = if sc.cluster { fresh_pg_schema().await? } else { sqlite_url(&work, sc) };
+    let config = gate_config(sc, &gate_addr, &mock_url, &work, &store_url);
     let config_path = work.join(format!("gate-{}.toml", sc.id));
     std::fs::write(&config_path, config)?;
     // A key whose limits are checked on every request but never reached.
-    let key = if sc.keyed { Some(create_key(&work, sc).await?) } else { None };
+    let key = if sc.keyed { Some(create_key(&store_url).await?) } else { None };
     let gate = Proc::spawn_self(
         "codex-gate",
         &gate_addr,
@@ -389,10 +405,25 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     Ok(ScenarioResult::new(sc, results, agreement))
 }
 
-/// A client key in scenario `sc`'s store, with limits far above what the load reaches.
-async fn create_key(work: &Path, sc: &Scenario) -> anyhow::Result<String> {
-    let url = format!("sqlite://{}", work.join(format!("gate-{}.db", sc.id)).display());
-    let store = codex_gate::store::Store::open(&url).await?;
+fn sqlite_url(work: &Path, sc: &Scenario) -> String {
+    format!("sqlite://{}", work.join(format!("gate-{}.db", sc.id)).display())
+}
+
+/// A new schema in the benchmark's PostgreSQL database; its URL (the schema as search path).
+async fn fresh_pg_schema() -> anyhow::Result<String> {
+    let base =
+        std::env::var("CODEX_GATE_BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("bench_{:016x}", rand::random::<u64>());
+    let admin = sqlx::PgPool::connect(&base).await.with_context(|| format!("PostgreSQL at {base}"))?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
+    admin.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+/// A client key in the store at `url`, with limits far above what the load reaches.
+async fn create_key(url: &str) -> anyhow::Result<String> {
+    let store = codex_gate::store::Store::open(url).await?;
     let spec = serde_json::json!({"name": "bench", "rpm": 100_000_000u64, "tpm": 100_000_000_000u64,
                                   "budget_usd": 1_000_000_000.0, "budget_period": "day"});
     let (key, _) = codex_gate::access::manage::create(&store, spec.as_object().context("spec")?).await?;
@@ -400,16 +431,20 @@ async fn create_key(work: &Path, sc: &Scenario) -> anyhow::Result<String> {
     Ok(key)
 }
 
-fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path) -> String {
-    let db: PathBuf = work.join(format!("gate-{}.db", sc.id));
+fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path, store_url: &str) -> String {
+    let cluster = if sc.cluster {
+        let redis = std::env::var("CODEX_GATE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        format!("[cluster]\nredis_url = \"{redis}\"\n\n")
+    } else {
+        String::new()
+    };
     format!(
         "# codex-gate for benchmark scenario {id}: one provider (the mock), one route.\n\
-         [server]\nlisten = \"{listen}\"\n\n[store]\nurl = \"sqlite://{db}\"\n\n\
+         [server]\nlisten = \"{listen}\"\n\n[store]\nurl = \"{store_url}\"\n\n{cluster}\
          [pool]\nkey_file = \"{key}\"\nusage_poll_secs = 0\n\n\
          [[providers]]\nname = \"mock\"\nkind = \"{kind}\"\nbase_url = \"{mock_url}\"\n\n\
          [[routes]]\nmodel = \"{model}\"\ntargets = [\"mock/{model}\"]\n{prices}",
         id = sc.id,
-        db = db.display(),
         key = work.join("encryption.key").display(),
         kind = sc.upstream.kind(),
         model = bodies::MODEL,

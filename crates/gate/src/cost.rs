@@ -58,14 +58,41 @@ const BUILT_IN: &[(&str, Price)] = &[
 const NEWEST_GPT5: &str = "gpt-5.2";
 
 /// The price table in force: config overrides over the built-in list.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Prices {
     overrides: HashMap<String, Price>,
+    /// Lookups by upstream model name, remembered (every request prices its model).
+    seen: parking_lot::RwLock<HashMap<String, Option<Price>>>,
 }
+
+impl Clone for Prices {
+    fn clone(&self) -> Prices {
+        Prices::new(self.overrides.clone())
+    }
+}
+
+/// Model names remembered at most (clients name models; the table stays bounded).
+const MAX_SEEN: usize = 1024;
 
 impl Prices {
     pub fn new(overrides: HashMap<String, Price>) -> Prices {
-        Prices { overrides: overrides.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect() }
+        Prices {
+            overrides: overrides.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+            seen: Default::default(),
+        }
+    }
+
+    /// [`Prices::lookup`], remembered per model name.
+    fn cached(&self, model: &str) -> Option<Price> {
+        if let Some(p) = self.seen.read().get(model) {
+            return *p;
+        }
+        let p = self.lookup(model);
+        let mut seen = self.seen.write();
+        if seen.len() < MAX_SEEN {
+            seen.insert(model.to_owned(), p);
+        }
+        p
     }
 
     /// The price of `model` (an upstream model name, `vendor/model` refs included).
@@ -96,7 +123,7 @@ impl Prices {
 
     /// USD for `usage` on `model`; 0 when the model has no known price.
     pub fn cost(&self, model: &str, usage: &Usage) -> f64 {
-        self.lookup(model).map_or(0.0, |p| cost(&p, usage))
+        self.cached(model).map_or(0.0, |p| cost(&p, usage))
     }
 }
 

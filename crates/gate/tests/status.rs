@@ -116,4 +116,24 @@ async fn status_and_models_while_up_and_when_down() {
     assert!(text.contains("last hour 3 requests"), "{text}");
     let (ok, text) = cli(&cfg, dir.path(), &["models"]);
     assert!(ok && text.contains("not running") && text.contains("flaky"), "{text}");
+
+    // Keys: counted by state.
+    let (ok, text) = cli(&cfg, dir.path(), &["status"]);
+    assert!(ok && text.contains("keys     none: loopback clients are served without one"), "{text}");
+    for args in [
+        &["keys", "create", "--name", "a"][..],
+        &["keys", "create", "--name", "ops", "--admin"],
+        &["keys", "create", "--name", "old"],
+    ] {
+        let (ok, out) = cli(&cfg, dir.path(), args);
+        assert!(ok, "{out}");
+    }
+    let (ok, _) = cli(&cfg, dir.path(), &["keys", "revoke", "old"]);
+    assert!(ok);
+    let (ok, text) = cli(&cfg, dir.path(), &["status", "--json"]);
+    assert!(ok, "{text}");
+    let k = &serde_json::from_str::<Value>(&text).unwrap()["keys"];
+    assert_eq!((k["active"].as_u64(), k["admin"].as_u64(), k["revoked"].as_u64()), (Some(2), Some(1), Some(1)), "{k}");
+    let (ok, text) = cli(&cfg, dir.path(), &["status"]);
+    assert!(ok && text.contains("keys     2 active (1 admin), 1 revoked, 0 expired"), "{text}");
 }

@@ -62,19 +62,25 @@ async fn suite(store: &Store) {
     let k = store.key_usage_since("key_a", 1_000_000 + 600).await.unwrap();
     assert_eq!(k.requests, 150, "from the raw log, to the millisecond");
     assert!((store.key_cost_since("key_a", 0).await.unwrap() - 75.0).abs() < 1e-6);
+    // A batch that mixes new rows with rows already written counts only the new ones.
+    let mixed: Vec<_> = (1196..1204).map(|i| rec(i, 1_000_000 + i)).collect();
+    store.insert_requests(&mixed).await.unwrap();
+    let total: i64 =
+        store.usage_report(codex_gate::store::GroupBy::Key, since).await.unwrap().iter().map(|l| l.sums.requests).sum();
+    assert_eq!((store.count_requests().await.unwrap(), total), (1204, 1204));
     let recent = store.recent_requests(3).await.unwrap();
     assert_eq!(recent.len(), 3);
-    assert_eq!(recent[0], rows[1199], "rows read back exactly as written");
-    assert_eq!(recent[2], rows[1197]);
+    assert_eq!(recent[0], rec(1203, 1_000_000 + 1203), "rows read back exactly as written");
+    assert_eq!(recent[2], rec(1201, 1_000_000 + 1201));
     // Retention: age first, then row count.
     let deleted = store.prune_requests(1_000_000 + 200, 1_000_000).await.unwrap();
     assert_eq!(deleted, 200);
     let deleted = store.prune_requests(0, 100).await.unwrap();
-    assert_eq!(deleted, 900);
+    assert_eq!(deleted, 904);
     assert_eq!(store.count_requests().await.unwrap(), 100);
-    assert_eq!(store.recent_requests(1000).await.unwrap().last().unwrap().id, "req_1100");
+    assert_eq!(store.recent_requests(1000).await.unwrap().last().unwrap().id, "req_1104");
     // Rollups outlive the raw rows they summed.
-    assert_eq!(store.usage_report(codex_gate::store::GroupBy::Model, 0).await.unwrap()[0].sums.requests, 1200);
+    assert_eq!(store.usage_report(codex_gate::store::GroupBy::Model, 0).await.unwrap()[0].sums.requests, 1204);
 }
 
 #[tokio::test]

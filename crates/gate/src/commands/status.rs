@@ -35,12 +35,13 @@ pub async fn run(path: Option<&Path>, as_json: bool) -> anyhow::Result<()> {
             .map(|r| json!({"id": r.id, "email": r.email, "plan_type": r.plan_type, "status": r.status}))
             .collect(),
     };
+    let keys = keys_summary(&store, now_ms, hour_ago).await?;
     store.close().await;
     let v = json!({
         "gateway": {"url": base_url, "up": health.is_some(), "version": health.as_ref().map(|h| h["version"].clone()),
                     "in_flight": health.as_ref().map(|h| h["in_flight"].clone())},
         "accounts": accounts,
-        "keys": null,
+        "keys": keys,
         "last_hour": {"requests": requests, "errors": errors, "failovers": failovers},
         "recent_failovers": recent.iter().map(|r| json!({"ts_ms": r.ts_ms, "route": r.route, "target": r.target,
             "attempts": r.attempts, "status": r.status, "error_code": r.error_code})).collect::<Vec<_>>(),
@@ -51,6 +52,27 @@ pub async fn run(path: Option<&Path>, as_json: bool) -> anyhow::Result<()> {
         print!("{}", text(&v, now_ms / 1000));
     }
     Ok(())
+}
+
+/// Keys by state, and the last hour's traffic per key (busiest first, at most 10).
+async fn keys_summary(store: &Store, now_ms: i64, since_ms: i64) -> anyhow::Result<Value> {
+    let rows = store.list_keys().await?;
+    let state =
+        |r: &crate::store::KeyRow| crate::access::manage::view(r, now_ms)["state"].as_str().unwrap_or("").to_owned();
+    let count = |s: &str| rows.iter().filter(|r| state(r) == s).count();
+    let admin = rows.iter().filter(|r| r.admin && state(r) == "active").count();
+    let usage = store.usage_report(crate::store::GroupBy::Key, since_ms).await?;
+    let last_hour: Vec<Value> = usage
+        .iter()
+        .filter_map(|l| {
+            let k = rows.iter().find(|r| r.id == l.group)?;
+            Some(json!({"id": k.id, "name": k.name, "prefix": k.prefix, "requests": l.sums.requests,
+                        "errors": l.sums.errors, "cost_usd": l.sums.cost_usd}))
+        })
+        .take(10)
+        .collect();
+    Ok(json!({"total": rows.len(), "active": count("active"), "revoked": count("revoked"),
+              "expired": count("expired"), "admin": admin, "last_hour": last_hour}))
 }
 
 /// The human view of the status object.
@@ -104,7 +126,26 @@ fn text(v: &Value, now_s: i64) -> String {
     if accounts.is_empty() {
         s.push_str("  none: `codex-gate accounts import` adds Codex's own login\n");
     }
-    s.push_str("keys     none (any client that reaches the gateway is served)\n");
+    let k = &v["keys"];
+    if k["total"].as_i64().unwrap_or(0) == 0 {
+        s.push_str(
+            "keys     none: loopback clients are served without one (`codex-gate keys create` makes the first)\n",
+        );
+    } else {
+        s.push_str(&format!(
+            "keys     {} active ({} admin), {} revoked, {} expired\n",
+            k["active"], k["admin"], k["revoked"], k["expired"]
+        ));
+        for t in k["last_hour"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  {:<20} {} requests, {} errors, ${:.4}\n",
+                t["name"].as_str().unwrap_or("?"),
+                t["requests"],
+                t["errors"],
+                t["cost_usd"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
     let h = &v["last_hour"];
     s.push_str(&format!(
         "last hour {} requests, {} errors, {} failovers\n",

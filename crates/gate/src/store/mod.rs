@@ -159,10 +159,7 @@ impl Store {
                 let mut tx = p.begin().await?;
                 let mut skipped = Vec::new();
                 for chunk in chunks(rows) {
-                    let ids = bind_rows(sqlx::query(insert_sql(chunk.len(), false)), chunk).fetch_all(&mut *tx).await?;
-                    if ids.len() < chunk.len() {
-                        skipped.extend(not_inserted(chunk, ids.iter().map(|r| r.get::<String, _>(0))));
-                    }
+                    insert_chunk!(tx, chunk, false, skipped);
                 }
                 for (k, s) in &usage::aggregate(rows, &skipped) {
                     usage::bind_group!(sqlx::query(usage::UPSERT), k, s).execute(&mut *tx).await?;
@@ -181,10 +178,7 @@ impl Store {
                 let mut tx = p.begin().await?;
                 let mut skipped = Vec::new();
                 for chunk in chunks(rows) {
-                    let ids = bind_rows(sqlx::query(insert_sql(chunk.len(), true)), chunk).fetch_all(&mut *tx).await?;
-                    if ids.len() < chunk.len() {
-                        skipped.extend(not_inserted(chunk, ids.iter().map(|r| r.get::<String, _>(0))));
-                    }
+                    insert_chunk!(tx, chunk, true, skipped);
                 }
                 for (k, s) in &usage::aggregate(rows, &skipped) {
                     usage::bind_group!(sqlx::query(usage::UPSERT), k, s).execute(&mut *tx).await?;
@@ -306,9 +300,7 @@ fn insert_sql(n: usize, postgres: bool) -> &'static str {
                         }
                         sql.push(')');
                     }
-                    // The ids written, so rows already there (a batch written twice) are not
-                    // counted in the rollups again.
-                    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                    sql.push_str(" ON CONFLICT (id) DO NOTHING");
                     sql
                 })
                 .collect()
@@ -318,11 +310,29 @@ fn insert_sql(n: usize, postgres: bool) -> &'static str {
     &all[usize::from(postgres)][i]
 }
 
-/// Ids in `chunk` that are not among `inserted` (they were in the log already).
-fn not_inserted(chunk: &[RequestRecord], inserted: impl Iterator<Item = String>) -> Vec<String> {
-    let inserted: std::collections::HashSet<String> = inserted.collect();
-    chunk.iter().filter(|r| !inserted.contains(&r.id)).map(|r| r.id.clone()).collect()
+/// Insert one chunk inside a savepoint. Rows already in the log (a batch written twice) must
+/// not be counted in the rollups again: when the chunk did not insert every row, it is undone
+/// and written row by row, and the ids that were there already go to `skipped`. The common
+/// case stays one statement, with no ids read back.
+macro_rules! insert_chunk {
+    ($tx:expr, $chunk:expr, $pg:expr, $skipped:expr) => {{
+        let chunk = $chunk;
+        let mut sp = sqlx::Acquire::begin(&mut $tx).await?;
+        let n = bind_rows(sqlx::query(insert_sql(chunk.len(), $pg)), chunk).execute(&mut *sp).await?.rows_affected();
+        if n as usize == chunk.len() {
+            sp.commit().await?;
+        } else {
+            sp.rollback().await?;
+            for r in chunk {
+                let one = std::slice::from_ref(r);
+                if bind_rows(sqlx::query(insert_sql(1, $pg)), one).execute(&mut *$tx).await?.rows_affected() == 0 {
+                    $skipped.push(r.id.clone());
+                }
+            }
+        }
+    }};
 }
+use insert_chunk;
 
 type Insert<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
 

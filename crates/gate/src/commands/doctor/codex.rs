@@ -155,6 +155,12 @@ pub fn check(home: &Path, ours: &str, models: Option<&[String]>, fix: bool, foun
                         ),
                     ));
                 }
+                // Codex Desktop is started by launchd and sees its environment, not the shell's.
+                if cfg!(target_os = "macos") {
+                    if let Some(f) = gui_env_finding(&at, var, launchctl_getenv(var).as_deref()) {
+                        found.push(f);
+                    }
+                }
             }
             if selected.as_deref() == Some(name.as_str()) {
                 if let (Some(m), Some(list)) = (&model, models) {
@@ -197,6 +203,38 @@ pub fn check(home: &Path, ours: &str, models: Option<&[String]>, fix: bool, foun
                 "Codex cannot read its login (a trailing comma or a smart quote is the usual cause)",
                 format!("fix {} at that line, or log in again: codex login", auth.display()),
             ));
+        }
+    }
+}
+
+/// `launchctl getenv VAR` (macOS): the value GUI apps get; `None` when it cannot be asked.
+fn launchctl_getenv(var: &str) -> Option<String> {
+    let out = std::process::Command::new("launchctl").args(["getenv", var]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A finding when `var` is not in the GUI environment (`gui`: what `launchctl getenv` said).
+fn gui_env_finding(at: &str, var: &str, gui: Option<&str>) -> Option<Finding> {
+    match gui {
+        Some(v) if !v.is_empty() => None,
+        _ => Some(Finding::bad(
+            "codex",
+            Level::Warn,
+            format!("{at}: env_key {var} is not in the GUI environment"),
+            "Codex Desktop is started by launchd and does not read shell profiles: it would stop before the first turn",
+            format!("launchctl setenv {var} \"${var}\"  (`codex-gate setup codex` writes a LaunchAgent that does it at login), then restart Codex Desktop"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod gui_env_tests {
+    #[test]
+    fn the_gui_environment_is_checked_by_its_own_value() {
+        assert!(super::gui_env_finding("p", "CODEX_GATE_API_KEY", Some("cg-x")).is_none());
+        for missing in [None, Some("")] {
+            let f = super::gui_env_finding("p", "CODEX_GATE_API_KEY", missing).unwrap();
+            assert!(f.fix.contains("launchctl setenv CODEX_GATE_API_KEY"), "{}", f.fix);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The request log's writer: records leave the request path through a bounded channel
 //! (`try_send`; a full queue drops the record and counts it, it never blocks a request) and a
 //! background task writes them to the store in batches (up to 500 rows, or what arrived within
-//! 200 ms). It also enforces retention.
+//! 200 ms), with their usage rollups. It also enforces retention.
 
 use crate::metrics::Metrics;
 use crate::store::{RequestRecord, Store};
@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 
 /// Rows written per store round trip, at most.
 const BATCH: usize = 500;
+/// Days the hourly usage rollups are kept (the daily ones are never pruned).
+const ROLLUP_DAYS: i64 = 400;
 
 /// The sending half, cloned into the request path.
 #[derive(Debug, Clone)]
@@ -111,6 +113,11 @@ async fn writer(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(rows = n, "request log pruned"),
                     Err(e) => tracing::warn!(error = %e, "request log pruning failed"),
+                }
+                // Reports outlive the raw log: hourly sums for ROLLUP_DAYS, daily ones for good.
+                let hours_before = crate::now_ms() - ROLLUP_DAYS * 86_400_000;
+                if let Err(e) = store.prune_rollups(hours_before).await {
+                    tracing::warn!(error = %e, "usage rollup pruning failed");
                 }
             }
         }

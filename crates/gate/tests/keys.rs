@@ -60,9 +60,14 @@ async fn once_a_key_exists_every_api_request_needs_a_valid_one() {
     assert_eq!(chat(&gate, "ok", Some(&k)).await.status, 200);
     let r = send("GET", &gate.url("/v1/models"), "", &[("x-api-key", &k)]).await;
     assert_eq!(r.status, 200, "x-api-key works too");
-    for path in ["/v1/models", "/backend-api/wham/usage", "/api/codex/usage", "/backend-api/codex/models"] {
+    for path in ["/v1/models", "/backend-api/wham/usage", "/api/codex/usage"] {
         assert_eq!(get(&gate.url(path)).await.status, 401, "{path} needs a key");
     }
+    // Codex gets the same refusal as a 400, which it shows and does not retry.
+    let r = get(&gate.url("/backend-api/codex/models")).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_str()), (400, Some("invalid_api_key")));
+    let r = send("GET", &gate.url("/v1/models"), "", &[("originator", "codex_exec")]).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_str()), (400, Some("invalid_api_key")));
     assert_eq!(get(&gate.url("/health")).await.status, 200, "health stays open");
     // The provider never sees the client's key.
     let seen = mock.last_request().unwrap();
@@ -378,4 +383,31 @@ async fn chat_streams_are_counted_even_when_the_client_did_not_ask_for_usage() {
                       "messages": [{"role": "user", "content": "hi"}]});
     let r = call(&gate, "/v1/chat/completions", body, None).await;
     assert!(r.events().iter().any(|e| e["usage"]["prompt_tokens"].as_u64().is_some()));
+}
+
+#[tokio::test]
+async fn an_account_at_its_rate_spills_to_the_next_and_none_fails() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-a", false);
+    mock.add_chatgpt_account("acc-b", false);
+    let cfg = format!(
+        "[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\nmodels = [\"ok\"]\n\
+         [pool]\nissuer = \"{}\"\nstrategy = \"primary_first\"\naccount_rpm = 2\n",
+        mock.backend_url(),
+        mock.issuer_url()
+    );
+    let gate = Gate::start(&cfg).await;
+    gate.add_account(&mock, "acc-a", "plus").await;
+    gate.add_account(&mock, "acc-b", "plus").await;
+    let mut served = Vec::new();
+    for i in 0..5 {
+        // Distinct conversations, so no session keeps an account.
+        let body = json!({"model": "pool/ok", "input": format!("hi {i}")});
+        let r = call(&gate, "/v1/responses", body, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let q = mock.requests().into_iter().rfind(|q| q.path.ends_with("/codex/responses")).unwrap();
+        served.push(q.header("chatgpt-account-id").unwrap().to_owned());
+    }
+    // Two on the first account, two spilled to the second, then both at their rate: still served.
+    assert_eq!(served[..4], ["acc-a", "acc-a", "acc-b", "acc-b"], "{served:?}");
 }

@@ -39,13 +39,31 @@ fn refuse(app: &App, e: GateError, path: &str) -> Response {
     e.into_response()
 }
 
+/// Codex identifies itself by `originator` / `User-Agent` (codex-protocol §2.2), or calls the
+/// ChatGPT-backend paths.
+pub fn is_codex(headers: &http::HeaderMap, path: &str) -> bool {
+    let starts = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("codex"));
+    starts("originator") || starts("user-agent") || path.starts_with("/backend-api/codex")
+}
+
+/// A refused key as the client should see it: 401 in OpenAI's shape, except for Codex, which
+/// re-sends a 401 five times (its turn retry treats it as a passing failure) but stops at once,
+/// showing the message, on a 400 — the same body, so it says "Incorrect API key provided".
+fn unauthorized(app: &App, r: Refusal, req: &Request) -> Response {
+    let mut resp = refuse(app, GateError::Unauthorized(r), req.uri().path());
+    if is_codex(req.headers(), req.uri().path()) {
+        *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+    }
+    resp
+}
+
 /// The API routes' gate; puts a [`Caller`] in the request's extensions.
 pub async fn client(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let keys = app.keys.current();
     let caller = if keys.any || app.config.server.require_keys {
         match keys.check(presented(req.headers()), crate::now_ms()) {
             Ok(k) => Caller::Key(k),
-            Err(r) => return refuse(&app, GateError::Unauthorized(r), req.uri().path()),
+            Err(r) => return unauthorized(&app, r, &req),
         }
     } else if from_loopback(&req) {
         Caller::Local

@@ -22,11 +22,8 @@ pub async fn chat_completions(State(app): State<Arc<App>>, req: Request) -> Resp
     proxy(app, Api::Chat, req).await
 }
 
-/// Codex identifies itself by `originator` / `User-Agent` (codex-protocol §2.2), or calls the
-/// ChatGPT-backend path.
 fn is_codex(parts: &http::request::Parts) -> bool {
-    let starts = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("codex"));
-    starts("originator") || starts("user-agent") || parts.uri.path().starts_with("/backend-api/codex")
+    crate::access::auth::is_codex(&parts.headers, parts.uri.path())
 }
 
 async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {

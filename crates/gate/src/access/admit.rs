@@ -54,12 +54,16 @@ pub async fn admit(
 /// Could `key` use model `id`, which resolves to `r` (its allow-list, and a target its
 /// target rule lets it reach)?
 pub fn may_use(key: &ClientKey, id: &str, r: &Resolved) -> bool {
-    key.policy.allows_model(id)
-        && r.targets.iter().any(|t| match key.policy.targets {
-            Targets::Any => true,
-            Targets::Pool => t.provider.kind == ProviderKind::Chatgpt,
-            Targets::Providers => t.provider.kind != ProviderKind::Chatgpt,
-        })
+    key.policy.allows_model(id) && r.targets.iter().any(|t| reachable(key.policy.targets, t.provider.kind))
+}
+
+/// May a key with target rule `rule` reach a provider of `kind`?
+fn reachable(rule: Targets, kind: ProviderKind) -> bool {
+    match rule {
+        Targets::Any => true,
+        Targets::Pool => kind == ProviderKind::Chatgpt,
+        Targets::Providers => kind != ProviderKind::Chatgpt,
+    }
 }
 
 fn admit_key(
@@ -76,15 +80,7 @@ fn admit_key(
     }
     let is_pool = |kind: ProviderKind| kind == ProviderKind::Chatgpt;
     let now = crate::now_ms();
-    let mut keep: Vec<bool> = resolved
-        .targets
-        .iter()
-        .map(|t| match p.targets {
-            Targets::Any => true,
-            Targets::Pool => is_pool(t.provider.kind),
-            Targets::Providers => !is_pool(t.provider.kind),
-        })
-        .collect();
+    let mut keep: Vec<bool> = resolved.targets.iter().map(|t| reachable(p.targets, t.provider.kind)).collect();
     // A key past its pool share goes to the route's API providers when it has some.
     let any_pool = resolved.targets.iter().zip(&keep).any(|(t, k)| *k && is_pool(t.provider.kind));
     let any_other = resolved.targets.iter().zip(&keep).any(|(t, k)| *k && !is_pool(t.provider.kind));

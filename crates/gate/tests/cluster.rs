@@ -5,8 +5,9 @@
 //! B, and with Redis stopped both keep serving and then converge once it is back.
 //!
 //! Each test runs its own `redis-server` on a free port (so stopping it touches nothing else)
-//! and its own PostgreSQL schema. The instances are separate gateways in this process that share
-//! nothing but those two. Without PostgreSQL or redis-server the tests skip loudly (CI fails).
+//! and its own PostgreSQL schema. Most instances are separate gateways in this process that share
+//! nothing but those two; one test runs two `codex-gate serve` processes with the CLI making and
+//! revoking the key. Without PostgreSQL or redis-server the tests skip loudly (CI fails).
 
 mod common;
 
@@ -369,4 +370,108 @@ async fn a_session_stays_on_its_account_across_instances() {
     }
     assert_eq!(seen.len(), 2, "round_robin spreads new sessions: {seen:?}");
     drop(schema);
+}
+
+/// A `codex-gate serve` process on the shared schema and Redis; killed on drop.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pg_url(schema: &str) -> String {
+    let base = std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| PG.into());
+    format!("{base}?options=-c%20search_path%3D{schema}")
+}
+
+fn config_file(dir: &TempDir, schema: &str, redis: &Redis, mock: &MockUpstream, port: u16) -> std::path::PathBuf {
+    let path = dir.path().join(format!("gate-{port}.toml"));
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"{}\"\n[cluster]\nredis_url = \"{}\"\n\
+         [pool]\nkey_file = \"{}\"\n{}",
+        pg_url(schema),
+        redis.url(),
+        dir.path().join("key").display(),
+        common::provider("p", "chat", &mock.url(), "models = [\"ok\"]")
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+async fn serve(config: &std::path::Path, port: u16) -> Serve {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_codex-gate"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "serve on {port} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Serve { child, port }
+}
+
+async fn chat_at(port: u16, key: &str) -> u16 {
+    let body = json!({"model": "ok", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let auth = format!("Bearer {key}");
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    send("POST", &url, body, &[("content-type", "application/json"), ("authorization", &auth)]).await.status.as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_processes_share_keys_and_limits() {
+    let Some((redis, schema, _serial)) = shared().await else { return };
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let dir = TempDir::new();
+    let ports: Vec<u16> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let configs: Vec<_> = ports.iter().map(|p| config_file(&dir, &schema, &redis, &mock, *p)).collect();
+    let a = serve(&configs[0], ports[0]).await;
+    let b = serve(&configs[1], ports[1]).await;
+    early_in_a_minute().await;
+    // A key made by the CLI against the shared database.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codex-gate"))
+        .args(["--config", configs[0].to_str().unwrap(), "keys", "create", "--name", "team", "--rpm", "6", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let t = Instant::now();
+    while !(chat_at(a.port, "cg-not-a-key").await == 401 && chat_at(b.port, "cg-not-a-key").await == 401) {
+        assert!(t.elapsed() < Duration::from_secs(1), "the key did not reach both processes within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ok = 0;
+    for i in 0..18 {
+        if chat_at(if i % 2 == 0 { a.port } else { b.port }, &key).await == 200 {
+            ok += 1;
+        }
+    }
+    // Leases of one request: never over 6, at most one unused per process.
+    assert!((4..=6).contains(&ok), "{ok} admitted by an rpm limit of 6 across two processes");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codex-gate"))
+        .args(["--config", configs[1].to_str().unwrap(), "keys", "revoke", "team"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = Instant::now();
+    while !(chat_at(a.port, &key).await == 401 && chat_at(b.port, &key).await == 401) {
+        assert!(t.elapsed() < Duration::from_secs(1), "a revoked key was served after 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The schema, not `public`, holds the data.
+    let admin =
+        sqlx::PgPool::connect(&std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| PG.into())).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.client_keys")).fetch_one(&admin).await.unwrap();
+    assert_eq!(n, 1);
 }

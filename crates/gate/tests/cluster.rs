@@ -253,7 +253,8 @@ async fn without_redis_both_keep_serving_and_converge_when_it_returns() {
     let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
     let p = common::provider("p", "chat", &mock.url(), "models = [\"ok\"]");
     let (a, b) = (instance(&schema, &redis, &p).await, instance(&schema, &redis, &p).await);
-    let (k, row) = manage::create(&a.store, json!({"name": "k", "rpm": 1000}).as_object().unwrap()).await.unwrap();
+    // rpm 60: leases of 3, so requests keep needing Redis while it is gone.
+    let (k, row) = manage::create(&a.store, json!({"name": "k", "rpm": 60}).as_object().unwrap()).await.unwrap();
     a.app.keys.sync(&a.store, false).await.unwrap();
     b.app.keys.sync(&b.store, false).await.unwrap();
     early_in_a_minute().await;
@@ -261,10 +262,14 @@ async fn without_redis_both_keep_serving_and_converge_when_it_returns() {
     assert_eq!(metric(&a, "codex_gate_redis_up").await, Some(1.0));
 
     redis.stop();
+    let errors = metric(&a, "codex_gate_redis_errors_total").await.unwrap_or(0.0);
     for _ in 0..10 {
         assert_eq!(chat(&a, "ok", &k).await, 200, "A serves on local counters");
         assert_eq!(chat(&b, "ok", &k).await, 200, "B serves on local counters");
     }
+    // After a failure no call is tried for a second: the requests did not each wait on Redis.
+    let tried = metric(&a, "codex_gate_redis_errors_total").await.unwrap_or(0.0) - errors;
+    assert!(tried <= 3.0, "{tried} failed Redis calls for 10 requests");
     // The lease each held ran out or is refused now: they counted locally and say so.
     let t = Instant::now();
     while metric(&a, "codex_gate_redis_up").await != Some(0.0) {

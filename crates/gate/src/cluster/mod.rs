@@ -4,9 +4,10 @@
 //! pub/sub ([`events`]).
 //!
 //! Redis is never awaited on the request path except to renew a key's request lease (once per
-//! lease, at most 250 ms). Every call has that deadline; a failure marks Redis down, the
-//! gateway counts locally (said in the log and on `/metrics`), and a background probe
-//! reconnects and catches the counters up.
+//! lease, at most 250 ms). Every call has that deadline; a failure marks Redis down and for a
+//! second no call is tried (so no request waits on a Redis known to be down), the gateway counts
+//! locally (said in the log and on `/metrics`), and the next call after that second reconnects
+//! and catches the counters up.
 
 pub mod counters;
 pub mod events;
@@ -29,6 +30,9 @@ pub struct Cluster {
     conn: Mutex<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<()>,
     last_attempt: Mutex<Option<Instant>>,
+    /// When the last call failed: for a second after, calls are not tried (so a request never
+    /// waits out a timeout on a Redis known to be down).
+    last_failure: Mutex<Option<Instant>>,
     up: AtomicBool,
     /// This instance's id (events from itself are ignored).
     pub instance: String,
@@ -56,6 +60,7 @@ impl Cluster {
             conn: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             last_attempt: Mutex::new(None),
+            last_failure: Mutex::new(None),
             up: AtomicBool::new(false),
             instance: format!("{:016x}", rand::random::<u64>()),
             errors: AtomicU64::new(0),
@@ -111,6 +116,7 @@ impl Cluster {
 
     fn failed(&self, why: &str) {
         self.errors.fetch_add(1, Relaxed);
+        *self.last_failure.lock() = Some(Instant::now());
         if self.up.swap(false, Relaxed) {
             tracing::warn!(error = why, "Redis unreachable: counting limits locally until it is back");
         }
@@ -128,6 +134,9 @@ impl Cluster {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        if self.last_failure.lock().is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+            return None;
+        }
         let conn = self.conn().await?;
         match tokio::time::timeout(CALL_TIMEOUT, f(conn)).await {
             Ok(Ok(v)) => {

@@ -1,6 +1,7 @@
 //! `codex-gate doctor` on what the running gateway and its upstreams say: an account that needs
-//! a new login (broken, with the command that fixes it), one cooling down (a warning), and this
-//! machine's clock two hours off the first provider's `Date`.
+//! a new login (broken, with the command that fixes it), one cooling down (a warning), this
+//! machine's clock two hours off the first provider's `Date`, and — once the gateway asks for
+//! client keys — whether each Codex provider sends one and whether the gateway accepts it.
 
 mod common;
 
@@ -89,4 +90,82 @@ async fn accounts_that_need_a_login_or_cool_down_and_a_skewed_clock() {
     assert_eq!(clock["level"], "warn");
     let skew: i64 = clock["what"].as_str().unwrap().split_whitespace().find_map(|w| w.parse().ok()).unwrap();
     assert!((7190..=7210).contains(&skew), "{skew}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keys_in_use_the_key_each_codex_provider_sends_is_tried() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let gate = Gate::start(&common::provider("api", "responses", &mock.url(), "models = [\"coder\"]")).await;
+    let make = |name: &str| {
+        let store = gate.store.clone();
+        let name = name.to_owned();
+        async move {
+            codex_gate::access::manage::create(&store, serde_json::json!({"name": name}).as_object().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let (good, _) = make("good").await;
+    let (old, old_row) = make("old").await;
+    codex_gate::access::manage::revoke(&gate.store, &old_row.id).await.unwrap();
+    gate.app.keys.sync(&gate.store, false).await.unwrap();
+
+    let dir = TempDir::new();
+    let home = dir.path().join("codex");
+    std::fs::create_dir_all(&home).unwrap();
+    let base = gate.url("/v1");
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "model = \"coder\"\nmodel_provider = \"codex-gate\"\n[model_providers.codex-gate]\nname = \"codex-gate\"\n\
+             base_url = \"{base}\"\nwire_api = \"responses\"\nenv_key = \"CG_DOCTOR_KEY\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("bare.config.toml"),
+        format!(
+            "[model_providers.codex-gate]\nname = \"codex-gate\"\nbase_url = \"{base}\"\nwire_api = \"responses\"\n"
+        ),
+    )
+    .unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, [7u8; 32]).unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cfg = dir.path().join("gate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"{}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\n",
+            gate.addr,
+            dir.path().join("doctor.db").display(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let doctor = |key: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_codex-gate"))
+            .args(["--config", cfg.to_str().unwrap(), "doctor", "--json", "--codex-home", home.to_str().unwrap()])
+            .env("HOME", dir.path())
+            .env("CG_DOCTOR_KEY", key)
+            .env("CODEX_GATE_API_KEY", &good)
+            .env_remove("CODEX_GATE_ENCRYPTION_KEY")
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["findings"].as_array().unwrap().clone()
+    };
+    let has = |findings: &[Value], level: &str, part: &str| {
+        findings.iter().any(|f| f["level"] == level && f["what"].as_str().is_some_and(|w| w.contains(part)))
+    };
+    let revoked = doctor(&old);
+    assert!(has(&revoked, "broken", "the gateway refuses the key in CG_DOCTOR_KEY"), "{revoked:#?}");
+    assert!(
+        has(&revoked, "broken", "bare.config.toml [model_providers.codex-gate]: sends no client key"),
+        "{revoked:#?}"
+    );
+    let working = doctor(&good);
+    assert!(has(&working, "ok", "the gateway accepts the key in CG_DOCTOR_KEY"), "{working:#?}");
+    assert!(!has(&working, "broken", "refuses the key"), "{working:#?}");
 }

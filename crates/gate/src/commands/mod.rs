@@ -100,6 +100,18 @@ pub async fn get_json(url: &str, limit: std::time::Duration, key: Option<&str>) 
     tokio::time::timeout(limit, fetch).await.ok().flatten()
 }
 
+/// The status `GET url` (with `key` as its bearer) answers within 2 s; `None` when nothing does.
+pub async fn status_of(url: &str, key: Option<&str>) -> Option<u16> {
+    let client = crate::upstream::client::UpstreamClient::new(&[]);
+    let mut req = http::Request::get(url);
+    if let Some(k) = key {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let req = req.body(bytes::Bytes::new()).ok()?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(2), client.request(req)).await.ok()?.ok()?;
+    Some(resp.status().as_u16())
+}
+
 /// `url` with any password replaced, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -32,7 +32,18 @@ fn position(text: &str, at: usize) -> (usize, usize) {
     (line, col)
 }
 
-pub fn check(home: &Path, ours: &str, models: Option<&[String]>, fix: bool, found: &mut Vec<Finding>) {
+/// Check every Codex config in `home` against the gateway at `ours`. `keyed`: the gateway asks
+/// every client for a key. Returns the `env_key` variables of the providers pointed at the
+/// gateway, with where each is set, for the caller to try against the gateway.
+pub fn check(
+    home: &Path,
+    ours: &str,
+    models: Option<&[String]>,
+    keyed: bool,
+    fix: bool,
+    found: &mut Vec<Finding>,
+) -> Vec<(String, String)> {
+    let mut env_keys = Vec::new();
     let ours_uri: Option<http::Uri> = ours.parse().ok();
     let our_port = ours_uri.as_ref().and_then(http::Uri::port_u16);
     let mut pointed = false;
@@ -143,7 +154,17 @@ pub fn check(home: &Path, ours: &str, models: Option<&[String]>, fix: bool, foun
                 }
                 found.push(f);
             }
+            if keyed && p.get("env_key").is_none() && p.get("experimental_bearer_token").is_none() {
+                found.push(Finding::bad(
+                    "codex",
+                    Level::Broken,
+                    format!("{at}: sends no client key (no env_key), and the gateway asks every client for one"),
+                    "every turn is refused with \"Incorrect API key provided\"",
+                    "codex-gate setup codex   (it creates a key for Codex and sets env_key)",
+                ));
+            }
             if let Some(var) = p.get("env_key").and_then(Item::as_str) {
+                env_keys.push((at.clone(), var.to_owned()));
                 if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
                     found.push(Finding::bad(
                         "codex",
@@ -205,6 +226,7 @@ pub fn check(home: &Path, ours: &str, models: Option<&[String]>, fix: bool, foun
             ));
         }
     }
+    env_keys
 }
 
 /// `launchctl getenv VAR` (macOS): the value GUI apps get; `None` when it cannot be asked.

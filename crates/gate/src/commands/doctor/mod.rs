@@ -91,8 +91,13 @@ pub async fn run(path: Option<&Path>, args: DoctorArgs) -> anyhow::Result<bool> 
         store(c, args.fix, &mut found).await;
         clock(c, &mut found).await;
         let (base, _) = super::setup::client_base_url(None, c.server.listen)?;
+        // Does the running gateway ask for client keys (a keyless request refused)?
+        let keyed = matches!(super::status_of(&format!("{base}/models"), None).await, Some(400 | 401));
         if let Some(home) = super::setup::codex::codex_home(args.codex_home.as_deref()) {
-            codex::check(&home, &base, models.as_deref(), args.fix, &mut found);
+            let env_keys = codex::check(&home, &base, models.as_deref(), keyed, args.fix, &mut found);
+            if keyed {
+                codex_keys(&base, env_keys, &mut found).await;
+            }
         }
         if let Some(file) = super::setup::openclaw::openclaw_config(args.openclaw_config.as_deref()) {
             openclaw::check(&file, &base, models.as_deref(), args.fix, &mut found);
@@ -124,6 +129,24 @@ pub async fn run(path: Option<&Path>, args: DoctorArgs) -> anyhow::Result<bool> 
         }
     }
     Ok(!broken)
+}
+
+/// Whether the gateway accepts the key each Codex provider sends (`(where, variable)` pairs).
+async fn codex_keys(base: &str, env_keys: Vec<(String, String)>, found: &mut Vec<Finding>) {
+    for (at, var) in env_keys {
+        let Some(key) = std::env::var(&var).ok().filter(|v| !v.is_empty()) else { continue };
+        match super::status_of(&format!("{base}/models"), Some(&key)).await {
+            Some(200..=299) => found.push(Finding::ok("codex", format!("{at}: the gateway accepts the key in {var}"))),
+            Some(400 | 401) => found.push(Finding::bad(
+                "codex",
+                Level::Broken,
+                format!("{at}: the gateway refuses the key in {var}"),
+                "it is unknown, revoked or expired: Codex stops at the first turn with \"Incorrect API key provided\"",
+                "`codex-gate keys list` shows its state; `codex-gate setup codex` gives Codex a working one",
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// Reachable, same version, and which models it routes (for the client checks).

@@ -17,7 +17,6 @@ use codex_gate_mock::{MockOptions, MockUpstream};
 use common::http::send;
 use common::{skip, Gate, TempDir};
 use serde_json::json;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// A private redis-server, stopped on drop.
@@ -75,8 +74,6 @@ impl Drop for Redis {
     }
 }
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 /// One test at a time: they measure per-minute counters and 250 ms Redis deadlines, which the
 /// other tests' load (100 concurrent requests) would blur.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -84,34 +81,18 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Redis and a fresh PostgreSQL schema, or a loud skip.
 async fn shared() -> Option<(Redis, String, tokio::sync::MutexGuard<'static, ()>)> {
     let serial = SERIAL.lock().await;
-    let url = std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| PG.into());
-    let admin = match sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(&url)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            skip(&format!("PostgreSQL is not reachable at {url}: {e}"));
-            return None;
-        }
-    };
+    let (_admin, schema) = common::pg_schema("c").await?;
     let Some(redis) = Redis::start() else {
         skip("redis-server is not installed (apt-get install redis-server)");
         return None;
     };
-    let schema = format!("c_{:016x}", rand::random::<u64>());
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
     Some((redis, schema, serial))
 }
 
 /// One gateway instance on the shared schema and Redis.
 async fn instance(schema: &str, redis: &Redis, extra: &str) -> Gate {
-    let url = std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| PG.into());
-    let opts = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema)]);
-    let store = Store::open_postgres(opts).await.unwrap();
-    let toml = format!("[store]\nurl = \"{url}\"\n[cluster]\nredis_url = \"{}\"\n{extra}", redis.url());
+    let store = Store::open_postgres(common::pg_options(schema)).await.unwrap();
+    let toml = format!("[store]\nurl = \"{}\"\n[cluster]\nredis_url = \"{}\"\n{extra}", common::pg_url(), redis.url());
     Gate::start_with(&toml, store, TempDir::new()).await
 }
 
@@ -391,8 +372,7 @@ impl Drop for Serve {
 }
 
 fn pg_url(schema: &str) -> String {
-    let base = std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| PG.into());
-    format!("{base}?options=-c%20search_path%3D{schema}")
+    format!("{}?options=-c%20search_path%3D{schema}", common::pg_url())
 }
 
 fn config_file(dir: &TempDir, schema: &str, redis: &Redis, mock: &MockUpstream, port: u16) -> std::path::PathBuf {
@@ -474,8 +454,7 @@ async fn serve_processes_share_keys_and_limits() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The schema, not `public`, holds the data.
-    let admin =
-        sqlx::PgPool::connect(&std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| PG.into())).await.unwrap();
+    let admin = sqlx::PgPool::connect(&common::pg_url()).await.unwrap();
     let n: i64 =
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.client_keys")).fetch_one(&admin).await.unwrap();
     assert_eq!(n, 1);

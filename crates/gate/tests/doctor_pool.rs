@@ -33,6 +33,26 @@ async fn skewed_upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// A 0600 key file and a gateway config in `dir` for doctor (the gateway at `gate`, plus `extra`).
+fn doctor_config(dir: &TempDir, gate: &Gate, extra: &str) -> std::path::PathBuf {
+    let key = dir.path().join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cfg = dir.path().join("gate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"{}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\n{extra}",
+            gate.addr,
+            dir.path().join("doctor.db").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_that_need_a_login_or_cool_down_and_a_skewed_clock() {
     let skewed = skewed_upstream().await;
@@ -52,21 +72,7 @@ async fn accounts_that_need_a_login_or_cool_down_and_a_skewed_clock() {
     pool.cool_down(&pool.find(&two).unwrap(), Some(codex_gate::now_ms() / 1000 + 600));
 
     let dir = TempDir::new();
-    let key = dir.path().join("key");
-    std::fs::write(&key, [7u8; 32]).unwrap();
-    #[cfg(unix)]
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let cfg = dir.path().join("gate.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"{}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\n{providers}",
-            gate.addr,
-            dir.path().join("doctor.db").display(),
-            key.display()
-        ),
-    )
-    .unwrap();
+    let cfg = doctor_config(&dir, &gate, &providers);
     let out = Command::new(env!("CARGO_BIN_EXE_codex-gate"))
         .args(["--config", cfg.to_str().unwrap(), "doctor", "--json", "--codex-home", dir.path().to_str().unwrap()])
         .env("HOME", dir.path())
@@ -129,21 +135,7 @@ async fn with_keys_in_use_the_key_each_codex_provider_sends_is_tried() {
         ),
     )
     .unwrap();
-    let key_file = dir.path().join("key");
-    std::fs::write(&key_file, [7u8; 32]).unwrap();
-    #[cfg(unix)]
-    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let cfg = dir.path().join("gate.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"{}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\n",
-            gate.addr,
-            dir.path().join("doctor.db").display(),
-            key_file.display()
-        ),
-    )
-    .unwrap();
+    let cfg = doctor_config(&dir, &gate, "");
     let doctor = |key: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_codex-gate"))
             .args(["--config", cfg.to_str().unwrap(), "doctor", "--json", "--codex-home", home.to_str().unwrap()])

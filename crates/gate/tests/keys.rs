@@ -170,9 +170,24 @@ async fn the_admin_api_needs_an_admin_key_once_one_exists() {
     )
     .await;
     assert_eq!((r.status.as_u16(), r.json()["error"]["type"].as_str()), (400, Some("invalid_request_error")));
+    // Rotated: the answer holds the new secret once; the old one stops.
+    assert_eq!(chat(&gate, "ok", Some(&client)).await.status, 200);
+    let r = send("POST", &gate.url(&format!("/api/keys/{id}/rotate")), "", &[("authorization", &auth)]).await;
+    assert_eq!((r.status.as_u16(), r.json()["id"].as_str()), (200, Some(id.as_str())), "{}", r.text());
+    let rotated = r.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat(&gate, "ok", Some(&client)).await.status, 401);
+    assert_eq!(chat(&gate, "ok", Some(&rotated)).await.status, 200);
+    // Usage by key from the rollups.
+    gate.record_where("dev's request", |r| r.key_id.as_deref() == Some(id.as_str()) && r.status == 200).await;
+    let r = send("GET", &gate.url("/api/usage?by=key&since=1h"), "", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let line = r.json()["lines"].as_array().unwrap().iter().find(|l| l["group"] == id.as_str()).cloned().unwrap();
+    assert_eq!(line["requests"], 2, "{line}");
+    let r = send("GET", &gate.url("/api/usage?since=soon"), "", &[("authorization", &auth)]).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["param"].as_str()), (400, Some("since")));
     let r = send("DELETE", &gate.url(&format!("/api/keys/{id}")), "", &[("authorization", &auth)]).await;
     assert_eq!(r.json()["state"], "revoked");
-    assert_eq!(chat(&gate, "ok", Some(&client)).await.status, 401);
+    assert_eq!(chat(&gate, "ok", Some(&rotated)).await.status, 401);
 }
 
 #[tokio::test]
@@ -333,12 +348,29 @@ async fn pool_share_and_per_key_pool_routing() {
     gate.add_account(&mock, "acc-b", "plus").await;
     let served_by = || mock.requests().into_iter().rfind(|q| q.path.ends_with("/codex/responses")).unwrap();
 
+    let (k0, _) = key(&gate, json!({"name": "plain"})).await;
     // A key held to one account uses only it.
     let (k, _) = key(&gate, json!({"name": "a-only", "pool_accounts": [a.clone()]})).await;
     for _ in 0..3 {
         assert_eq!(chat(&gate, "pool/ok", Some(&k)).await.status, 200);
         assert_eq!(served_by().header("chatgpt-account-id"), Some("acc-a"));
     }
+
+    // A key's own strategy: primary_first keeps it on the first account where the pool's
+    // round_robin alternates.
+    let (k, _) = key(&gate, json!({"name": "first", "pool_strategy": "primary_first"})).await;
+    for i in 0..3 {
+        let body = json!({"model": "pool/ok", "messages": [{"role": "user", "content": format!("strategy {i}")}]});
+        assert_eq!(call(&gate, "/v1/chat/completions", body, Some(&k)).await.status, 200);
+        assert_eq!(served_by().header("chatgpt-account-id"), Some("acc-a"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..3 {
+        let body = json!({"model": "pool/ok", "messages": [{"role": "user", "content": format!("pool {i}")}]});
+        assert_eq!(call(&gate, "/v1/chat/completions", body, Some(&k0)).await.status, 200);
+        seen.insert(served_by().header("chatgpt-account-id").unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "the pool's own round_robin spreads: {seen:?}");
 
     // Pool share: 25 % of the pool. Two equal accounts: account A going 0 → 60 % is 30 % of the pool.
     let (k, _) = key(&gate, json!({"name": "share", "pool_share": 25, "pool_accounts": [a.clone()]})).await;

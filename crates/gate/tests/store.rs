@@ -6,9 +6,7 @@ mod common;
 use codex_gate::ledger::{Ledger, Retention};
 use codex_gate::metrics::Metrics;
 use codex_gate::store::{RequestRecord, Store};
-use common::{skip, TempDir};
-use sqlx::postgres::PgConnectOptions;
-use std::str::FromStr;
+use common::TempDir;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,24 +117,8 @@ async fn sqlite_backend() {
 
 /// A store in a fresh private schema, or `None` (after a loud skip) without PostgreSQL.
 pub async fn pg_store() -> Option<(Store, sqlx::PgPool, String)> {
-    let url =
-        std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let admin = match sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(&url)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            skip(&format!("PostgreSQL is not reachable at {url}: {e}"));
-            return None;
-        }
-    };
-    let schema = format!("t_{:016x}", rand::random::<u64>());
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
-    let opts = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let store = Store::open_postgres(opts).await.unwrap();
+    let (admin, schema) = common::pg_schema("t").await?;
+    let store = Store::open_postgres(common::pg_options(&schema)).await.unwrap();
     Some((store, admin, schema))
 }
 
@@ -224,10 +206,7 @@ async fn postgres_refuses_a_schema_from_a_newer_release() {
         .execute(p)
         .await
         .unwrap();
-    let url =
-        std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let opts = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let e = Store::open_postgres(opts).await.unwrap_err().to_string();
+    let e = Store::open_postgres(common::pg_options(&schema)).await.unwrap_err().to_string();
     assert!(e.contains("newer"), "{e}");
     store.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();

@@ -146,6 +146,7 @@ pub enum Refusal {
 #[derive(Debug, Default)]
 pub struct KeySet {
     by_hash: HashMap<[u8; 32], Arc<ClientKey>>,
+    by_id: HashMap<String, Arc<ClientKey>>,
     /// Some key row exists (even revoked): from then on every request needs a key.
     pub any: bool,
     /// A usable admin key exists: the admin API then needs one, from loopback too.
@@ -168,7 +169,7 @@ impl KeySet {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<ClientKey>> {
-        self.by_hash.values().find(|k| k.id == id).cloned()
+        self.by_id.get(id).cloned()
     }
 }
 
@@ -235,7 +236,9 @@ impl Keys {
                 updated_ms: row.updated_ms,
                 limits,
             };
-            set.by_hash.insert(hash, Arc::new(key));
+            let key = Arc::new(key);
+            set.by_id.insert(key.id.clone(), key.clone());
+            set.by_hash.insert(hash, key);
         }
         *self.set.write() = Arc::new(set);
         Ok(true)

@@ -48,6 +48,38 @@ pub fn skip(what: &str) {
     eprintln!("\n*** SKIPPED: {what} ***\n");
 }
 
+/// The PostgreSQL tests use: CODEX_GATE_TEST_PG_URL, else the local `test` database.
+pub fn pg_url() -> String {
+    std::env::var("CODEX_GATE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema named `{prefix}_<random>` and an admin pool on the database, or `None` after a
+/// loud skip when PostgreSQL is not reachable.
+pub async fn pg_schema(prefix: &str) -> Option<(sqlx::PgPool, String)> {
+    let url = pg_url();
+    let admin = match sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&url)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            skip(&format!("PostgreSQL is not reachable at {url}: {e}"));
+            return None;
+        }
+    };
+    let schema = format!("{prefix}_{:016x}", rand::random::<u64>());
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    Some((admin, schema))
+}
+
+/// Connect options for `schema` (as its search path).
+pub fn pg_options(schema: &str) -> sqlx::postgres::PgConnectOptions {
+    use std::str::FromStr;
+    sqlx::postgres::PgConnectOptions::from_str(&pg_url()).unwrap().options([("search_path", schema)])
+}
+
 /// The sealing key every test gateway uses.
 pub const TEST_KEY: [u8; 32] = [42; 32];
 

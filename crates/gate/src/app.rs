@@ -26,6 +26,12 @@ pub struct App {
     pub keys: crate::access::keys::Keys,
     /// `[cluster]`: the shared Redis.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `[telemetry]`: the OpenTelemetry exporter (`None`: off).
+    pub telemetry: Option<crate::telemetry::Telemetry>,
+    /// Dashboard sign-in sessions and their CSRF tokens.
+    pub sessions: crate::dashboard::session::Sessions,
+    /// Account logins started from the admin API, for the dashboard to follow.
+    pub logins: crate::pool::login::Logins,
 }
 
 /// Shutdown, in two steps: `stopping` when the server stops accepting (background tasks end),
@@ -66,7 +72,19 @@ impl App {
             keys.set_cluster(c.clone());
             pool.set_cluster(c.clone());
         }
+        let systems = config
+            .providers
+            .iter()
+            .map(|p| {
+                let system = if p.kind == crate::config::ProviderKind::Chatgpt { "openai" } else { p.name.as_str() };
+                (p.name.clone(), system.to_owned())
+            })
+            .collect();
+        let telemetry = crate::telemetry::Telemetry::start(&config.telemetry, client.clone(), metrics.clone(), systems);
         Arc::new(App {
+            telemetry,
+            sessions: crate::dashboard::session::Sessions::default(),
+            logins: crate::pool::login::Logins::default(),
             config,
             router,
             client,

@@ -72,6 +72,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::commands::service::ServiceCmd,
     },
+    /// Read a dashboard password from stdin and print its `[dashboard] password_hash` line
+    HashPassword,
     /// Point a client's own config at the gateway (backed up; --undo restores it)
     Setup {
         #[command(subcommand)]

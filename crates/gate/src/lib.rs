@@ -14,7 +14,8 @@
 //! - [`pool`]: ChatGPT subscription accounts: tokens, selection, refresh, quota.
 //! - [`cluster`]: optional Redis: shared limit counters, refresh locks, events between instances.
 //! - [`secrets`]: sealing tokens at rest.
-//! - [`metrics`]: Prometheus registry; [`error`]: the one error enum.
+//! - [`metrics`]: Prometheus registry; [`telemetry`]: OpenTelemetry spans; [`error`]: the one error enum.
+//! - [`dashboard`]: the browser dashboard: embedded assets, sign-in sessions, its read APIs.
 //! - [`cli`], [`commands`]: the `codex-gate` command line; [`logsink`]: the buffered log writer.
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod codex_catalog;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod cost;
 pub mod egress;
 pub mod error;
@@ -37,6 +39,7 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tally;
+pub mod telemetry;
 pub mod upstream;
 
 pub use app::App;

@@ -107,6 +107,17 @@ fn bump<K: std::borrow::Borrow<Q>, Q: PartialEq + ?Sized>(
     }
 }
 
+/// What [`Metrics::by_target`] reports for one target.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct TargetStats {
+    /// Requests it answered (the last attempt was on it), and of those, with a status below 400.
+    pub answered: u64,
+    pub ok: u64,
+    /// Failed requests and failed attempts (failed over to another target or account).
+    pub failures: u64,
+    pub errors: Vec<(String, u64)>,
+}
+
 /// (route, target).
 type SeriesKey = (Arc<str>, Arc<str>);
 
@@ -139,6 +150,9 @@ pub struct Metrics {
     pub limited: AtomicU64,
     /// Key-set reloads (a key was created, changed or revoked somewhere).
     pub key_reloads: AtomicU64,
+    /// OpenTelemetry spans accepted by the collector, and lost (queue full or export failed).
+    pub spans_exported: AtomicU64,
+    pub spans_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -158,6 +172,31 @@ impl Metrics {
         let mut w = self.series.write();
         let key = if w.len() >= MAX_SERIES && !w.contains_key(&key) { other_key() } else { key };
         w.entry(key).or_insert_with(|| Arc::new(Series::new())).clone()
+    }
+
+    /// Per target, summed over routes: answers by status class and failures by code, since start
+    /// (the dashboard's routes page).
+    pub fn by_target(&self) -> std::collections::BTreeMap<String, TargetStats> {
+        let mut out: std::collections::BTreeMap<String, TargetStats> = std::collections::BTreeMap::new();
+        for ((_, target), s) in self.series.read().iter() {
+            let t = out.entry(target.to_string()).or_default();
+            for (status, c) in s.statuses.read().iter() {
+                let n = c.load(Relaxed);
+                t.answered += n;
+                if *status < 400 {
+                    t.ok += n;
+                }
+            }
+            for (code, c) in s.errors.read().iter() {
+                let n = c.load(Relaxed);
+                t.failures += n;
+                match t.errors.iter_mut().find(|(k, _)| k == code) {
+                    Some((_, m)) => *m += n,
+                    None => t.errors.push((code.clone(), n)),
+                }
+            }
+        }
+        out
     }
 
     /// Prometheus text exposition format.
@@ -257,6 +296,18 @@ impl Metrics {
                 "counter",
                 "Times the client keys were reloaded after a change.",
                 self.key_reloads.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_spans_exported_total",
+                "counter",
+                "OpenTelemetry spans the collector accepted.",
+                self.spans_exported.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_spans_dropped_total",
+                "counter",
+                "OpenTelemetry spans lost: the export queue was full or the collector refused or was unreachable.",
+                self.spans_dropped.load(Relaxed) as i64,
             ),
         ];
         for (name, kind, help, v) in gauges {

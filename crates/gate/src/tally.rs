@@ -28,6 +28,18 @@ pub struct Tally {
     pub account: Option<crate::pool::InFlight>,
     /// The caller's key's hold on its limits, settled with the usage and cost at close.
     pub reservation: Option<crate::access::limits::Reservation>,
+    /// When the open attempt (the last of `record.trail`) was sent; `None`: none is open.
+    attempt_sent: Option<Instant>,
+    /// With telemetry on: the request's trace context, its attempts' span ids, and its key's name.
+    trace: Option<Trace>,
+}
+
+#[derive(Debug)]
+struct Trace {
+    ctx: crate::telemetry::TraceCtx,
+    start_unix_ns: u64,
+    attempt_spans: Vec<[u8; 8]>,
+    key_name: Option<String>,
 }
 
 impl std::fmt::Debug for Tally {
@@ -79,6 +91,8 @@ impl Tally {
             id,
             account: None,
             reservation: None,
+            attempt_sent: None,
+            trace: None,
         }
     }
 
@@ -102,6 +116,68 @@ impl Tally {
         self.target = target.clone();
         self.record.target = target.to_string();
         self.record.attempts += 1;
+    }
+
+    /// With telemetry on, join the client's trace (`traceparent`) and name the caller's key.
+    pub fn trace(&mut self, headers: &http::HeaderMap, key_name: Option<&str>) {
+        if self.app.telemetry.is_some() {
+            let start_unix_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                .saturating_sub(self.started.elapsed().as_nanos() as u64);
+            self.trace = Some(Trace {
+                ctx: crate::telemetry::TraceCtx::from_headers(headers),
+                start_unix_ns,
+                attempt_spans: Vec::new(),
+                key_name: key_name.map(str::to_owned),
+            });
+        }
+    }
+
+    /// The `traceparent` for the open attempt's upstream call (telemetry on).
+    pub fn traceparent(&self) -> Option<http::HeaderValue> {
+        let t = self.trace.as_ref()?;
+        Some(t.ctx.header(*t.attempt_spans.last()?))
+    }
+
+    /// An attempt on `target` begins (after [`Self::set_target`]); `why` it was chosen.
+    pub fn attempt(&mut self, why: std::borrow::Cow<'static, str>) {
+        self.attempt_done(None);
+        let target = self.record.target.clone();
+        self.push_attempt(crate::store::Attempt { target, why, ..Default::default() });
+    }
+
+    fn push_attempt(&mut self, mut a: crate::store::Attempt) {
+        a.at_ms = self.started.elapsed().as_millis() as u64;
+        self.record.trail.push(a);
+        self.attempt_sent = Some(Instant::now());
+        if let Some(t) = &mut self.trace {
+            t.attempt_spans.push(crate::telemetry::span_id());
+        }
+    }
+
+    /// The open attempt goes to pool account `id`; a later account is an attempt of its own.
+    pub fn attempt_account(&mut self, id: &str, picked: crate::pool::state::Picked) {
+        let pick = format!("{} ({} of {} accounts usable)", picked.why, picked.usable, picked.of);
+        if self.attempt_sent.is_some() {
+            if let Some(a) = self.record.trail.last_mut().filter(|a| a.account.is_none()) {
+                a.account = Some(id.to_owned());
+                a.why = format!("{}; account: {pick}", a.why).into();
+                return;
+            }
+        }
+        let target = self.record.trail.last().map_or_else(|| self.record.target.clone(), |a| a.target.clone());
+        self.attempt_done(None);
+        let why = format!("another account after a failure; account: {pick}").into();
+        self.push_attempt(crate::store::Attempt { target, account: Some(id.to_owned()), why, ..Default::default() });
+    }
+
+    /// The open attempt ended: answered (`None`) or failed with `error`.
+    pub fn attempt_done(&mut self, error: Option<&str>) {
+        if let (Some(sent), Some(a)) = (self.attempt_sent.take(), self.record.trail.last_mut()) {
+            a.ms = sent.elapsed().as_millis() as u64;
+            a.error = error.map(str::to_owned);
+        }
     }
 
     /// The metrics series of the current (route, target).
@@ -220,6 +296,15 @@ impl Tally {
             line!(info);
         } else {
             line!(debug);
+        }
+        if let (Some(tel), Some(t)) = (&self.app.telemetry, self.trace.take()) {
+            tel.send(crate::telemetry::Finished {
+                ctx: t.ctx,
+                start_unix_ns: t.start_unix_ns,
+                record: r.clone(),
+                attempt_spans: t.attempt_spans,
+                key_name: t.key_name,
+            });
         }
         self.app.ledger.record(std::mem::take(r));
     }

@@ -5,7 +5,7 @@ mod common;
 
 use codex_gate::ledger::{Ledger, Retention};
 use codex_gate::metrics::Metrics;
-use codex_gate::store::{RequestRecord, Store};
+use codex_gate::store::{Attempt, RequestRecord, Store};
 use common::TempDir;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -33,11 +33,19 @@ fn rec(i: i64, ts_ms: i64) -> RequestRecord {
         key_id: (i % 4 == 0).then(|| "key_a".into()),
         account_id: (i % 5 == 0).then(|| "acct_1".into()),
         cost_usd: 0.25,
+        trail: if i % 2 == 1 {
+            vec![
+                Attempt { target: "q/m".into(), why: "first".into(), error: Some("timeout".into()), ms: 5, ..Default::default() },
+                Attempt { target: "p/m".into(), account: Some("acct_1".into()), why: "failover".into(), at_ms: 5, ms: 9, ..Default::default() },
+            ]
+        } else {
+            Vec::new()
+        },
     }
 }
 
 async fn suite(store: &Store) {
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     assert_eq!(store.count_requests().await.unwrap(), 0);
     let rows: Vec<_> = (0..1200).map(|i| rec(i, 1_000_000 + i)).collect();
     store.insert_requests(&rows).await.unwrap();
@@ -70,6 +78,7 @@ async fn suite(store: &Store) {
     assert_eq!(recent.len(), 3);
     assert_eq!(recent[0], rec(1203, 1_000_000 + 1203), "rows read back exactly as written");
     assert_eq!(recent[2], rec(1201, 1_000_000 + 1201));
+    dashboard_reads(store).await;
     // Retention: age first, then row count.
     let deleted = store.prune_requests(1_000_000 + 200, 1_000_000).await.unwrap();
     assert_eq!(deleted, 200);
@@ -79,6 +88,48 @@ async fn suite(store: &Store) {
     assert_eq!(store.recent_requests(1000).await.unwrap().last().unwrap().id, "req_1104");
     // Rollups outlive the raw rows they summed.
     assert_eq!(store.usage_report(codex_gate::store::GroupBy::Model, 0).await.unwrap()[0].sums.requests, 1204);
+}
+
+/// What the dashboard reads: time buckets, percentiles, filtered pages with a cursor, one row.
+async fn dashboard_reads(store: &Store) {
+    use codex_gate::store::{RequestFilter, Width};
+    // All 1204 rows fall in the first minute after 1_000_000 ms, and in its hour and day.
+    let minutes = store.buckets(0, Width::Minute, None).await.unwrap();
+    assert_eq!(minutes.len(), 1);
+    assert_eq!((minutes[0].start_ms, minutes[0].sums.requests), (960_000, 1204));
+    let hours = store.buckets(0, Width::Hour, None).await.unwrap();
+    assert_eq!((hours.len(), hours[0].start_ms, hours[0].sums.requests), (1, 0, 1204));
+    let days = store.buckets(0, Width::Day, Some("key_a")).await.unwrap();
+    assert_eq!(days[0].sums.requests, 301, "one key's rows only");
+    assert_eq!(store.buckets(0, Width::Minute, Some("key_a")).await.unwrap()[0].sums.requests, 301);
+    assert!(store.buckets(2_000_000, Width::Minute, None).await.unwrap().is_empty());
+    let t = store.timings(0, 100).await.unwrap();
+    assert_eq!((t.sample, t.latency_ms, t.ttfb_ms[0]), (100, [1234.0; 3], 56.0));
+    assert!((t.overhead_ms[1] - 0.321).abs() < 1e-9);
+    // Filters narrow, and the cursor walks back without repeats.
+    let page = |f: RequestFilter| async move { store.list_requests(&f).await.unwrap().unwrap() };
+    let first = page(RequestFilter { key: Some("key_a".into()), limit: Some(7), ..Default::default() }).await;
+    assert_eq!(first.len(), 7);
+    assert!(first.iter().all(|r| r.key_id.as_deref() == Some("key_a")));
+    assert!(first.windows(2).all(|w| (w[0].ts_ms, &w[0].id) > (w[1].ts_ms, &w[1].id)), "newest first");
+    let cursor = format!("{}:{}", first[6].ts_ms, first[6].id);
+    let second = page(RequestFilter { key: Some("key_a".into()), before: Some(cursor), limit: Some(7), ..Default::default() }).await;
+    assert_eq!(second.len(), 7);
+    assert!(second[0].ts_ms < first[6].ts_ms, "the next page starts after the cursor");
+    let errors = page(RequestFilter { status: Some("error".into()), limit: Some(200), ..Default::default() }).await;
+    assert!(!errors.is_empty() && errors.iter().all(|r| r.error_code.is_some()));
+    let none = page(RequestFilter { key: Some("none".into()), account: Some("acct_1".into()), limit: Some(200), ..Default::default() }).await;
+    assert!(!none.is_empty() && none.iter().all(|r| r.key_id.is_none() && r.account_id.as_deref() == Some("acct_1")));
+    let window = page(RequestFilter { since_ms: Some(1_000_100), until_ms: Some(1_000_110), limit: Some(200), ..Default::default() }).await;
+    assert_eq!(window.len(), 10);
+    let by_status = page(RequestFilter { status: Some("200".into()), model: Some("coder".into()), ..Default::default() }).await;
+    assert_eq!(by_status.len(), 50, "the default page");
+    assert_eq!(store.list_requests(&RequestFilter { status: Some("x".into()), ..Default::default() }).await.unwrap(), Err("status".into()));
+    // One row, with its attempts.
+    let one = store.get_request("req_7").await.unwrap().unwrap();
+    assert_eq!(one, rec(7, 1_000_007));
+    assert_eq!(one.trail.len(), 2);
+    assert!(store.get_request("req_nope").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -91,7 +142,7 @@ async fn sqlite_backend() {
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     assert_eq!(store.count_requests().await.unwrap(), 100);
     let mode: String = match &store {
         Store::Sqlite(p) => sqlx::query_scalar("PRAGMA journal_mode").fetch_one(p).await.unwrap(),

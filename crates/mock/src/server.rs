@@ -337,6 +337,28 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             &json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}),
         ));
     }
+    if parts.method == Method::GET && path == "/oauth/authorize" {
+        // The sign-in page, signed in at once: back to the client's redirect_uri with a code
+        // registered by `add_login_code` (the browser end-to-end test drives this).
+        let q: HashMap<String, String> = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (pct_decode(k), pct_decode(v)))
+            .collect();
+        let code = s.chatgpt.codes.lock().keys().min().cloned();
+        return Ok(match (code, q.get("redirect_uri"), q.get("state")) {
+            (Some(code), Some(back), Some(state)) => {
+                let to = format!("{back}?code={}&state={}", pct_encode(&code), pct_encode(state));
+                let mut r = full(StatusCode::FOUND, &json!({}));
+                r.headers_mut().insert(header::LOCATION, to.parse().unwrap_or(http::HeaderValue::from_static("/")));
+                r
+            }
+            _ => full(StatusCode::BAD_REQUEST, &json!({"error": "no login code registered, or no redirect_uri/state"})),
+        });
+    }
     if parts.method == Method::POST && path == "/oauth/token" {
         let delay = s.chatgpt.token_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
@@ -539,6 +561,15 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         h.insert("x-codex-primary-reset-at", "1900000000".parse().unwrap());
     }
     Ok(resp)
+}
+
+fn pct_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn pct_decode(s: &str) -> String {

@@ -1,7 +1,9 @@
 //! The two gates after the Host/Origin guard. API routes (`/v1/*`, `/backend-api/*`): once any
 //! client key exists (or `[server] require_keys`), a valid key; before that, loopback clients
-//! only. Admin routes (`/api/*`, `/metrics`): an admin key from anywhere, or loopback without a
-//! key while no admin key exists.
+//! only. Admin routes (`/api/*`, `/metrics`): an admin key from anywhere, a dashboard session, or
+//! loopback without a key while no admin key exists. The two ambient credentials — the session
+//! cookie and being on loopback — need the page's CSRF token on every state-changing request
+//! a browser sends; a bearer key cannot be sent by a foreign page, so it needs none.
 
 use super::keys::{presented, ClientKey, Refusal};
 use crate::app::App;
@@ -80,8 +82,18 @@ pub async fn client(State(app): State<Arc<App>>, mut req: Request, next: Next) -
 
 /// The admin routes' gate.
 pub async fn admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    use crate::dashboard::session::{csrf_ok, csrf_refusal, from_browser};
     let keys = app.keys.current();
     let path = req.uri().path().to_owned();
+    let changes_state = !matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+    if presented(req.headers()).is_none() {
+        if let Some(s) = app.sessions.find(&app, req.headers()) {
+            if changes_state && !csrf_ok(req.headers(), &s.csrf) {
+                return refuse(&app, csrf_refusal(), &path);
+            }
+            return next.run(req).await;
+        }
+    }
     match keys.check(presented(req.headers()), crate::now_ms()) {
         Ok(k) if k.admin => {}
         Ok(_) => {
@@ -93,7 +105,11 @@ pub async fn admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
             };
             return refuse(&app, e, &path);
         }
-        Err(Refusal::Missing) if !keys.admin_exists && from_loopback(&req) => {}
+        Err(Refusal::Missing) if !keys.admin_exists && from_loopback(&req) => {
+            if changes_state && from_browser(req.headers()) && !csrf_ok(req.headers(), &app.sessions.anon_csrf) {
+                return refuse(&app, csrf_refusal(), &path);
+            }
+        }
         Err(Refusal::Missing) if !keys.admin_exists => {
             let e = GateError::Forbidden {
                 code: "forbidden",

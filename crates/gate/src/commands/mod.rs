@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Check => check::run(cli.config.as_deref()),
+        Command::HashPassword => hash_password(),
         Command::Accounts { cmd } => accounts::run(cli.config.as_deref(), cmd).await,
         Command::Keys { cmd } => keys::run(cli.config.as_deref(), *cmd).await,
         Command::Usage(args) => usage::run(cli.config.as_deref(), args).await,
@@ -134,4 +135,24 @@ mod tests {
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
     }
+}
+
+/// `codex-gate hash-password`: argon2id (the crate's default parameters) with a random salt.
+fn hash_password() -> anyhow::Result<()> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let mut line = String::new();
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("Type the dashboard password and press Enter (it is shown as you type; pipe it in to avoid that):");
+    }
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 8 {
+        anyhow::bail!("use a password of at least 8 characters");
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    println!("[dashboard]\npassword_hash = \"{hash}\"");
+    Ok(())
 }

@@ -76,9 +76,12 @@ pub async fn run(path: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         // Through the log, so `--log-format json` stays one JSON object per line.
         tracing::warn!("{}", next_steps(&listener.local_addr()?));
     }
-    crate::server::serve(listener, app, shutdown_signal()).await?;
+    crate::server::serve(listener, app.clone(), shutdown_signal()).await?;
     // Connections are closed and open streams have written their rows: flush and stop.
     ledger_handle.shutdown();
+    if let Some(t) = &app.telemetry {
+        t.flush().await;
+    }
     if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
         tracing::warn!("request log writer did not finish in 10 s");
     }

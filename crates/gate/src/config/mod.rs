@@ -3,7 +3,7 @@
 //! validated [`Config`] the rest of the gateway uses.
 
 mod interp;
-mod raw;
+pub mod raw;
 
 pub use interp::{default_config_path, default_data_dir, expand_home, interpolate};
 
@@ -83,6 +83,9 @@ pub struct PoolConfig {
     /// or the serving account (`[pool] rate_limit_headers = "account"`).
     pub pooled_rate_limit_headers: bool,
     pub usage_poll: Option<Duration>,
+    /// Where browser logins started from the dashboard or admin API get their callback (1455,
+    /// as Codex's own login; a port that is taken falls back to the device code).
+    pub login_callback_port: u16,
 }
 
 /// Upstream timeouts.
@@ -177,9 +180,21 @@ pub struct Config {
     pub prices: crate::cost::Prices,
     /// `[cluster] redis_url`: instances share limits, cooldowns and refreshes through it.
     pub redis_url: Option<String>,
+    /// `[dashboard]`: how the browser dashboard signs people in.
+    pub dashboard: DashboardConfig,
+    /// `[telemetry]` (or the `OTEL_EXPORTER_OTLP_*` variables): OpenTelemetry traces.
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// No providers were configured: the pool is the default provider, named [`IMPLICIT_POOL`],
     /// and every model its accounts' plans offer routes to it.
     pub implicit_pool: bool,
+}
+
+/// `[dashboard]`.
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    /// argon2 PHC string of the sign-in password (`None`: sign in with an admin key only).
+    pub password_hash: Option<String>,
+    pub session_ttl: Duration,
 }
 
 /// The name of the pool provider a config without providers gets.
@@ -503,6 +518,7 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
             .trim_end_matches('/')
             .to_owned(),
         client_id: rp.client_id.unwrap_or_else(|| crate::pool::refresh::CODEX_CLIENT_ID.into()),
+        login_callback_port: rp.login_callback_port.unwrap_or(1455),
         originator: rp.originator.unwrap_or_else(|| "codex_cli_rs".into()),
         user_agent: rp.user_agent.unwrap_or_else(|| "codex_cli_rs/0.169.0 (codex-gate)".into()),
         key_file: rp.key_file.map(|f| expand_home(&f)).unwrap_or_else(|| default_data_dir().join("encryption.key")),
@@ -560,7 +576,25 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
         }
         Some(u) => return Err(("cluster.redis_url".into(), format!("{u:?} must start with redis:// (TLS to Redis is not built in; use a local stunnel or a private network)"))),
     };
+    let dashboard = DashboardConfig {
+        password_hash: match raw.dashboard.password_hash.filter(|h| !h.is_empty()) {
+            Some(h) => match argon2::PasswordHash::new(&h) {
+                Ok(p) if p.algorithm.as_str().starts_with("argon2") => Some(h),
+                _ => {
+                    return Err((
+                        "dashboard.password_hash".into(),
+                        "must be an argon2 hash as `codex-gate hash-password` prints it ($argon2id$v=19$…)".into(),
+                    ))
+                }
+            },
+            None => None,
+        },
+        session_ttl: Duration::from_secs(3600 * raw.dashboard.session_hours.unwrap_or(12).clamp(1, 24 * 30)),
+    };
+    let telemetry = crate::telemetry::TelemetryConfig::from_raw(raw.telemetry, env)?;
     Ok(Config {
+        dashboard,
+        telemetry,
         redis_url,
         prices: crate::cost::Prices::new(prices),
         source: source.map(Path::to_path_buf),

@@ -25,6 +25,27 @@ pub struct RawConfig {
     pub prices: BTreeMap<String, RawPrice>,
     #[serde(default)]
     pub cluster: RawCluster,
+    #[serde(default)]
+    pub dashboard: RawDashboard,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    /// An argon2 PHC string (`codex-gate hash-password` prints one).
+    pub password_hash: Option<String>,
+    pub session_hours: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +88,7 @@ pub struct RawPool {
     pub usage_poll_secs: Option<u64>,
     pub base_url: Option<String>,
     pub rate_limit_headers: Option<String>,
+    pub login_callback_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]

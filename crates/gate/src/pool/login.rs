@@ -34,6 +34,45 @@ pub enum LoginError {
     Failed(String),
 }
 
+/// Logins started through the admin API, newest last, so the dashboard can follow one by id.
+#[derive(Debug, Default)]
+pub struct Logins(parking_lot::Mutex<std::collections::VecDeque<(String, LoginState)>>);
+
+/// Where a login started through the admin API stands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LoginState {
+    Pending,
+    Done { account: String, email: Option<String> },
+    Failed { error: String },
+}
+
+/// Logins remembered at most (older ones are forgotten).
+const LOGINS_KEPT: usize = 32;
+
+impl Logins {
+    /// A new pending login; returns its id.
+    pub fn begin(&self) -> String {
+        let id = format!("login_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>()));
+        let mut l = self.0.lock();
+        if l.len() >= LOGINS_KEPT {
+            l.pop_front();
+        }
+        l.push_back((id.clone(), LoginState::Pending));
+        id
+    }
+
+    pub fn set(&self, id: &str, state: LoginState) {
+        if let Some(e) = self.0.lock().iter_mut().find(|(i, _)| i == id) {
+            e.1 = state;
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<LoginState> {
+        self.0.lock().iter().find(|(i, _)| i == id).map(|(_, s)| s.clone())
+    }
+}
+
 /// PKCE verifier and S256 challenge.
 pub fn pkce() -> (String, String) {
     let verifier = URL_SAFE_NO_PAD.encode(

@@ -58,6 +58,9 @@ pub struct AccountState {
     /// Requests sent in the last minute (for `[pool] account_rpm`).
     pub rate: super::rate::MinuteRate,
     failures: AtomicU32,
+    /// The newest failure (unix ms, error code): the dashboard shows it, and as the cooldown's
+    /// reason while one runs.
+    pub last_error: Mutex<Option<(i64, String)>>,
     pub refreshes: AtomicU64,
     /// This account's own egress route (`accounts proxy`); `None`: the provider's.
     pub proxy: RwLock<Option<crate::egress::Route>>,
@@ -69,9 +72,18 @@ impl std::fmt::Debug for AccountState {
     }
 }
 
-/// Holds one in-flight slot on an account; released on drop.
+/// Holds one in-flight slot on an account; released on drop. `.1`: why it was picked.
 #[derive(Debug)]
-pub struct InFlight(pub Arc<AccountState>);
+pub struct InFlight(pub Arc<AccountState>, pub Picked);
+
+/// Why selection chose an account, and out of how many (the request log's attempt trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picked {
+    pub why: &'static str,
+    /// Accounts that could serve (active, not cooling down, not yet tried) of those the caller may use.
+    pub usable: usize,
+    pub of: usize,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -295,6 +307,7 @@ impl Pool {
                 quota: RwLock::new(Quota::default()),
                 cooldown_until_ms: AtomicI64::new(r.cooldown_until_ms),
                 in_flight: AtomicU32::new(0),
+                last_error: Mutex::new(None),
                 rate: Default::default(),
                 failures: AtomicU32::new(0),
                 refreshes: AtomicU64::new(0),
@@ -411,7 +424,8 @@ impl Pool {
             self.affinity.lock().insert(key, a.id.clone(), self.settings.affinity_ttl);
         }
         self.decide(&a.id, reason.to_owned());
-        Ok(InFlight(a))
+        let usable = cands.iter().filter(|c| c.available).count();
+        Ok(InFlight(a, Picked { why: reason, usable, of: accounts.len() }))
     }
 
     fn why_none(&self, accounts: &[Arc<AccountState>], now_ms: i64) -> NoAccount {
@@ -568,6 +582,11 @@ impl Pool {
         a.failures.store(0, Relaxed);
     }
 
+    /// Remember why a request on `a` failed.
+    pub fn failed(&self, a: &AccountState, code: &str) {
+        *a.last_error.lock() = Some((crate::now_ms(), code.to_owned()));
+    }
+
     /// Learn account `a`'s quota. Returns how much of the whole pool's 5-hour and weekly
     /// capacity the change used, in percent (the account's rise, scaled by its share of the
     /// pool's capacity), which a key's pool share is counted in.
@@ -666,9 +685,14 @@ impl Pool {
                     _ => None,
                 };
                 let cd = a.cooldown_until_ms.load(Relaxed);
+                let last_error = a.last_error.lock().clone();
+                let cooling = cd > now_ms;
                 json!({"id": a.id, "email": a.email, "plan_type": a.plan_type, "status": status.as_str(), "status_reason": reason,
                        "priority": a.priority, "weight": a.weight, "in_flight": a.in_flight.load(Relaxed),
-                       "cooldown_until": (cd > now_ms).then_some(cd / 1000), "refreshes": a.refreshes.load(Relaxed),
+                       "cooldown_until": cooling.then_some(cd / 1000),
+                       "cooldown_reason": last_error.as_ref().filter(|_| cooling).map(|e| e.1.clone()),
+                       "last_error": last_error.map(|(ts_ms, code)| json!({"ts_ms": ts_ms, "code": code})),
+                       "refreshes": a.refreshes.load(Relaxed),
                        "rate_limit": a.quota.read().usage_json(now_ms / 1000)})
             })
             .collect();

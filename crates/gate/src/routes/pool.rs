@@ -126,45 +126,72 @@ pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let p = &app.config.pool;
     let oauth = crate::pool::refresh::OAuthConfig { issuer: p.issuer.clone(), client_id: p.client_id.clone() };
     let timeout = std::time::Duration::from_secs(15 * 60);
-    let finish = |app: Arc<App>, result: Result<crate::pool::auth::Tokens, LoginError>| async move {
-        match result {
+    if !matches!(req.mode.as_deref(), None | Some("browser" | "device")) {
+        return GateError::bad_request("mode must be \"browser\" or \"device\"", Some("mode".into())).into_response();
+    }
+    let id = app.logins.begin();
+    let finish = |app: Arc<App>, id: String, result: Result<crate::pool::auth::Tokens, LoginError>| async move {
+        use crate::pool::login::LoginState;
+        let state = match result {
             Ok(tokens) => match crate::pool::state::save_login(&app.store, app.pool.cipher(), &tokens).await {
-                Ok((id, _)) => {
+                Ok((account, ident)) => {
                     let _ = app.reload_pool().await;
-                    tracing::info!(account = %id, "login complete; account added to the pool");
+                    tracing::info!(account = %account, "login complete; account added to the pool");
+                    LoginState::Done { account, email: ident.email }
                 }
-                Err(e) => tracing::warn!(error = %e, "login tokens could not be saved"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "login tokens could not be saved");
+                    LoginState::Failed { error: format!("the tokens could not be saved: {e}") }
+                }
             },
-            Err(e) => tracing::warn!(error = %e, "login did not complete"),
-        }
+            Err(e) => {
+                tracing::warn!(error = %e, "login did not complete");
+                LoginState::Failed { error: e.to_string() }
+            }
+        };
+        app.logins.set(&id, state);
     };
     if req.mode.as_deref().unwrap_or("browser") == "browser" {
-        match BrowserLogin::start(&oauth, req.port.unwrap_or(1455), &p.originator, true).await {
+        match BrowserLogin::start(&oauth, req.port.unwrap_or(p.login_callback_port), &p.originator, true).await {
             Ok(l) => {
-                let out = json!({"mode": "browser", "authorize_url": l.authorize_url, "callback_port": l.port()});
+                let out = json!({"id": id, "mode": "browser", "authorize_url": l.authorize_url, "callback_port": l.port()});
                 let app2 = app.clone();
                 tokio::spawn(async move {
                     let r = l.wait(&app2.client, &oauth, timeout).await;
-                    finish(app2, r).await;
+                    finish(app2, id, r).await;
                 });
                 return Json(out).into_response();
             }
             Err(LoginError::PortBusy(_)) => {}
-            Err(e) => return GateError::Internal(e.to_string()).into_response(),
+            Err(e) => {
+                app.logins.set(&id, crate::pool::login::LoginState::Failed { error: e.to_string() });
+                return GateError::Internal(e.to_string()).into_response();
+            }
         }
-    } else if req.mode.as_deref() != Some("device") {
-        return GateError::bad_request("mode must be \"browser\" or \"device\"", Some("mode".into())).into_response();
     }
     match DeviceLogin::start(&app.client, &oauth).await {
         Ok(d) => {
-            let out = json!({"mode": "device", "verification_url": d.verification_url, "user_code": d.user_code});
+            let out =
+                json!({"id": id, "mode": "device", "verification_url": d.verification_url, "user_code": d.user_code});
             let app2 = app.clone();
             tokio::spawn(async move {
                 let r = d.wait(&app2.client, &oauth, timeout).await;
-                finish(app2, r).await;
+                finish(app2, id, r).await;
             });
             Json(out).into_response()
         }
-        Err(e) => GateError::Unreachable { target: "the OAuth issuer".into(), detail: e.to_string() }.into_response(),
+        Err(e) => {
+            app.logins.set(&id, crate::pool::login::LoginState::Failed { error: e.to_string() });
+            GateError::Unreachable { target: "the OAuth issuer".into(), detail: e.to_string() }.into_response()
+        }
+    }
+}
+
+/// `GET /api/accounts/login/{id}`: where a login started with `POST /api/accounts/login` stands.
+pub async fn login_state(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.logins.get(&id) {
+        Some(s) => Json(s).into_response(),
+        None => GateError::NotFound(format!("no login {id} (logins are remembered until 32 newer ones start)"))
+            .into_response(),
     }
 }

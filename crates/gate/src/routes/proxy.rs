@@ -30,6 +30,7 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
     let mut tally = Tally::open(&app, api);
     let (parts, body) = req.into_parts();
     let caller = parts.extensions.get::<Caller>().cloned();
+    tally.trace(&parts.headers, caller.as_ref().and_then(Caller::key).map(|k| k.name.as_str()));
     let read = async {
         let mut body =
             read_body(body, &parts.headers, app.config.server.max_body_bytes, app.config.server.body_read_timeout)

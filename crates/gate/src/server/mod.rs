@@ -5,6 +5,7 @@
 pub mod conns;
 
 use crate::app::App;
+use crate::dashboard;
 use crate::routes::{admin, models, ops, pool, proxy};
 use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
@@ -49,11 +50,24 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/keys/{id}", get(admin::keys::show).patch(admin::keys::update).delete(admin::keys::revoke))
         .route("/api/keys/{id}/rotate", post(admin::keys::rotate))
         .route("/api/usage", get(admin::usage::report))
+        .route("/api/accounts/login/{id}", get(pool::login_state))
+        .route("/api/overview", get(dashboard::api::overview))
+        .route("/api/requests", get(dashboard::api::requests))
+        .route("/api/requests/{id}", get(dashboard::api::request))
+        .route("/api/routes", get(dashboard::api::routes))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), crate::access::admin));
     Router::new()
         .merge(api)
         .merge(admin)
         .route("/health", get(ops::health))
+        // The dashboard's page and sign-in (its data comes from the admin routes above).
+        .route("/", get(dashboard::page))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/", get(dashboard::page))
+        .route("/dashboard/assets/{name}", get(dashboard::asset))
+        .route("/dashboard/api/session", get(dashboard::session::status))
+        .route("/dashboard/api/login", post(dashboard::session::login))
+        .route("/dashboard/api/logout", post(dashboard::session::logout))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::access::guard))

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 /// What each migration does, by version (the same on both backends).
 const DESCRIPTIONS: &[&str] =
-    &["request log", "settings and accounts", "account proxies", "client keys, request costs, usage rollups"];
+    &["request log", "settings and accounts", "account proxies", "client keys, request costs, usage rollups", "request detail and dashboard indexes"];
 
 const SQLITE: &[&str] = &[
     r#"
@@ -93,6 +93,13 @@ CREATE TABLE usage_rollup (
     cost_usd REAL NOT NULL,
     PRIMARY KEY (period, bucket_ms, key_id, model, target, account_id)
 );
+"#,
+    r#"
+ALTER TABLE request_log ADD COLUMN detail TEXT;
+CREATE INDEX request_log_model_ts ON request_log (model, ts_ms);
+CREATE INDEX request_log_target_ts ON request_log (target, ts_ms);
+CREATE INDEX request_log_account_ts ON request_log (account_id, ts_ms);
+CREATE INDEX request_log_errors_ts ON request_log (ts_ms) WHERE error_code IS NOT NULL;
 "#,
 ];
 
@@ -176,6 +183,13 @@ CREATE TABLE usage_rollup (
     cost_usd DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (period, bucket_ms, key_id, model, target, account_id)
 );
+"#,
+    r#"
+ALTER TABLE request_log ADD COLUMN detail TEXT;
+CREATE INDEX request_log_model_ts ON request_log (model, ts_ms);
+CREATE INDEX request_log_target_ts ON request_log (target, ts_ms);
+CREATE INDEX request_log_account_ts ON request_log (account_id, ts_ms);
+CREATE INDEX request_log_errors_ts ON request_log (ts_ms) WHERE error_code IS NOT NULL;
 "#,
 ];
 

@@ -8,10 +8,12 @@ mod accounts;
 mod keys;
 mod migrations;
 mod usage;
+mod views;
 
 pub use accounts::AccountRow;
 pub use keys::KeyRow;
 pub use usage::{GroupBy, UsageLine, UsageSums};
+pub use views::{Bucket, RequestFilter, Timings, Width, MAX_PAGE};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -49,6 +51,26 @@ pub struct RequestRecord {
     pub account_id: Option<String>,
     /// What the request cost, in USD (for subscription traffic: its API-equivalent price).
     pub cost_usd: f64,
+    /// Each attempt: where it went, why, and how it ended (the dashboard's request detail).
+    pub trail: Vec<Attempt>,
+}
+
+/// One attempt of a request on one target (and, for the pool, one account).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Attempt {
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Why this target or account was chosen.
+    pub why: std::borrow::Cow<'static, str>,
+    /// The error code it ended with; `None`: it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was sent, in ms after the request arrived.
+    #[serde(default)]
+    pub at_ms: u64,
+    /// Time from sending to its answer (or failure).
+    pub ms: u64,
 }
 
 impl RequestRecord {
@@ -89,7 +111,7 @@ pub enum Store {
 }
 
 const COLUMNS: &str = "id, ts_ms, api, route, target, model, stream, status, error_code, attempts, input_tokens, \
-     cached_tokens, output_tokens, reasoning_tokens, latency_ms, ttfb_ms, overhead_us, key_id, account_id, cost_usd";
+     cached_tokens, output_tokens, reasoning_tokens, latency_ms, ttfb_ms, overhead_us, key_id, account_id, cost_usd, detail";
 
 impl Store {
     /// Open (creating if needed) the store at `url` and bring its schema up to date.
@@ -260,7 +282,7 @@ impl Store {
 
 /// Multi-row INSERTs come in these sizes only, so each size's SQL is parsed once per connection
 /// and then reused from the statement cache (a statement per batch length was re-parsed every
-/// time: most of the writer's CPU). 256 rows × 17 columns is within both backends' bind limits.
+/// time: most of the writer's CPU). 256 rows × 21 columns is within both backends' bind limits.
 const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 fn chunks(rows: &[RequestRecord]) -> impl Iterator<Item = &[RequestRecord]> {
@@ -274,7 +296,7 @@ fn chunks(rows: &[RequestRecord]) -> impl Iterator<Item = &[RequestRecord]> {
 }
 
 /// Columns written per row (the length of [`COLUMNS`]).
-const NCOLS: usize = 20;
+const NCOLS: usize = 21;
 
 /// The multi-row INSERT for `n` rows (one of [`CHUNK_SIZES`]), built once per backend and size:
 /// sqlx's `QueryBuilder` formatted every placeholder of every batch anew.
@@ -317,15 +339,19 @@ fn insert_sql(n: usize, postgres: bool) -> &'static str {
 macro_rules! insert_chunk {
     ($tx:expr, $chunk:expr, $pg:expr, $skipped:expr) => {{
         let chunk = $chunk;
+        let details = details(chunk);
         let mut sp = sqlx::Acquire::begin(&mut $tx).await?;
-        let n = bind_rows(sqlx::query(insert_sql(chunk.len(), $pg)), chunk).execute(&mut *sp).await?.rows_affected();
+        let n = bind_rows(sqlx::query(insert_sql(chunk.len(), $pg)), chunk, &details)
+            .execute(&mut *sp)
+            .await?
+            .rows_affected();
         if n as usize == chunk.len() {
             sp.commit().await?;
         } else {
             sp.rollback().await?;
-            for r in chunk {
-                let one = std::slice::from_ref(r);
-                if bind_rows(sqlx::query(insert_sql(1, $pg)), one).execute(&mut *$tx).await?.rows_affected() == 0 {
+            for (r, d) in chunk.iter().zip(&details) {
+                let (one, d) = (std::slice::from_ref(r), std::slice::from_ref(d));
+                if bind_rows(sqlx::query(insert_sql(1, $pg)), one, d).execute(&mut *$tx).await?.rows_affected() == 0 {
                     $skipped.push(r.id.clone());
                 }
             }
@@ -336,7 +362,12 @@ use insert_chunk;
 
 type Insert<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
 
-fn bind_rows<'a, DB>(mut q: Insert<'a, DB>, rows: &'a [RequestRecord]) -> Insert<'a, DB>
+/// Each row's attempt trail as JSON, serialized in the writer task rather than on the request path.
+fn details(rows: &[RequestRecord]) -> Vec<Option<String>> {
+    rows.iter().map(|r| (!r.trail.is_empty()).then(|| serde_json::to_string(&r.trail).unwrap_or_default())).collect()
+}
+
+fn bind_rows<'a, DB>(mut q: Insert<'a, DB>, rows: &'a [RequestRecord], details: &'a [Option<String>]) -> Insert<'a, DB>
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -347,7 +378,7 @@ where
     Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     f64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    for r in rows {
+    for (r, d) in rows.iter().zip(details) {
         q = q
             .bind(r.id.as_str())
             .bind(r.ts_ms)
@@ -368,7 +399,8 @@ where
             .bind(r.overhead_us)
             .bind(r.key_id.as_deref())
             .bind(r.account_id.as_deref())
-            .bind(r.cost_usd);
+            .bind(r.cost_usd)
+            .bind(d.as_deref());
     }
     q
 }
@@ -397,6 +429,10 @@ macro_rules! read_row {
             key_id: r.get("key_id"),
             account_id: r.get("account_id"),
             cost_usd: r.get("cost_usd"),
+            trail: r
+                .get::<Option<String>, _>("detail")
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or_default(),
         }
     }};
 }

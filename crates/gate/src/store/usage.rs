@@ -118,6 +118,7 @@ pub struct UsageLine {
     pub sums: UsageSums,
 }
 
+/// Read [`UsageSums`] from columns 1–7 of a row (column 0 is the group).
 macro_rules! read_sums {
     ($r:expr) => {{
         let r = $r;
@@ -132,8 +133,9 @@ macro_rules! read_sums {
         }
     }};
 }
+pub(super) use read_sums;
 
-const SUMS: &str = "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), \
+pub(super) const SUMS: &str = "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), \
     CAST(SUM(cached_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), \
     CAST(SUM(cost_usd) AS DOUBLE PRECISION)";
 

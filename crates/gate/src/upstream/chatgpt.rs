@@ -221,6 +221,7 @@ pub(super) async fn serve(
         if !tried.is_empty() {
             tally.record.attempts += 1; // every account tried is an attempt in the request log
         }
+        tally.attempt_account(&a.id, slot.1);
         tried.push(a.id.clone());
         let mut rejected: Option<String> = None;
         // One account: at most two sends (the second after a forced refresh on 401). A refresh
@@ -243,6 +244,9 @@ pub(super) async fn serve(
                 req.extensions_mut().insert(crate::egress::ProxyChoice(route));
             }
             req.extensions_mut().insert(super::client::Identity(a.id.as_str().into()));
+            if let Some(tp) = tally.traceparent() {
+                req.headers_mut().insert("traceparent", tp);
+            }
             let sent = Instant::now();
             let r = attempt(app, t, req, true).await;
             tally.upstream_wait += sent.elapsed();
@@ -304,7 +308,10 @@ pub(super) async fn serve(
                     _ => app.pool.cool_down(&a, None),
                 }
                 tracing::warn!(id = %tally.id(), account = %a.id, error = %e, "pool account failed; trying another");
-                tally.attempt_failed(&e.code());
+                let code = e.code();
+                app.pool.failed(&a, &code);
+                tally.attempt_done(Some(&code));
+                tally.attempt_failed(&code);
                 last = Some(e);
             }
         }

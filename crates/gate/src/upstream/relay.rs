@@ -306,25 +306,38 @@ fn looks_like_sse(first: &[u8]) -> bool {
 /// Serve `inb` over the targets of `resolved`.
 pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved: Arc<Resolved>) -> Response {
     tally.set_route(&resolved.route, &inb.head.model, inb.head.stream);
-    let mut last = None;
+    let mut last: Option<GateError> = None;
     let n = resolved.targets.len();
     for (i, t) in resolved.targets.iter().enumerate() {
         tally.set_target(&t.label);
+        tally.attempt(match (i, n, &last) {
+            (0, 1, _) => "the route's only target".into(),
+            (0, _, _) => format!("first of the route's {n} targets").into(),
+            (_, _, Some(e)) => format!("failover: the previous target failed before answering ({})", e.code()).into(),
+            _ => "next target".into(),
+        });
         let result = if t.provider.kind == crate::config::ProviderKind::Chatgpt {
             super::chatgpt::serve(app, &mut tally, &mut inb, t).await
         } else {
-            let (req, plan) = match build_request(t, &mut inb) {
+            let (mut req, plan) = match build_request(t, &mut inb) {
                 Ok(r) => r,
                 Err(e) => return fail(tally, e),
             };
+            if let Some(tp) = tally.traceparent() {
+                req.headers_mut().insert("traceparent", tp);
+            }
             let sent = Instant::now();
             let r = attempt(app, t, req, inb.head.stream).await;
             tally.upstream_wait += sent.elapsed();
             r.map(|answer| (answer, plan))
         };
         match result {
-            Ok((answer, plan)) => return commit(app, tally, &inb, plan, t, answer),
+            Ok((answer, plan)) => {
+                tally.attempt_done(None);
+                return commit(app, tally, &inb, plan, t, answer);
+            }
             Err(e) => {
+                tally.attempt_done(Some(&e.code()));
                 let failover = e.retryable() && resolved.fallback && i + 1 < n;
                 tracing::warn!(id = %tally.id(), target = %t.label, error = %e, failover, "upstream attempt failed");
                 if !failover {

@@ -72,7 +72,8 @@ async fn the_dashboard_in_a_real_browser() {
         .env("CHROMIUM", chromium())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(180), out).await.expect("browser run in 3 min").unwrap();
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(180), out).await.expect("browser run in 3 min").unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the browser run failed:\n{stdout}\n{stderr}");
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON result line");
@@ -147,7 +148,13 @@ async fn rebinding_foreign_origins_and_missing_csrf_tokens_are_refused() {
     assert!(get(&gate.url("/api/pool")).await.status.as_u16() >= 400);
     let s = get(&gate.url("/dashboard/api/session")).await.json();
     assert_eq!((s["signed_in"].clone(), s["csrf"].clone()), (json!(false), Value::Null));
-    let bad = send("POST", &gate.url("/dashboard/api/login"), r#"{"key":"cg-nope"}"#, &[("content-type", "application/json")]).await;
+    let bad = send(
+        "POST",
+        &gate.url("/dashboard/api/login"),
+        r#"{"key":"cg-nope"}"#,
+        &[("content-type", "application/json")],
+    )
+    .await;
     assert_eq!((bad.status.as_u16(), bad.json()["error"]["code"].clone()), (403, json!("sign_in_failed")));
     let login = send(
         "POST",
@@ -171,7 +178,9 @@ async fn rebinding_foreign_origins_and_missing_csrf_tokens_are_refused() {
     assert_eq!(with.status, 200);
     // Revoking the admin key ends its sessions.
     let kid = admin["id"].as_str().unwrap();
-    let revoke = send("DELETE", &gate.url(&format!("/api/keys/{kid}")), "", &[("cookie", &cookie), ("x-csrf-token", &token)]).await;
+    let revoke =
+        send("DELETE", &gate.url(&format!("/api/keys/{kid}")), "", &[("cookie", &cookie), ("x-csrf-token", &token)])
+            .await;
     assert_eq!(revoke.status, 200, "{}", revoke.text());
     gate.app.keys.sync(&gate.store, false).await.unwrap();
     let after = send("GET", &gate.url("/dashboard/api/session"), "", &[("cookie", &cookie)]).await.json();
@@ -185,7 +194,8 @@ async fn a_configured_password_signs_in_and_failures_are_limited() {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(b"codex-gate-test!").unwrap();
     let hash = argon2::Argon2::default().hash_password(b"correct horse", &salt).unwrap().to_string();
-    let bad_cfg = codex_gate::config::Config::from_toml_str("[dashboard]\npassword_hash = \"hunter2\"\n", None, &|_| None);
+    let bad_cfg =
+        codex_gate::config::Config::from_toml_str("[dashboard]\npassword_hash = \"hunter2\"\n", None, &|_| None);
     assert_eq!(bad_cfg.unwrap_err().key, "dashboard.password_hash");
     let gate = Gate::start(&format!("[dashboard]\npassword_hash = \"{hash}\"\n")).await;
     let login = |pw: &str| {

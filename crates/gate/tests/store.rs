@@ -35,8 +35,21 @@ fn rec(i: i64, ts_ms: i64) -> RequestRecord {
         cost_usd: 0.25,
         trail: if i % 2 == 1 {
             vec![
-                Attempt { target: "q/m".into(), why: "first".into(), error: Some("timeout".into()), ms: 5, ..Default::default() },
-                Attempt { target: "p/m".into(), account: Some("acct_1".into()), why: "failover".into(), at_ms: 5, ms: 9, ..Default::default() },
+                Attempt {
+                    target: "q/m".into(),
+                    why: "first".into(),
+                    error: Some("timeout".into()),
+                    ms: 5,
+                    ..Default::default()
+                },
+                Attempt {
+                    target: "p/m".into(),
+                    account: Some("acct_1".into()),
+                    why: "failover".into(),
+                    at_ms: 5,
+                    ms: 9,
+                    ..Default::default()
+                },
             ]
         } else {
             Vec::new()
@@ -113,18 +126,36 @@ async fn dashboard_reads(store: &Store) {
     assert!(first.iter().all(|r| r.key_id.as_deref() == Some("key_a")));
     assert!(first.windows(2).all(|w| (w[0].ts_ms, &w[0].id) > (w[1].ts_ms, &w[1].id)), "newest first");
     let cursor = format!("{}:{}", first[6].ts_ms, first[6].id);
-    let second = page(RequestFilter { key: Some("key_a".into()), before: Some(cursor), limit: Some(7), ..Default::default() }).await;
+    let second =
+        page(RequestFilter { key: Some("key_a".into()), before: Some(cursor), limit: Some(7), ..Default::default() })
+            .await;
     assert_eq!(second.len(), 7);
     assert!(second[0].ts_ms < first[6].ts_ms, "the next page starts after the cursor");
     let errors = page(RequestFilter { status: Some("error".into()), limit: Some(200), ..Default::default() }).await;
     assert!(!errors.is_empty() && errors.iter().all(|r| r.error_code.is_some()));
-    let none = page(RequestFilter { key: Some("none".into()), account: Some("acct_1".into()), limit: Some(200), ..Default::default() }).await;
+    let none = page(RequestFilter {
+        key: Some("none".into()),
+        account: Some("acct_1".into()),
+        limit: Some(200),
+        ..Default::default()
+    })
+    .await;
     assert!(!none.is_empty() && none.iter().all(|r| r.key_id.is_none() && r.account_id.as_deref() == Some("acct_1")));
-    let window = page(RequestFilter { since_ms: Some(1_000_100), until_ms: Some(1_000_110), limit: Some(200), ..Default::default() }).await;
+    let window = page(RequestFilter {
+        since_ms: Some(1_000_100),
+        until_ms: Some(1_000_110),
+        limit: Some(200),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(window.len(), 10);
-    let by_status = page(RequestFilter { status: Some("200".into()), model: Some("coder".into()), ..Default::default() }).await;
+    let by_status =
+        page(RequestFilter { status: Some("200".into()), model: Some("coder".into()), ..Default::default() }).await;
     assert_eq!(by_status.len(), 50, "the default page");
-    assert_eq!(store.list_requests(&RequestFilter { status: Some("x".into()), ..Default::default() }).await.unwrap(), Err("status".into()));
+    assert_eq!(
+        store.list_requests(&RequestFilter { status: Some("x".into()), ..Default::default() }).await.unwrap(),
+        Err("status".into())
+    );
     // One row, with its attempts.
     let one = store.get_request("req_7").await.unwrap().unwrap();
     assert_eq!(one, rec(7, 1_000_007));

@@ -127,16 +127,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
-    }
-}
-
 /// `codex-gate hash-password`: argon2id (the crate's default parameters) with a random salt.
 fn hash_password() -> anyhow::Result<()> {
     use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -155,4 +145,14 @@ fn hash_password() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
     println!("[dashboard]\npassword_hash = \"{hash}\"");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
+    }
 }

@@ -57,14 +57,18 @@ impl Default for Sessions {
 
 /// The session cookie's value in a request, if it sent one.
 pub fn cookie(headers: &HeaderMap) -> Option<&str> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-        v.split(';').find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))
-    })
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.split(';').find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('='))))
 }
 
 /// Requests a browser made carry `Origin` or `Sec-Fetch-*`; the CLI's and SDKs' do not.
 pub fn from_browser(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site") || headers.contains_key("sec-fetch-mode")
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-mode")
 }
 
 /// The request echoes `expected` in `x-csrf-token` (compared in constant time).
@@ -76,7 +80,8 @@ pub fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
 pub fn csrf_refusal() -> GateError {
     GateError::Forbidden {
         code: "csrf_failed",
-        message: "this request changes state and needs the page's CSRF token in x-csrf-token; reload the dashboard".into(),
+        message: "this request changes state and needs the page's CSRF token in x-csrf-token; reload the dashboard"
+            .into(),
     }
 }
 
@@ -153,11 +158,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 
 /// `GET /dashboard/api/session`: is this browser signed in (or on loopback with no admin key),
 /// its CSRF token, and which sign-ins exist. Same-origin only: another site cannot read it.
-pub async fn status(
-    State(app): State<Arc<App>>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-) -> Json<serde_json::Value> {
+pub async fn status(State(app): State<Arc<App>>, Peer(peer): Peer, headers: HeaderMap) -> Json<serde_json::Value> {
     let keys = app.keys.current();
     let open = !keys.admin_exists && peer.is_some_and(|ip| ip.is_loopback());
     let (signed_in, via, csrf) = match app.sessions.find(&app, &headers) {

@@ -154,7 +154,8 @@ pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if req.mode.as_deref().unwrap_or("browser") == "browser" {
         match BrowserLogin::start(&oauth, req.port.unwrap_or(p.login_callback_port), &p.originator, true).await {
             Ok(l) => {
-                let out = json!({"id": id, "mode": "browser", "authorize_url": l.authorize_url, "callback_port": l.port()});
+                let out =
+                    json!({"id": id, "mode": "browser", "authorize_url": l.authorize_url, "callback_port": l.port()});
                 let app2 = app.clone();
                 tokio::spawn(async move {
                     let r = l.wait(&app2.client, &oauth, timeout).await;

@@ -10,8 +10,13 @@ use sqlx::{PgPool, SqlitePool};
 use std::borrow::Cow;
 
 /// What each migration does, by version (the same on both backends).
-const DESCRIPTIONS: &[&str] =
-    &["request log", "settings and accounts", "account proxies", "client keys, request costs, usage rollups", "request detail and dashboard indexes"];
+const DESCRIPTIONS: &[&str] = &[
+    "request log",
+    "settings and accounts",
+    "account proxies",
+    "client keys, request costs, usage rollups",
+    "request detail and dashboard indexes",
+];
 
 const SQLITE: &[&str] = &[
     r#"

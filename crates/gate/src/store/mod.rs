@@ -429,10 +429,7 @@ macro_rules! read_row {
             key_id: r.get("key_id"),
             account_id: r.get("account_id"),
             cost_usd: r.get("cost_usd"),
-            trail: r
-                .get::<Option<String>, _>("detail")
-                .and_then(|d| serde_json::from_str(&d).ok())
-                .unwrap_or_default(),
+            trail: r.get::<Option<String>, _>("detail").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
         }
     }};
 }

@@ -135,7 +135,8 @@ macro_rules! read_sums {
 }
 pub(super) use read_sums;
 
-pub(super) const SUMS: &str = "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), \
+pub(super) const SUMS: &str =
+    "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), \
     CAST(SUM(cached_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), \
     CAST(SUM(cost_usd) AS DOUBLE PRECISION)";
 

@@ -148,18 +148,21 @@ impl TraceCtx {
     /// Continue the client's `traceparent` (`00-trace-span-flags`), or start a new trace when
     /// it has none or an unreadable one (the W3C rule: never fail a request over it).
     pub fn from_headers(h: &HeaderMap) -> TraceCtx {
-        let parsed = h.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| {
-            let mut it = v.trim().split('-');
-            let (ver, t, s, f) = (it.next()?, it.next()?, it.next()?, it.next()?);
-            if ver == "ff" || ver.len() != 2 || (ver == "00" && it.next().is_some()) {
-                return None;
-            }
-            let (mut trace, mut span, mut flags) = ([0u8; 16], [0u8; 8], [0u8; 1]);
-            (hex_into(t, &mut trace) && hex_into(s, &mut span) && (hex_into(f, &mut flags) || f == "00"))
-                .then_some((trace, span, flags[0] & 1 == 1))
-        });
+        let parsed =
+            h.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| {
+                let mut it = v.trim().split('-');
+                let (ver, t, s, f) = (it.next()?, it.next()?, it.next()?, it.next()?);
+                if ver == "ff" || ver.len() != 2 || (ver == "00" && it.next().is_some()) {
+                    return None;
+                }
+                let (mut trace, mut span, mut flags) = ([0u8; 16], [0u8; 8], [0u8; 1]);
+                (hex_into(t, &mut trace) && hex_into(s, &mut span) && (hex_into(f, &mut flags) || f == "00"))
+                    .then_some((trace, span, flags[0] & 1 == 1))
+            });
         match parsed {
-            Some((trace_id, parent, sampled)) => TraceCtx { trace_id, parent: Some(parent), span_id: span_id(), sampled },
+            Some((trace_id, parent, sampled)) => {
+                TraceCtx { trace_id, parent: Some(parent), span_id: span_id(), sampled }
+            }
             None => TraceCtx { trace_id: rand::random(), parent: None, span_id: span_id(), sampled: true },
         }
     }
@@ -445,7 +448,8 @@ mod tests {
         assert_eq!(cfg(Some("http://c:4318/custom"), &[]).unwrap().endpoint.as_deref(), Some("http://c:4318/custom"));
         let base = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e:4318/")];
         assert_eq!(cfg(None, &base).unwrap().endpoint.as_deref(), Some("http://e:4318/v1/traces"));
-        let both = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e:4318"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t/x")];
+        let both =
+            [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e:4318"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t/x")];
         assert_eq!(cfg(None, &both).unwrap().endpoint.as_deref(), Some("http://t/x"));
         assert_eq!(cfg(Some("http://c:1"), &both).unwrap().endpoint.as_deref(), Some("http://c:1/v1/traces"));
         let off = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e:4318"), ("OTEL_SDK_DISABLED", "true")];

@@ -260,10 +260,11 @@ async fn migrations_are_checksummed_and_a_newer_or_edited_schema_is_refused() {
 
     // A database made by the old runner (versions in schema_migrations) is carried over.
     exec("DROP TABLE _sqlx_migrations; ALTER TABLE accounts DROP COLUMN proxy; DROP TABLE client_keys; DROP TABLE usage_rollup; \
-          DROP INDEX request_log_key_ts; ALTER TABLE request_log DROP COLUMN key_id; ALTER TABLE request_log DROP COLUMN account_id; \
+          DROP INDEX request_log_model_ts; DROP INDEX request_log_target_ts; DROP INDEX request_log_account_ts; \
+          DROP INDEX request_log_errors_ts; ALTER TABLE request_log DROP COLUMN detail; DROP INDEX request_log_key_ts; ALTER TABLE request_log DROP COLUMN key_id; ALTER TABLE request_log DROP COLUMN account_id; \
           ALTER TABLE request_log DROP COLUMN cost_usd; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL); INSERT INTO schema_migrations VALUES (1, 0), (2, 0);").await;
     let store = Store::open(&url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4, "1 and 2 carried over, 3 and 4 applied");
+    assert_eq!(store.schema_version().await.unwrap(), 5, "1 and 2 carried over, 3 to 5 applied");
     assert_eq!(store.count_requests().await.unwrap(), 1, "nothing ran twice, nothing was lost");
     store.close().await;
 

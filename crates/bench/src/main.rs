@@ -8,6 +8,7 @@
 mod bodies;
 mod chart;
 mod clients;
+mod dashboard;
 mod load;
 mod procs;
 mod relay;
@@ -99,6 +100,16 @@ enum Cmd {
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
+    /// The dashboard's page loads on a store with ROWS request-log rows (filled once, then
+    /// reused): time each view's first paint waits for (OUT/dashboard.json)
+    Dashboard {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
     #[command(hide = true)]
     ClientProbe { kind: String, addr: String, streams: usize, requests: usize },
     #[command(hide = true)]
@@ -159,6 +170,9 @@ fn main() -> ExitCode {
         }
         Some(Cmd::ClientProbe { kind, addr, streams, requests }) => {
             rt().map_err(Into::into).and_then(|rt| rt.block_on(clients::probe(&kind, &addr, streams, requests)))
+        }
+        Some(Cmd::Dashboard { rows, rounds, out }) => {
+            rt().map_err(Into::into).and_then(|rt| rt.block_on(dashboard::run(rows.max(1), rounds.max(1), &out)))
         }
         Some(Cmd::Soak { minutes, connections, out }) => rt()
             .map_err(Into::into)

@@ -374,3 +374,27 @@ async fn postgres_a_refused_row_loses_only_itself() {
     store.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
 }
+
+#[tokio::test]
+async fn long_reports_from_daily_rollups_match_the_hourly_ones() {
+    use codex_gate::store::GroupBy;
+    let dir = TempDir::new();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("g.db").display())).await.unwrap();
+    const HOUR: i64 = 3_600_000;
+    // Rows every 5 hours over ten days, in three keys.
+    let rows: Vec<_> = (0..48)
+        .map(|i| RequestRecord { key_id: Some(format!("k{}", i % 3)), ..rec(i, 40 * 24 * HOUR + i * 5 * HOUR + 77) })
+        .collect();
+    store.insert_requests(&rows).await.unwrap();
+    for since in [0, 40 * 24 * HOUR, 41 * 24 * HOUR + 7 * HOUR + 5, 44 * 24 * HOUR + 23 * HOUR, 60 * 24 * HOUR] {
+        for by in [GroupBy::Key, GroupBy::Model] {
+            let hourly = store.usage_report(by, since).await.unwrap();
+            let long = store.usage_report_long(by, since).await.unwrap();
+            assert_eq!(long, hourly, "since {since}");
+        }
+    }
+    assert_eq!(
+        store.usage_report_long(GroupBy::Key, 0).await.unwrap().iter().map(|l| l.sums.requests).sum::<i64>(),
+        48
+    );
+}

@@ -70,7 +70,12 @@ pub async fn overview(State(app): State<Arc<App>>, Query(q): Query<OverviewQuery
     let top = |by| {
         let app = app.clone();
         async move {
-            let lines = app.store.usage_report(by, since).await.map_err(internal)?;
+            let lines = if span > 2 * DAY {
+                app.store.usage_report_long(by, since).await
+            } else {
+                app.store.usage_report(by, since).await
+            }
+            .map_err(internal)?;
             Ok::<_, GateError>(
                 lines
                     .into_iter()

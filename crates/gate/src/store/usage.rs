@@ -167,6 +167,35 @@ impl Store {
         })
     }
 
+    /// As [`Self::usage_report`], for long windows: the whole days from the daily rollups and only
+    /// the first, partial day from the hourly ones, so a 30-day report reads ~30 rows per group
+    /// instead of ~720 (the dashboard's top keys and models; exact to the hour, like the other).
+    pub async fn usage_report_long(&self, by: GroupBy, since_ms: i64) -> Result<Vec<UsageLine>, StoreError> {
+        let since = since_ms - since_ms.rem_euclid(HOUR_MS);
+        let first_day = since + (DAY_MS - since.rem_euclid(DAY_MS)) % DAY_MS;
+        let col = by.column();
+        let q = format!(
+            "SELECT {col}, {SUMS} FROM usage_rollup WHERE (period = 'hour' AND bucket_ms >= $1 AND bucket_ms < $2) \
+             OR (period = 'day' AND bucket_ms >= $2) GROUP BY {col} ORDER BY 8 DESC, 2 DESC, 1"
+        );
+        macro_rules! run {
+            ($p:expr) => {
+                sqlx::query(&q)
+                    .bind(since)
+                    .bind(first_day)
+                    .fetch_all($p)
+                    .await?
+                    .iter()
+                    .map(|r| UsageLine { group: r.get(0), sums: read_sums!(r) })
+                    .collect()
+            };
+        }
+        Ok(match self {
+            Store::Sqlite(p) => run!(p),
+            Store::Postgres(p) => run!(p),
+        })
+    }
+
     /// One key's usage since `since_ms`, from the raw log (exact to the millisecond; limits
     /// read it to start counting a window that is already under way).
     pub async fn key_usage_since(&self, key_id: &str, since_ms: i64) -> Result<UsageSums, StoreError> {

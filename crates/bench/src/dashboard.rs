@@ -21,19 +21,19 @@ const TARGETS: [&str; 5] =
 fn row(i: usize, n: usize, now: i64) -> RequestRecord {
     // Newest last, evenly over 30 days, as a gateway writes them.
     let ts_ms = now - 30 * DAY_MS + (30 * DAY_MS * i as i64) / n as i64;
-    let failed = i % 33 == 0;
+    let failed = i.is_multiple_of(33);
     let target = TARGETS[i % TARGETS.len()];
     RequestRecord {
         id: format!("req_{:011x}{:013x}", ts_ms, i),
         ts_ms,
-        api: if i % 4 == 0 { "chat" } else { "responses" }.into(),
+        api: if i.is_multiple_of(4) { "chat" } else { "responses" }.into(),
         route: MODELS[i % MODELS.len()].into(),
         target: target.into(),
         model: MODELS[i % MODELS.len()].into(),
         stream: true,
         status: if failed { 502 } else { 200 },
         error_code: failed.then(|| "upstream_error".into()),
-        attempts: 1 + u32::from(i % 10 == 0),
+        attempts: 1 + u32::from(i.is_multiple_of(10)),
         input_tokens: 20_000 + (i % 7_000) as i64,
         cached_tokens: 15_000,
         output_tokens: 400 + (i % 900) as i64,
@@ -44,7 +44,7 @@ fn row(i: usize, n: usize, now: i64) -> RequestRecord {
         key_id: Some(format!("key_{}", i % KEYS)),
         account_id: target.starts_with("chatgpt/").then(|| format!("acct_{:02}", i % 12)),
         cost_usd: 0.01 + (i % 50) as f64 / 1000.0,
-        trail: if i % 10 == 0 {
+        trail: if i.is_multiple_of(10) {
             vec![
                 Attempt {
                     target: "ds/deepseek-chat".into(),

@@ -53,6 +53,9 @@ async fn the_dashboard_in_a_real_browser() {
     let Some(py) = common::python() else { return skip("no Python with the openai package") };
     let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
     mock.add_login_code("code-browser", "acc-browser", "pro");
+    // The device flow (the script's last step) is approved after two polls.
+    mock.add_login_code("code-device", "acc-device", "plus");
+    mock.set_device_code("code-device", 2);
     let (access, refresh) = mock.add_chatgpt_account("acc-two", false);
     let dir = common::TempDir::new();
     let auth = dir.path().join("auth.json");
@@ -81,7 +84,11 @@ async fn the_dashboard_in_a_real_browser() {
     // What the page did is in the store: the account logged in through the browser (tokens
     // sealed), the imported one, and the SDK's key with its request.
     let accounts = gate.store.list_accounts().await.unwrap();
-    assert_eq!(accounts.len(), 2, "{accounts:?}");
+    assert_eq!(accounts.len(), 3, "{accounts:?}");
+    assert!(
+        accounts.iter().any(|a| a.email.as_deref() == Some("acc-device@example.com")),
+        "the device login's account"
+    );
     let added = accounts.iter().find(|a| a.id == account).expect("the browser login's account");
     assert_eq!(added.email.as_deref(), Some("acc-browser@example.com"));
     assert!(!added.refresh_token.contains("rt-acc-browser"), "tokens are sealed at rest");
@@ -90,7 +97,7 @@ async fn the_dashboard_in_a_real_browser() {
     let sdk = keys.iter().find(|k| k.name == "sdk-key").expect("the key made in the page");
     let sdk_row = gate.record_where("the SDK's request", |r| r.key_id.as_deref() == Some(sdk.id.as_str())).await;
     assert_eq!(sdk_row.status, 200);
-    for name in ["accounts", "keys", "requests", "request", "overview", "routes", "signed-in"] {
+    for name in ["accounts", "keys", "requests", "request", "overview", "routes", "signed-in", "device-login"] {
         assert!(shots_dir().join(format!("{name}.png")).exists(), "screenshot {name}");
     }
 }

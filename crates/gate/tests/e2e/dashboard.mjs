@@ -172,6 +172,14 @@ print(r.output_text)
   await page.click(`${row} button:has-text("Resume")`);
   await page.waitForFunction((sel) => document.querySelector(sel)?.querySelector('.pill')?.textContent === 'active', row);
   await shot('signed-in');
+
+  // 9. A device-code login: the page shows the code, and the account joins once it is approved.
+  await page.click('#login-device');
+  const code = await (await page.waitForSelector('#device-code')).textContent();
+  if (code.trim() !== 'CODE-1234') fail('device code: ' + code);
+  await page.waitForFunction(() => /Added/.test(document.querySelector('#login-state')?.textContent || ''), null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-account]').length === 3, null, { timeout: 15000 });
+  await shot('device-login');
   if (problems.length) fail(problems.join('\n'));
   console.log(JSON.stringify({ ok: true, browserAccount }));
 } catch (e) {

@@ -343,7 +343,13 @@ async fn a_session_stays_on_its_account_across_instances() {
     turn(&a, "sess-1").await;
     let first = served().header("chatgpt-account-id").unwrap().to_owned();
     assert_eq!(first, "acc-2");
-    tokio::time::sleep(Duration::from_millis(300)).await; // the event crosses
+    // The event crosses (waited for, not slept on: under CI load it took longer than 300 ms).
+    for _ in 0..100 {
+        if b.app.pool.affinity_len() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for _ in 0..4 {
         turn(&b, "sess-1").await;
         assert_eq!(served().header("chatgpt-account-id"), Some(first.as_str()), "B kept A's choice for the session");

@@ -158,18 +158,28 @@ impl Tally {
 
     /// The open attempt goes to pool account `id`; a later account is an attempt of its own.
     pub fn attempt_account(&mut self, id: &str, picked: crate::pool::state::Picked) {
-        let pick = format!("{} ({} of {} accounts usable)", picked.why, picked.usable, picked.of);
+        let pick = Some(crate::store::AccountPick {
+            why: picked.why.into(),
+            usable: picked.usable as u32,
+            of: picked.of as u32,
+        });
         if self.attempt_sent.is_some() {
             if let Some(a) = self.record.trail.last_mut().filter(|a| a.account.is_none()) {
                 a.account = Some(id.to_owned());
-                a.why = format!("{}; account: {pick}", a.why).into();
+                a.pick = pick;
                 return;
             }
         }
         let target = self.record.trail.last().map_or_else(|| self.record.target.clone(), |a| a.target.clone());
         self.attempt_done(None);
-        let why = format!("another account after a failure; account: {pick}").into();
-        self.push_attempt(crate::store::Attempt { target, account: Some(id.to_owned()), why, ..Default::default() });
+        let why = "another account after a failure".into();
+        self.push_attempt(crate::store::Attempt {
+            target,
+            account: Some(id.to_owned()),
+            why,
+            pick,
+            ..Default::default()
+        });
     }
 
     /// The open attempt ended: answered (`None`) or failed with `error`.

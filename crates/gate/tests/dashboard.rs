@@ -56,6 +56,8 @@ async fn the_dashboard_in_a_real_browser() {
     // The device flow (the script's last step) is approved after two polls.
     mock.add_login_code("code-device", "acc-device", "plus");
     mock.set_device_code("code-device", 2);
+    // ... and its turns fail, so the script can watch a cooldown start and end in the page.
+    mock.set_account_behavior("acc-device", Some("500"));
     let (access, refresh) = mock.add_chatgpt_account("acc-two", false);
     let dir = common::TempDir::new();
     let auth = dir.path().join("auth.json");
@@ -95,8 +97,16 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(added.status, "active", "resumed from the signed-in page");
     let keys = gate.store.list_keys().await.unwrap();
     let sdk = keys.iter().find(|k| k.name == "sdk-key").expect("the key made in the page");
-    let sdk_row = gate.record_where("the SDK's request", |r| r.key_id.as_deref() == Some(sdk.id.as_str())).await;
-    assert_eq!(sdk_row.status, 200);
+    let of_key = |r: &codex_gate::store::RequestRecord| r.key_id.as_deref() == Some(sdk.id.as_str());
+    let sdk_row =
+        gate.record_where("the SDK's request", |r| of_key(r) && r.api == "responses" && r.status == 200).await;
+    assert_eq!(sdk_row.model, "pool/gpt-5.5");
+    // The turn that failed on the device account (the cooldown step) is logged as failed there.
+    let device = accounts.iter().find(|a| a.email.as_deref() == Some("acc-device@example.com")).unwrap();
+    let failed = gate.record_where("the failed turn", |r| of_key(r) && r.status >= 500).await;
+    let tried: Vec<_> =
+        failed.trail.iter().map(|a| (a.account.as_deref(), a.pick.as_ref().map(|p| p.usable))).collect();
+    assert_eq!(tried, [(Some(device.id.as_str()), Some(1))], "only the device account was usable: {failed:?}");
     for name in ["accounts", "keys", "requests", "request", "overview", "routes", "signed-in", "device-login"] {
         assert!(shots_dir().join(format!("{name}.png")).exists(), "screenshot {name}");
     }

@@ -46,6 +46,7 @@ fn rec(i: i64, ts_ms: i64) -> RequestRecord {
                     target: "p/m".into(),
                     account: Some("acct_1".into()),
                     why: "failover".into(),
+                    pick: Some(codex_gate::store::AccountPick { why: "least used".into(), usable: 2, of: 3 }),
                     at_ms: 5,
                     ms: 9,
                     ..Default::default()
@@ -156,6 +157,11 @@ async fn dashboard_reads(store: &Store) {
         store.list_requests(&RequestFilter { status: Some("x".into()), ..Default::default() }).await.unwrap(),
         Err("status".into())
     );
+    // Target health: one grouped count per target.
+    assert_eq!(store.recent_by_target(0).await.unwrap(), vec![("p/m".to_owned(), 1204, 402)]);
+    let since_100 = (100..1204).filter(|i| i % 3 == 0).count() as i64;
+    assert_eq!(store.recent_by_target(1_000_100).await.unwrap(), vec![("p/m".to_owned(), 1104, since_100)]);
+    assert!(store.recent_by_target(2_000_000).await.unwrap().is_empty());
     // One row, with its attempts.
     let one = store.get_request("req_7").await.unwrap().unwrap();
     assert_eq!(one, rec(7, 1_000_007));
@@ -376,25 +382,39 @@ async fn postgres_a_refused_row_loses_only_itself() {
 }
 
 #[tokio::test]
-async fn long_reports_from_daily_rollups_match_the_hourly_ones() {
+async fn reports_over_days_equal_the_raw_rows_to_the_hour() {
     use codex_gate::store::GroupBy;
     let dir = TempDir::new();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("g.db").display())).await.unwrap();
     const HOUR: i64 = 3_600_000;
-    // Rows every 5 hours over ten days, in three keys.
+    // Rows every 5 hours over ten days, in three keys and two models, so a report reads the first
+    // partial day from the hourly rollups and the rest from the daily ones.
     let rows: Vec<_> = (0..48)
-        .map(|i| RequestRecord { key_id: Some(format!("k{}", i % 3)), ..rec(i, 40 * 24 * HOUR + i * 5 * HOUR + 77) })
+        .map(|i| RequestRecord {
+            key_id: Some(format!("k{}", i % 3)),
+            model: format!("m{}", i % 2),
+            ..rec(i, 40 * 24 * HOUR + i * 5 * HOUR + 77)
+        })
         .collect();
     store.insert_requests(&rows).await.unwrap();
     for since in [0, 40 * 24 * HOUR, 41 * 24 * HOUR + 7 * HOUR + 5, 44 * 24 * HOUR + 23 * HOUR, 60 * 24 * HOUR] {
+        // The expected sums, from the raw rows: whole hours from the one `since` falls in.
+        let from = since - since % HOUR;
         for by in [GroupBy::Key, GroupBy::Model] {
-            let hourly = store.usage_report(by, since).await.unwrap();
-            let long = store.usage_report_long(by, since).await.unwrap();
-            assert_eq!(long, hourly, "since {since}");
+            let mut want = std::collections::BTreeMap::<String, (i64, i64, i64, i64)>::new();
+            for r in rows.iter().filter(|r| r.ts_ms >= from) {
+                let g = if by == GroupBy::Key { r.key_id.clone().unwrap() } else { r.model.clone() };
+                let e = want.entry(g).or_default();
+                *e = (e.0 + 1, e.1 + i64::from(r.error_code.is_some()), e.2 + r.input_tokens, e.3 + r.reasoning_tokens);
+            }
+            let got: std::collections::BTreeMap<_, _> = store
+                .usage_report(by, since)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| (l.group, (l.sums.requests, l.sums.errors, l.sums.input_tokens, l.sums.reasoning_tokens)))
+                .collect();
+            assert_eq!(got, want, "since {since}, by {by:?}");
         }
     }
-    assert_eq!(
-        store.usage_report_long(GroupBy::Key, 0).await.unwrap().iter().map(|l| l.sums.requests).sum::<i64>(),
-        48
-    );
 }

@@ -49,6 +49,9 @@ pub struct ChatgptState {
     pub token_calls: AtomicUsize,
     /// Delay of the token endpoint, to widen refresh races.
     pub token_delay_ms: AtomicUsize,
+    /// Behaviours for accounts that do not exist yet (a login still to come), applied when the
+    /// account's code is exchanged.
+    pub behavior_at_login: Mutex<HashMap<String, String>>,
 }
 
 pub enum Auth {
@@ -81,7 +84,7 @@ impl ChatgptState {
         let a = MockAccount {
             access_token: access_token(&account, 0, 4_000_000_000),
             refresh_token: format!("rt-{account}-0"),
-            behavior: None,
+            behavior: self.behavior_at_login.lock().remove(&account),
             refresh_error: None,
             serial: 0,
             usage_primary: 0.0,

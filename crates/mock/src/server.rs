@@ -183,8 +183,13 @@ impl MockUpstream {
 
     /// Force a scenario for every request of an account (`None`: follow the model).
     pub fn set_account_behavior(&self, account_id: &str, behavior: Option<&str>) {
-        if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
-            a.behavior = behavior.map(str::to_owned);
+        match (self.shared.chatgpt.accounts.lock().get_mut(account_id), behavior) {
+            (Some(a), _) => a.behavior = behavior.map(str::to_owned),
+            // An account that signs in later (a login code's) gets it when its code is exchanged.
+            (None, Some(b)) => {
+                drop(self.shared.chatgpt.behavior_at_login.lock().insert(account_id.to_owned(), b.into()))
+            }
+            (None, None) => drop(self.shared.chatgpt.behavior_at_login.lock().remove(account_id)),
         }
     }
 

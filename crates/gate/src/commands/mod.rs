@@ -113,17 +113,14 @@ pub async fn status_of(url: &str, key: Option<&str>) -> Option<u16> {
     Some(resp.status().as_u16())
 }
 
-/// `url` with any password replaced, for messages and logs.
+/// `url` with any password replaced, for messages, logs and the dashboard. Only the authority
+/// (between `://` and the first `/`, `?` or `#`) can hold credentials; an `@` in a path stays.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+    let Some(s) = url.find("://").map(|s| s + 3) else { return url.to_owned() };
+    let authority = &url[s..url[s..].find(['/', '?', '#']).map_or(url.len(), |e| s + e)];
+    match authority.rfind('@').and_then(|at| authority[..at].split_once(':').map(|(user, _)| (user, at))) {
+        Some((user, at)) => format!("{}{user}:***{}", &url[..s], &url[s + at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -154,5 +151,10 @@ mod tests {
         assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
+        assert_eq!(super::redact_url("https://u:p@h.example/v1"), "https://u:***@h.example/v1");
+        // An `@` (and a colon) after the authority is a path, not credentials.
+        assert_eq!(super::redact_url("sqlite:///tmp/u:x@y.db"), "sqlite:///tmp/u:x@y.db");
+        assert_eq!(super::redact_url("http://h:1/a:b@c"), "http://h:1/a:b@c");
+        assert_eq!(super::redact_url("http://h?u=a:b@c"), "http://h?u=a:b@c");
     }
 }

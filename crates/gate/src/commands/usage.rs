@@ -104,12 +104,7 @@ pub async fn run(path: Option<&Path>, args: UsageArgs) -> anyhow::Result<()> {
             s.output_tokens,
             s.cost_usd
         );
-        total.requests += s.requests;
-        total.errors += s.errors;
-        total.input_tokens += s.input_tokens;
-        total.cached_tokens += s.cached_tokens;
-        total.output_tokens += s.output_tokens;
-        total.cost_usd += s.cost_usd;
+        total += s;
     }
     let t = &total;
     println!(

@@ -42,14 +42,7 @@ fn window(w: &str) -> Option<(i64, Width, i64)> {
 fn total(buckets: &[Bucket]) -> UsageSums {
     let mut t = UsageSums::default();
     for b in buckets {
-        let s = &b.sums;
-        t.requests += s.requests;
-        t.errors += s.errors;
-        t.input_tokens += s.input_tokens;
-        t.cached_tokens += s.cached_tokens;
-        t.output_tokens += s.output_tokens;
-        t.reasoning_tokens += s.reasoning_tokens;
-        t.cost_usd += s.cost_usd;
+        t += &b.sums;
     }
     t
 }
@@ -70,12 +63,7 @@ pub async fn overview(State(app): State<Arc<App>>, Query(q): Query<OverviewQuery
     let top = |by| {
         let app = app.clone();
         async move {
-            let lines = if span > 2 * DAY {
-                app.store.usage_report_long(by, since).await
-            } else {
-                app.store.usage_report(by, since).await
-            }
-            .map_err(internal)?;
+            let lines = app.store.usage_report(by, since).await.map_err(internal)?;
             Ok::<_, GateError>(
                 lines
                     .into_iter()
@@ -196,17 +184,23 @@ pub async fn routes(State(app): State<Arc<App>>) -> Result<Json<Value>, GateErro
             seen_targets.push(t.clone());
         }
     }
+    let recent: std::collections::HashMap<String, (i64, i64)> = app
+        .store
+        .recent_by_target(now - 15 * MINUTE)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|(t, n, f)| (t, (n, f)))
+        .collect();
+    for t in recent.keys() {
+        if !seen_targets.contains(t) {
+            seen_targets.push(t.clone());
+        }
+    }
     let mut targets = Vec::new();
     for t in &seen_targets {
-        let f = RequestFilter {
-            target: Some(t.clone()),
-            since_ms: Some(now - 15 * MINUTE),
-            limit: Some(100),
-            ..Default::default()
-        };
-        let recent = app.store.list_requests(&f).await.map_err(internal)?.unwrap_or_default();
-        let failed = recent.iter().filter(|r| r.error_code.is_some()).count();
-        let health = match (recent.len(), failed) {
+        let (n, failed) = recent.get(t).copied().unwrap_or_default();
+        let health = match (n, failed) {
             (0, _) => "idle",
             (_, 0) => "healthy",
             (n, f) if f == n && n >= 3 => "failing",
@@ -214,7 +208,7 @@ pub async fn routes(State(app): State<Arc<App>>) -> Result<Json<Value>, GateErro
         };
         let s = stats.get(t).cloned().unwrap_or_default();
         targets.push(json!({
-            "target": t, "health": health, "recent_requests": recent.len(), "recent_errors": failed,
+            "target": t, "health": health, "recent_requests": n, "recent_errors": failed,
             "answered": s.answered, "ok": s.ok, "failures": s.failures, "errors": s.errors,
         }));
     }
@@ -223,7 +217,7 @@ pub async fn routes(State(app): State<Arc<App>>) -> Result<Json<Value>, GateErro
         .providers
         .iter()
         .map(|p| {
-            json!({"name": p.name, "kind": format!("{:?}", p.kind).to_lowercase(), "base_url": without_userinfo(&p.base_url),
+            json!({"name": p.name, "kind": format!("{:?}", p.kind).to_lowercase(), "base_url": crate::commands::redact_url(&p.base_url),
                    "models": p.models, "proxy": p.proxy.is_some()})
         })
         .collect();
@@ -236,29 +230,8 @@ pub async fn routes(State(app): State<Arc<App>>) -> Result<Json<Value>, GateErro
     })))
 }
 
-/// A URL without any `user:password@` (never shown, even to the operator's browser).
-fn without_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find('/').unwrap_or(rest.len());
-            match rest[..end].rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn urls_lose_their_credentials() {
-        assert_eq!(super::without_userinfo("https://u:p@h.example/v1"), "https://h.example/v1");
-        assert_eq!(super::without_userinfo("http://h:1/a@b"), "http://h:1/a@b");
-        assert_eq!(super::without_userinfo("http://h"), "http://h");
-    }
-
     #[test]
     fn windows_have_fixed_spans_and_buckets() {
         assert_eq!(super::window("1h").map(|w| w.2), Some(super::MINUTE));

@@ -18,6 +18,15 @@ const DESCRIPTIONS: &[&str] = &[
     "request detail and dashboard indexes",
 ];
 
+/// Version 5 is the same SQL on both backends (its text is its checksum: keep it byte-identical).
+const V5_DETAIL: &str = r#"
+ALTER TABLE request_log ADD COLUMN detail TEXT;
+CREATE INDEX request_log_model_ts ON request_log (model, ts_ms);
+CREATE INDEX request_log_target_ts ON request_log (target, ts_ms);
+CREATE INDEX request_log_account_ts ON request_log (account_id, ts_ms);
+CREATE INDEX request_log_errors_ts ON request_log (ts_ms) WHERE error_code IS NOT NULL;
+"#;
+
 const SQLITE: &[&str] = &[
     r#"
 CREATE TABLE request_log (
@@ -99,13 +108,7 @@ CREATE TABLE usage_rollup (
     PRIMARY KEY (period, bucket_ms, key_id, model, target, account_id)
 );
 "#,
-    r#"
-ALTER TABLE request_log ADD COLUMN detail TEXT;
-CREATE INDEX request_log_model_ts ON request_log (model, ts_ms);
-CREATE INDEX request_log_target_ts ON request_log (target, ts_ms);
-CREATE INDEX request_log_account_ts ON request_log (account_id, ts_ms);
-CREATE INDEX request_log_errors_ts ON request_log (ts_ms) WHERE error_code IS NOT NULL;
-"#,
+    V5_DETAIL,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -189,13 +192,7 @@ CREATE TABLE usage_rollup (
     PRIMARY KEY (period, bucket_ms, key_id, model, target, account_id)
 );
 "#,
-    r#"
-ALTER TABLE request_log ADD COLUMN detail TEXT;
-CREATE INDEX request_log_model_ts ON request_log (model, ts_ms);
-CREATE INDEX request_log_target_ts ON request_log (target, ts_ms);
-CREATE INDEX request_log_account_ts ON request_log (account_id, ts_ms);
-CREATE INDEX request_log_errors_ts ON request_log (ts_ms) WHERE error_code IS NOT NULL;
-"#,
+    V5_DETAIL,
 ];
 
 fn migrator(sqls: &'static [&'static str]) -> Migrator {

@@ -61,8 +61,11 @@ pub struct Attempt {
     pub target: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
-    /// Why this target or account was chosen.
+    /// Why this target was chosen (or, after a failure, another account on it).
     pub why: std::borrow::Cow<'static, str>,
+    /// Why the pool picked the account, kept structured (formatted only where it is shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<AccountPick>,
     /// The error code it ended with; `None`: it answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -71,6 +74,20 @@ pub struct Attempt {
     pub at_ms: u64,
     /// Time from sending to its answer (or failure).
     pub ms: u64,
+}
+
+/// The pool's reason for an account, and how many accounts could have served.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AccountPick {
+    pub why: std::borrow::Cow<'static, str>,
+    pub usable: u32,
+    pub of: u32,
+}
+
+impl std::fmt::Display for AccountPick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} of {} accounts usable)", self.why, self.usable, self.of)
+    }
 }
 
 impl RequestRecord {

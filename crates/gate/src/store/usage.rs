@@ -21,6 +21,18 @@ pub struct UsageSums {
     pub cost_usd: f64,
 }
 
+impl std::ops::AddAssign<&UsageSums> for UsageSums {
+    fn add_assign(&mut self, o: &UsageSums) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input_tokens += o.input_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.output_tokens += o.output_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cost_usd += o.cost_usd;
+    }
+}
+
 impl UsageSums {
     fn add(&mut self, r: &RequestRecord) {
         self.requests += 1;
@@ -141,36 +153,11 @@ pub(super) const SUMS: &str =
     CAST(SUM(cost_usd) AS DOUBLE PRECISION)";
 
 impl Store {
-    /// Usage since `since_ms`, grouped, biggest cost first. Hourly rollups, so the start is
-    /// rounded down to its hour.
+    /// Usage since `since_ms`, grouped, biggest cost first, exact to the hour (the start is
+    /// rounded down to its hour). Whole days come from the daily rollups and only the first,
+    /// partial day from the hourly ones, so a 30-day report reads ~30 rows per group instead of
+    /// ~720 (the dashboard's top keys and models on a long window).
     pub async fn usage_report(&self, by: GroupBy, since_ms: i64) -> Result<Vec<UsageLine>, StoreError> {
-        let col = by.column();
-        let q = format!(
-            "SELECT {col}, {SUMS} FROM usage_rollup WHERE period = 'hour' AND bucket_ms >= $1 \
-             GROUP BY {col} ORDER BY 8 DESC, 2 DESC, 1"
-        );
-        let since = since_ms - since_ms.rem_euclid(HOUR_MS);
-        macro_rules! run {
-            ($p:expr) => {
-                sqlx::query(&q)
-                    .bind(since)
-                    .fetch_all($p)
-                    .await?
-                    .iter()
-                    .map(|r| UsageLine { group: r.get(0), sums: read_sums!(r) })
-                    .collect()
-            };
-        }
-        Ok(match self {
-            Store::Sqlite(p) => run!(p),
-            Store::Postgres(p) => run!(p),
-        })
-    }
-
-    /// As [`Self::usage_report`], for long windows: the whole days from the daily rollups and only
-    /// the first, partial day from the hourly ones, so a 30-day report reads ~30 rows per group
-    /// instead of ~720 (the dashboard's top keys and models; exact to the hour, like the other).
-    pub async fn usage_report_long(&self, by: GroupBy, since_ms: i64) -> Result<Vec<UsageLine>, StoreError> {
         let since = since_ms - since_ms.rem_euclid(HOUR_MS);
         let first_day = since + (DAY_MS - since.rem_euclid(DAY_MS)) % DAY_MS;
         let col = by.column();

@@ -213,6 +213,18 @@ impl Store {
         }))
     }
 
+    /// Requests and failed requests per target since `since_ms` (the routes view's health), in
+    /// one grouped read over the `(target, ts)` index.
+    pub async fn recent_by_target(&self, since_ms: i64) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let q = "SELECT target, CAST(COUNT(*) AS BIGINT), \
+                 CAST(SUM(CASE WHEN error_code IS NULL THEN 0 ELSE 1 END) AS BIGINT) \
+                 FROM request_log WHERE ts_ms >= $1 GROUP BY target";
+        Ok(match self {
+            Store::Sqlite(p) => sqlx::query_as(q).bind(since_ms).fetch_all(p).await?,
+            Store::Postgres(p) => sqlx::query_as(q).bind(since_ms).fetch_all(p).await?,
+        })
+    }
+
     /// One request by id.
     pub async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM request_log WHERE id = $1");

@@ -411,6 +411,9 @@ impl Exporter {
             if let Some(acc) = &a.account {
                 attrs.push(kv("codex_gate.account", s(acc)));
             }
+            if let Some(p) = &a.pick {
+                attrs.push(kv("codex_gate.account_pick", s(&p.to_string())));
+            }
             if let Some(e) = &a.error {
                 attrs.push(kv("error.type", s(e)));
             }

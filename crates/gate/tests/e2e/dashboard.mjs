@@ -180,6 +180,30 @@ print(r.output_text)
   await page.waitForFunction(() => /Added/.test(document.querySelector('#login-state')?.textContent || ''), null, { timeout: 20000 });
   await page.waitForFunction(() => document.querySelectorAll('tr[data-account]').length === 3, null, { timeout: 15000 });
   await shot('device-login');
+
+  // 10. A cooldown that ends shows without a reload. The mock fails the device account's turns
+  // (500); with the other two paused, one turn lands on it and it cools down for 5 s. Its pill
+  // says "cooling" with a countdown, then turns back to "active" on its own when that ends.
+  const ids = await page.$$eval('tr[data-account]', (rows) => rows.map((r) => [r.dataset.account, r.textContent]));
+  const device = (ids.find(([, t]) => t.includes('acc-device@example.com')) || [])[0] || fail('no device row');
+  const others = ids.map(([id]) => id).filter((id) => id !== device);
+  const adminPost = async (path) => {
+    const r = await fetch(GATE + path, { method: 'POST', headers: { authorization: 'Bearer ' + admin.json.key } });
+    if (r.status !== 200) fail(path + ': ' + r.status);
+  };
+  for (const id of others) await adminPost(`/api/accounts/${id}/pause`);
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const failed = await post('/v1/responses', { model: 'pool/gpt-5.5', input: 'to the failing account', stream: false }, secret);
+  if (failed.status < 500) fail('the failing account answered: ' + JSON.stringify(failed));
+  const devRow = `tr[data-account="${device}"]`;
+  await page.waitForFunction((sel) => document.querySelector(sel)?.querySelector('.pill')?.textContent === 'cooling', devRow, { timeout: 10000 });
+  const endsAt = Number(await page.getAttribute(`${devRow} .countdown[data-prefix="ends in "]`, 'data-at'));
+  await page.waitForFunction((sel) => document.querySelector(sel)?.querySelector('.pill')?.textContent === 'active', devRow, { timeout: 15000 });
+  const late = Date.now() / 1000 - endsAt;
+  if (late > 2.5) fail(`the cooldown showed as ended ${late.toFixed(1)} s after it ended`);
+  if (!(await page.evaluate(() => window.__sameDocument))) fail('the page reloaded');
+  log(`cooldown ended in the page ${late.toFixed(2)} s after its countdown`);
+  for (const id of others) await adminPost(`/api/accounts/${id}/resume`);
   if (problems.length) fail(problems.join('\n'));
   console.log(JSON.stringify({ ok: true, browserAccount }));
 } catch (e) {

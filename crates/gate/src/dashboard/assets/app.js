@@ -424,7 +424,7 @@ views.request = async (main, params, id) => {
         row('cost', usd(r.cost_usd)), row('first byte', ms(r.ttfb_ms)), row('total', ms(r.latency_ms)), row('gateway overhead', ms(r.overhead_ms)), row('attempts', r.attempts)))),
     h('div', { class: 'card' }, h('h2', {}, 'Attempts'), r.trail.length
       ? table(['#', 'target', 'account', 'why', '#sent at', '#took', 'outcome'], r.trail.map((a, i) => h('tr', { 'data-attempt': i },
-        h('td', {}, i + 1), h('td', {}, a.target), h('td', {}, a.account || '–'), h('td', {}, a.why), h('td', { class: 'num' }, '+' + ms(a.at_ms)), h('td', { class: 'num' }, ms(a.ms)),
+        h('td', {}, i + 1), h('td', {}, a.target), h('td', {}, a.account || '–'), h('td', {}, a.why + (a.pick ? '; account: ' + a.pick.why + ' (' + a.pick.usable + ' of ' + a.pick.of + ' accounts usable)' : '')), h('td', { class: 'num' }, '+' + ms(a.at_ms)), h('td', { class: 'num' }, ms(a.ms)),
         h('td', {}, a.error ? pill(a.error, 'bad') : pill('answered', 'ok')))))
       : h('p', { class: 'muted' }, 'No upstream was tried (the gateway answered itself).'),
     skipped.length ? [h('h2', { style: 'margin-top:12px' }, 'Not tried'), table(['target', 'why'], skipped.map((x) => h('tr', {}, h('td', {}, x.target), h('td', {}, x.why))))] : null));

@@ -430,6 +430,23 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         }
     }
     let chat = path.ends_with("/chat/completions");
+    // Compaction as OpenAI's backends do it: the older unary endpoint answers the new history;
+    // a `/responses` turn ending in `compaction_trigger` answers one `compaction` item, which
+    // the ChatGPT backend sends only in `output_item.done` (its `completed.output` is empty).
+    if parts.method == Method::POST && path.ends_with("/responses/compact") {
+        let n = s.hits.load(Ordering::SeqCst);
+        return Ok(full(
+            StatusCode::OK,
+            &json!({"output": [{"type": "compaction", "encrypted_content": format!("mock-compaction-v1-{n}")}]}),
+        ));
+    }
+    if parts.method == Method::POST
+        && !chat
+        && path.ends_with("/responses")
+        && memfind(&body, b"\"compaction_trigger\"")
+    {
+        return Ok(compaction_answer(s.hits.load(Ordering::SeqCst), &body));
+    }
     if parts.method != Method::POST || !(chat || path.ends_with("/responses")) {
         return Ok(full(
             StatusCode::NOT_FOUND,
@@ -791,6 +808,30 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         }
     }
     steps
+}
+
+/// A compaction turn's answer: one `compaction` item, streamed with an empty `completed.output`.
+fn compaction_answer(n: usize, body: &[u8]) -> Response<MockBody> {
+    let head: Head = serde_json::from_slice(body).unwrap_or_default();
+    let model = head.model.as_deref().unwrap_or("mock").to_owned();
+    let item = json!({"type": "compaction", "encrypted_content": format!("mock-compaction-{n}")});
+    if !head.stream.unwrap_or(false) {
+        return full(
+            StatusCode::OK,
+            &response_obj("resp_cmp", &model, "completed", vec![item], Some(usage_responses())),
+        );
+    }
+    let created = response_obj("resp_cmp", &model, "in_progress", vec![], None);
+    let done = response_obj("resp_cmp", &model, "completed", vec![], Some(usage_responses()));
+    let text = sse(&json!({"type": "response.created", "response": created}))
+        + &sse(&json!({"type": "response.output_item.added", "output_index": 0, "item": item}))
+        + &sse(&json!({"type": "response.output_item.done", "output_index": 0, "item": item}))
+        + &sse(&json!({"type": "response.completed", "response": done}));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed())
+        .unwrap()
 }
 
 fn responses_whole(sc: &Scenario, model: &str, tool: bool) -> Value {

@@ -4,6 +4,7 @@
 //! - [`sse`]: incremental Server-Sent-Events decoder (bytes split anywhere → events) and encoder.
 //! - [`error`]: the OpenAI error envelope `{"error":{"message","type","code"}}`.
 //! - [`usage`]: token usage normalized across the Responses and Chat Completions APIs.
+//! - [`compaction`]: remote compaction emulated for upstreams without it (summary request, item, stream).
 //! - [`body`]: cheap inspection of request bodies (model, stream) and byte-exact model rewriting.
 //! - [`observe`]: stream observers that read usage and terminal events while bytes are relayed.
 //! - [`translate`]: Responses ⇄ Chat Completions, requests and streams, both ways.
@@ -16,6 +17,7 @@
 //! property-tested without sockets.
 
 pub mod body;
+pub mod compaction;
 pub mod error;
 pub mod grammar;
 pub mod h1;

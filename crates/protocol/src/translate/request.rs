@@ -3,7 +3,8 @@
 //! Responses → Chat: `instructions` and system/developer messages become system messages;
 //! `function_call`/`function_call_output` history becomes assistant `tool_calls` / `tool`
 //! messages; `custom` tools become a function with one string parameter `input`; `namespace`
-//! tools are flattened to unique names; hosted tools are dropped. The [`ToolMap`] returned
+//! tools are flattened to unique names; hosted tools are dropped; images a tool returned follow
+//! its tool message as a user message (chat tool messages are text only). The [`ToolMap`] returned
 //! with the request undoes the renaming on the way back.
 
 use crate::body::BodyError;
@@ -140,6 +141,19 @@ fn text_of_parts(v: &Value) -> String {
     }
 }
 
+/// A Responses `input_image` part → a chat `image_url` part. Chat knows `low`, `high` and `auto`;
+/// Responses' `original` (full resolution, no downscaling) is nearest to `high`.
+fn image_part(p: &Value) -> Value {
+    let url = p.get("image_url").and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)));
+    let mut img = json!({"url": url.unwrap_or_default()});
+    match p.get("detail").and_then(Value::as_str) {
+        Some("original") => img["detail"] = json!("high"),
+        Some(d @ ("low" | "high" | "auto")) => img["detail"] = json!(d),
+        _ => {}
+    }
+    json!({"type": "image_url", "image_url": img})
+}
+
 /// Responses message content → chat content (a string when it is all text).
 fn chat_content(content: &Value) -> Value {
     let Some(parts) = content.as_array() else {
@@ -154,12 +168,7 @@ fn chat_content(content: &Value) -> Value {
             }
             Some("input_image") => {
                 all_text = false;
-                let url = p.get("image_url").and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)));
-                let mut img = json!({"url": url.unwrap_or_default()});
-                if let Some(d) = p.get("detail").and_then(Value::as_str).filter(|d| *d != "original") {
-                    img["detail"] = json!(d);
-                }
-                out.push(json!({"type": "image_url", "image_url": img}));
+                out.push(image_part(p));
             }
             Some("refusal") => out.push(json!({"type": "text", "text": p.get("refusal").cloned().unwrap_or_default()})),
             _ => {} // audio, files: nothing a chat upstream reads portably
@@ -218,14 +227,16 @@ pub fn responses_to_chat_request(req: &Value, model: &str, dialect: &ChatDialect
     if let Some(instr) = obj.get("instructions").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         messages.push(json!({"role": "system", "content": instr}));
     }
-    let mut pending_reasoning: Option<String> = None;
     match obj.get("input") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => messages.push(json!({"role": "user", "content": s})),
         Some(Value::Array(items)) => {
+            let mut h = History { messages, reasoning: None, images: Vec::new() };
             for item in items {
-                input_item(item, &tools, dialect, &mut messages, &mut pending_reasoning);
+                h.item(item, &tools, dialect);
             }
+            h.flush_images();
+            messages = h.messages;
         }
         Some(_) => return Err(bad("input", "'input' must be a string or an array of items")),
     }
@@ -320,86 +331,130 @@ fn last_assistant(messages: &mut [Value]) -> Option<&mut Map<String, Value>> {
         .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
 }
 
-/// Tool calls attach to the assistant message being built (its text, or earlier parallel
-/// calls); after a user or tool message they start a new one.
-fn push_tool_call(messages: &mut Vec<Value>, call: Value, reasoning: &mut Option<String>) {
-    if last_assistant(messages).is_none() {
-        let mut m = json!({"role": "assistant", "content": null});
-        if let Some(r) = reasoning.take() {
-            m["reasoning_content"] = json!(r);
-        }
-        messages.push(m);
-    }
-    if let Some(calls) =
-        last_assistant(messages).and_then(|m| m.entry("tool_calls").or_insert_with(|| json!([])).as_array_mut())
-    {
-        calls.push(call);
-    }
+/// The chat history being built from Responses input items.
+struct History {
+    messages: Vec<Value>,
+    /// A reasoning summary waiting for the next assistant message.
+    reasoning: Option<String>,
+    /// Images from tool outputs, waiting for the end of the run of tool messages: chat tool
+    /// messages carry text only, and nothing may come between an assistant's tool calls and
+    /// their tool messages, so they follow as one user message.
+    images: Vec<Value>,
 }
 
-fn input_item(
-    item: &Value,
-    tools: &ToolMap,
-    dialect: &ChatDialect,
-    messages: &mut Vec<Value>,
-    reasoning: &mut Option<String>,
-) {
-    let kind =
-        item.get("type").and_then(Value::as_str).unwrap_or(if item.get("role").is_some() { "message" } else { "" });
-    let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    match kind {
-        "message" => {
-            let role = match item.get("role").and_then(Value::as_str).unwrap_or("user") {
-                "developer" | "system" => "system",
-                "assistant" => "assistant",
-                _ => "user",
-            };
-            let content = chat_content(item.get("content").unwrap_or(&Value::Null));
-            if role == "assistant" {
-                let text = text_of_parts(&content);
-                // Text and the tool calls that follow it are one chat assistant message.
-                let mut m = json!({"role": "assistant", "content": text});
-                if let Some(r) = reasoning.take() {
-                    m["reasoning_content"] = json!(r);
-                }
-                messages.push(m);
-            } else {
-                messages.push(json!({"role": role, "content": content}));
+impl History {
+    fn push(&mut self, m: Value) {
+        self.flush_images();
+        self.messages.push(m);
+    }
+
+    fn flush_images(&mut self) {
+        if self.images.is_empty() {
+            return;
+        }
+        let mut content = vec![json!({"type": "text", "text": "The images returned by the tool calls above:"})];
+        content.append(&mut self.images);
+        self.messages.push(json!({"role": "user", "content": content}));
+    }
+
+    /// Tool calls attach to the assistant message being built (its text, or earlier parallel
+    /// calls); after a user or tool message they start a new one.
+    fn push_tool_call(&mut self, call: Value) {
+        if last_assistant(&mut self.messages).is_none() {
+            let mut m = json!({"role": "assistant", "content": null});
+            if let Some(r) = self.reasoning.take() {
+                m["reasoning_content"] = json!(r);
             }
+            self.push(m);
         }
-        "function_call" => {
-            let ns = item.get("namespace").and_then(Value::as_str);
-            let name = tools.chat_name_for(&s("name"), ns);
-            let call = json!({"id": s("call_id"), "type": "function", "function": {"name": name, "arguments": s("arguments")}});
-            push_tool_call(messages, call, reasoning);
+        if let Some(calls) = last_assistant(&mut self.messages)
+            .and_then(|m| m.entry("tool_calls").or_insert_with(|| json!([])).as_array_mut())
+        {
+            calls.push(call);
         }
-        "custom_tool_call" => {
-            let name = tools.chat_name_for(&s("name"), None);
-            let args = json!({"input": s("input")}).to_string();
-            let call = json!({"id": s("call_id"), "type": "function", "function": {"name": name, "arguments": args}});
-            push_tool_call(messages, call, reasoning);
-        }
-        "function_call_output" | "custom_tool_call_output" => {
-            let out = item.get("output").map(text_of_parts).unwrap_or_default();
-            messages.push(json!({"role": "tool", "tool_call_id": s("call_id"), "content": out}));
-        }
-        "reasoning" if dialect.reasoning_history => {
-            let text: Vec<String> = ["summary", "content"]
-                .iter()
-                .flat_map(|k| item.get(*k).and_then(Value::as_array).into_iter().flatten())
-                .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_owned))
-                .collect();
+    }
+
+    /// A tool's output: its text as the tool message; its images (`view_image`) after the run.
+    fn push_tool_output(&mut self, call_id: String, output: Option<&Value>) {
+        let mut text = output.map(text_of_parts).unwrap_or_default();
+        let images: Vec<Value> = output
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("input_image"))
+            .map(image_part)
+            .collect();
+        if !images.is_empty() {
             if !text.is_empty() {
-                *reasoning = Some(text.join("\n"));
+                text.push('\n');
             }
+            let n = images.len();
+            text.push_str(&format!(
+                "[{n} image{} returned; attached in the next message]",
+                if n == 1 { "" } else { "s" }
+            ));
+            self.images.extend(images);
         }
-        // reasoning (encrypted, OpenAI-only), hosted-tool calls, compaction items: nothing a
-        // chat upstream can use.
-        _ => {}
+        self.messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": text}));
+    }
+
+    fn item(&mut self, item: &Value, tools: &ToolMap, dialect: &ChatDialect) {
+        let kind =
+            item.get("type").and_then(Value::as_str).unwrap_or(if item.get("role").is_some() { "message" } else { "" });
+        let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        match kind {
+            "message" => {
+                let role = match item.get("role").and_then(Value::as_str).unwrap_or("user") {
+                    "developer" | "system" => "system",
+                    "assistant" => "assistant",
+                    _ => "user",
+                };
+                let content = chat_content(item.get("content").unwrap_or(&Value::Null));
+                if role == "assistant" {
+                    let text = text_of_parts(&content);
+                    // Text and the tool calls that follow it are one chat assistant message.
+                    let mut m = json!({"role": "assistant", "content": text});
+                    if let Some(r) = self.reasoning.take() {
+                        m["reasoning_content"] = json!(r);
+                    }
+                    self.push(m);
+                } else {
+                    self.push(json!({"role": role, "content": content}));
+                }
+            }
+            "function_call" => {
+                let ns = item.get("namespace").and_then(Value::as_str);
+                let name = tools.chat_name_for(&s("name"), ns);
+                self.push_tool_call(
+                    json!({"id": s("call_id"), "type": "function", "function": {"name": name, "arguments": s("arguments")}}),
+                );
+            }
+            "custom_tool_call" => {
+                let name = tools.chat_name_for(&s("name"), None);
+                let args = json!({"input": s("input")}).to_string();
+                self.push_tool_call(
+                    json!({"id": s("call_id"), "type": "function", "function": {"name": name, "arguments": args}}),
+                );
+            }
+            "function_call_output" | "custom_tool_call_output" => {
+                self.push_tool_output(s("call_id"), item.get("output"))
+            }
+            "reasoning" if dialect.reasoning_history => {
+                let text: Vec<String> = ["summary", "content"]
+                    .iter()
+                    .flat_map(|k| item.get(*k).and_then(Value::as_array).into_iter().flatten())
+                    .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_owned))
+                    .collect();
+                if !text.is_empty() {
+                    self.reasoning = Some(text.join("\n"));
+                }
+            }
+            // reasoning (encrypted, OpenAI-only), hosted-tool calls: nothing a chat upstream can use.
+            _ => {}
+        }
     }
 }
 
-/// Chat request → Responses request for `model`. Refuses `n > 1`.
 pub fn chat_to_responses_request(req: &Value, model: &str) -> Result<Value, BodyError> {
     let obj = req.as_object().ok_or_else(|| bad("", "request body must be a JSON object"))?;
     if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {

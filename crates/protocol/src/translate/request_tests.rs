@@ -207,3 +207,42 @@ fn chat_output_limits_below_the_responses_minimum_are_raised_to_it() {
     let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200});
     assert_eq!(chat_to_responses_request(&req, "gpt-5.5").unwrap()["max_output_tokens"], 200);
 }
+
+#[test]
+fn images_from_tool_outputs_follow_the_run_of_tool_messages() {
+    // Two parallel calls: view_image returns an image (Codex's shape), the other text. Chat tool
+    // messages are text only and must directly follow the calls, so the image comes after both.
+    let req = json!({"input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "look"}]},
+        {"type": "function_call", "call_id": "c1", "name": "view_image", "arguments": "{\"path\":\"a.png\"}"},
+        {"type": "function_call", "call_id": "c2", "name": "exec_command", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": [
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBOR", "detail": "original"}]},
+        {"type": "function_call_output", "call_id": "c2", "output": "ok"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A cat."}]}
+    ]});
+    let m = responses_to_chat_request(&req, "m", &ChatDialect::default()).unwrap().body["messages"].clone();
+    let roles: Vec<_> = m.as_array().unwrap().iter().map(|x| x["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "tool", "user", "assistant"]);
+    assert_eq!(m[2]["content"], "[1 image returned; attached in the next message]");
+    assert_eq!(m[3], json!({"role": "tool", "tool_call_id": "c2", "content": "ok"}));
+    assert_eq!(
+        m[4]["content"][1],
+        json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR", "detail": "high"}}),
+        "`original` becomes the nearest chat detail"
+    );
+    // An image output at the very end of the input (the usual case: the next request after
+    // view_image) is flushed too, and text next to an image stays in the tool message.
+    let req = json!({"input": [
+        {"type": "function_call", "call_id": "c1", "name": "view_image", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": [
+            {"type": "input_text", "text": "a.png:"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AA"},
+            {"type": "input_image", "image_url": "data:image/png;base64,BB", "detail": "low"}]}
+    ]});
+    let m = responses_to_chat_request(&req, "m", &ChatDialect::default()).unwrap().body["messages"].clone();
+    assert_eq!(m.as_array().unwrap().len(), 3);
+    assert_eq!(m[1]["content"], "a.png:\n[2 images returned; attached in the next message]");
+    assert_eq!(m[2]["content"][1], json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}));
+    assert_eq!(m[2]["content"][2]["image_url"]["detail"], "low");
+}

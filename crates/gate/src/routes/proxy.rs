@@ -1,4 +1,5 @@
-//! `POST /v1/responses` (also `/backend-api/codex/responses`) and `POST /v1/chat/completions`.
+//! `POST /v1/responses` (also `/backend-api/codex/responses`), `POST /v1/responses/compact`
+//! (compaction v1) and `POST /v1/chat/completions`.
 
 use super::input::read_body;
 use crate::access::admit::admit;
@@ -15,18 +16,22 @@ use codex_gate_protocol::Api;
 use std::sync::Arc;
 
 pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
-    proxy(app, Api::Responses, req).await
+    proxy(app, Api::Responses, false, req).await
+}
+
+pub async fn compact(State(app): State<Arc<App>>, req: Request) -> Response {
+    proxy(app, Api::Responses, true, req).await
 }
 
 pub async fn chat_completions(State(app): State<Arc<App>>, req: Request) -> Response {
-    proxy(app, Api::Chat, req).await
+    proxy(app, Api::Chat, false, req).await
 }
 
 fn is_codex(parts: &http::request::Parts) -> bool {
     crate::access::auth::is_codex(&parts.headers, parts.uri.path())
 }
 
-async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
+pub(crate) async fn proxy(app: Arc<App>, api: Api, compact_endpoint: bool, req: Request) -> Response {
     let mut tally = Tally::open(&app, api);
     let (parts, body) = req.into_parts();
     let caller = parts.extensions.get::<Caller>().cloned();
@@ -35,6 +40,11 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
         let mut body =
             read_body(body, &parts.headers, app.config.server.max_body_bytes, app.config.server.body_read_timeout)
                 .await?;
+        // The gateway's own compaction items become their summaries again: no upstream can
+        // read them, whichever kind serves this request.
+        if let Some(expanded) = crate::upstream::compaction::expand_body(app.pool.cipher(), &body) {
+            body = expanded;
+        }
         let mut head = inspect(&body).map_err(|e| GateError::bad_request(e.message, e.param))?;
         let resolved = app
             .router
@@ -64,6 +74,7 @@ async fn proxy(app: Arc<App>, api: Api, req: Request) -> Response {
         headers: parts.headers,
         parsed: None,
         pool_rules: admitted.pool_rules,
+        compact_endpoint,
     };
     // Boxed: the relay's state machine is large, and axum and tower move the handler's
     // future by value a few times before polling it; a pointer is cheaper to move.

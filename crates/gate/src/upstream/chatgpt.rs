@@ -73,7 +73,11 @@ fn backend_body(inb: &mut Inbound, model: &str) -> Result<(Bytes, Option<String>
     }
     obj.insert("model".into(), json!(model));
     obj.insert("store".into(), json!(false));
-    obj.insert("stream".into(), json!(true));
+    if inb.compact_endpoint {
+        obj.remove("stream"); // the v1 compaction endpoint answers one JSON object
+    } else {
+        obj.insert("stream".into(), json!(true));
+    }
     if let Some(Value::String(s)) = obj.get("input") {
         let text = s.clone();
         obj.insert(
@@ -110,9 +114,14 @@ fn request_for(
     token: &str,
     account_id: &str,
 ) -> Result<Request<Bytes>, GateError> {
-    let mut req = Request::post(format!("{}/codex/responses", t.provider.base_url))
+    let (path, accept) = if inb.compact_endpoint {
+        ("/codex/responses/compact", "application/json")
+    } else {
+        ("/codex/responses", "text/event-stream")
+    };
+    let mut req = Request::post(format!("{}{path}", t.provider.base_url))
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "text/event-stream")
+        .header(header::ACCEPT, accept)
         .body(body.clone())
         .map_err(|e| GateError::Internal(format!("bad pool request: {e}")))?;
     let h = req.headers_mut();
@@ -248,7 +257,7 @@ pub(super) async fn serve(
                 req.headers_mut().insert("traceparent", tp);
             }
             let sent = Instant::now();
-            let r = attempt(app, t, req, true).await;
+            let r = attempt(app, t, req, !inb.compact_endpoint).await;
             tally.upstream_wait += sent.elapsed();
             match r {
                 Err(GateError::Upstream { status, .. }) if status == 401 && rejected.is_none() => {
@@ -268,10 +277,7 @@ pub(super) async fn serve(
                 app.pool.succeeded(&a);
                 tally.account = Some(slot);
                 if inb.head.stream {
-                    return Ok((
-                        Answer::Stream { parts, first, body: rest },
-                        Plan { upstream: Api::Responses, tools: None, strip_usage: false },
-                    ));
+                    return Ok((Answer::Stream { parts, first, body: rest }, Plan::responses()));
                 }
                 // A non-streaming client: collect the stream into one Responses object.
                 let mut rest = rest;
@@ -286,12 +292,9 @@ pub(super) async fn serve(
                     kind: crate::egress::TransportKind::Malformed,
                     detail: "the backend stream ended without a response".into(),
                 })?;
-                return Ok((
-                    Answer::Whole { parts, body: Bytes::from(resp.to_string()) },
-                    Plan { upstream: Api::Responses, tools: None, strip_usage: false },
-                ));
+                return Ok((Answer::Whole { parts, body: Bytes::from(resp.to_string()) }, Plan::responses()));
             }
-            Ok(whole) => return Ok((whole, Plan { upstream: Api::Responses, tools: None, strip_usage: false })),
+            Ok(whole) => return Ok((whole, Plan::responses())),
             Err(e) => {
                 match &e {
                     GateError::Upstream { status, headers, body, .. } => {

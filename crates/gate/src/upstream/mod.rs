@@ -4,6 +4,7 @@
 pub mod body;
 pub mod chatgpt;
 pub mod client;
+pub mod compaction;
 mod h1;
 mod h2;
 pub mod relay;

@@ -7,6 +7,7 @@
 
 use super::body::{RelayBody, RelayOptions, Translate};
 use super::client::UpstreamBody;
+use super::compaction::Compact;
 use crate::app::App;
 use crate::egress::TransportKind;
 use crate::error::GateError;
@@ -16,6 +17,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use codex_gate_protocol::body::{rewrite_model, with_include_usage, RequestHead};
+use codex_gate_protocol::compaction;
 use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
 use codex_gate_protocol::repair::ResponsesRepair;
 use codex_gate_protocol::translate::chat_stream::completion_to_response;
@@ -52,6 +54,8 @@ pub struct Inbound {
     pub codex_client: bool,
     /// The caller's own pool routing (its key's override), else the pool's.
     pub pool_rules: crate::pool::PickRules,
+    /// `POST /responses/compact` (compaction v1) rather than `/responses`.
+    pub compact_endpoint: bool,
 }
 
 /// What one attempt sends and how its answer is turned back into the client's API.
@@ -61,6 +65,19 @@ pub(super) struct Plan {
     pub(super) tools: Option<ToolMap>,
     /// The gateway asked a chat upstream for the usage chunk the client did not ask for.
     pub(super) strip_usage: bool,
+    /// A chat upstream writes the summary of an emulated compaction (asked for whole).
+    pub(super) compact: Option<Compact>,
+}
+
+impl Plan {
+    pub(super) fn responses() -> Plan {
+        Plan { upstream: Api::Responses, tools: None, strip_usage: false, compact: None }
+    }
+
+    /// Whether the upstream is asked to stream.
+    fn streams(&self, inb: &Inbound) -> bool {
+        inb.head.stream && self.compact.is_none() && !inb.compact_endpoint
+    }
 }
 
 pub(super) enum Answer {
@@ -101,10 +118,10 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
         if upstream == Api::Chat && inb.head.stream && !inb.head.include_usage {
             // The model rewrite changed no stream option, so the client's head still tells.
             if let Some(with) = with_include_usage(&body, &inb.head) {
-                return Ok((Bytes::from(with), Plan { upstream, tools: None, strip_usage: true }));
+                return Ok((Bytes::from(with), Plan { upstream, tools: None, strip_usage: true, compact: None }));
             }
         }
-        return Ok((body, Plan { upstream, tools: None, strip_usage: false }));
+        return Ok((body, Plan { upstream, tools: None, strip_usage: false, compact: None }));
     }
     if inb.parsed.is_none() {
         let v = serde_json::from_slice(&inb.body)
@@ -115,15 +132,29 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
     let refuse = |e: codex_gate_protocol::body::BodyError| GateError::bad_request(e.message, e.param);
     match inb.api {
         Api::Responses => {
-            let r = responses_to_chat_request(v, &t.model, &t.provider.dialect).map_err(refuse)?;
+            // A chat model cannot compact: it is asked for a summary of the history instead.
+            let compact = if inb.compact_endpoint {
+                Some(Compact::Endpoint)
+            } else {
+                compaction::is_requested(v).then_some(Compact::Trigger)
+            };
+            let summary_req;
+            let src = match compact {
+                Some(_) => {
+                    summary_req = compaction::summary_request(v);
+                    &summary_req
+                }
+                None => v,
+            };
+            let r = responses_to_chat_request(src, &t.model, &t.provider.dialect).map_err(refuse)?;
             if !r.dropped_tools.is_empty() {
                 tracing::debug!(target = %t.label, dropped = ?r.dropped_tools, "hosted tools dropped for a chat upstream");
             }
-            Ok((Bytes::from(r.body.to_string()), Plan { upstream, tools: Some(r.tools), strip_usage: false }))
+            Ok((Bytes::from(r.body.to_string()), Plan { upstream, tools: Some(r.tools), strip_usage: false, compact }))
         }
         Api::Chat => {
             let r = chat_to_responses_request(v, &t.model).map_err(refuse)?;
-            Ok((Bytes::from(r.to_string()), Plan { upstream, tools: None, strip_usage: false }))
+            Ok((Bytes::from(r.to_string()), Plan { upstream, tools: None, strip_usage: false, compact: None }))
         }
     }
 }
@@ -131,10 +162,11 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
 fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan), GateError> {
     let (body, plan) = translated_body(t, inb)?;
     let path = match plan.upstream {
+        Api::Responses if inb.compact_endpoint => "/responses/compact",
         Api::Responses => "/responses",
         Api::Chat => "/chat/completions",
     };
-    let accept = if inb.head.stream { "text/event-stream" } else { "application/json" };
+    let accept = if plan.streams(inb) { "text/event-stream" } else { "application/json" };
     let mut req = Request::post(format!("{}{path}", t.provider.base_url))
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, accept)
@@ -327,7 +359,7 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
                 req.headers_mut().insert("traceparent", tp);
             }
             let sent = Instant::now();
-            let r = attempt(app, t, req, inb.head.stream).await;
+            let r = attempt(app, t, req, plan.streams(&inb)).await;
             tally.upstream_wait += sent.elapsed();
             r.map(|answer| (answer, plan))
         };
@@ -424,6 +456,9 @@ fn whole_answer(tally: &Tally, inb: &Inbound, plan: Plan, t: &Target, body: Byte
 }
 
 fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answer) -> Response {
+    if let (Some(kind), Answer::Whole { parts, body }) = (plan.compact, &answer) {
+        return commit_compaction(app, tally, inb, kind, t, parts, body);
+    }
     let overhead = tally.commit();
     let translated = plan.upstream != inb.api;
     let (parts, body) = match answer {
@@ -482,6 +517,33 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
     *resp.status_mut() = parts.status;
     copy_headers(&parts.headers, resp.headers_mut());
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
+    resp
+}
+
+/// An emulated compaction answered: the summary sealed into the one item Codex wants.
+fn commit_compaction(
+    app: &App,
+    mut tally: Tally,
+    inb: &Inbound,
+    kind: Compact,
+    t: &Target,
+    parts: &http::response::Parts,
+    completion: &Bytes,
+) -> Response {
+    let mut o = ChatObserver::default();
+    o.observe_body(completion);
+    let answer = super::compaction::answer(app.pool.cipher(), inb, kind, tally.id(), &t.label, completion);
+    let (body, sse) = match answer {
+        Ok(a) => a,
+        Err(e) => return fail(tally, e),
+    };
+    let overhead = tally.commit();
+    tally.close(parts.status.as_u16(), None, o.usage);
+    tracing::info!(id = %tally.id(), target = %t.label, ?kind, "compaction emulated with a summary");
+    let mut resp = Response::new(Body::from(body));
+    let ct = if sse { "text/event-stream" } else { "application/json" };
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
     resp
 }

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | anything else (e.g. `gpt-5.5`) / `ok` | text answer in `deltas` pieces |
 //! | `tool` | asks for the `exec_command` tool; answers text once the input holds its output |
+//! | `view-image` | as `tool`, with Codex's `view_image` on `pixel.png` |
 //! | `truncated` | a few deltas, then the connection is cut |
 //! | `cut-mid-event` | (chat) a few deltas, half of the next event, then the cut |
 //! | `garbage-mid-stream` | a few deltas, an HTML `data:` line, then the normal end |

@@ -38,8 +38,12 @@ pub fn sse_data(v: &str) -> String {
     format!("data: {v}\n\n")
 }
 
-/// The tool call the `tool` scenario asks for.
-pub fn tool_call() -> (&'static str, &'static str, String) {
+/// The tool call the `tool` scenario asks for (`view-image`: Codex's `view_image` on
+/// `pixel.png` in the workspace).
+pub fn tool_call(sc: &Scenario) -> (&'static str, &'static str, String) {
+    if sc.name == "view-image" {
+        return ("call_mock_1", "view_image", json!({"path": "pixel.png"}).to_string());
+    }
     ("call_mock_1", "exec_command", json!({"cmd": "echo mock-tool-ran"}).to_string())
 }
 
@@ -48,8 +52,8 @@ pub fn message_item(id: &str, text: &str) -> Value {
            "content": [{"type": "output_text", "text": text, "annotations": []}]})
 }
 
-pub fn function_item() -> Value {
-    let (call_id, name, args) = tool_call();
+pub fn function_item(sc: &Scenario) -> Value {
+    let (call_id, name, args) = tool_call(sc);
     json!({"type": "function_call", "id": "fc_mock_1", "status": "completed", "call_id": call_id,
            "name": name, "arguments": args})
 }

@@ -458,8 +458,8 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
     let model = forced.unwrap_or_else(|| head.model.as_deref().unwrap_or("ok").to_owned());
     let stream = head.stream.unwrap_or(false);
     let sc = Scenario::parse(&model, &s.opts);
-    let has_tool_output =
-        sc.name == "tool" && (memfind(&body, b"function_call_output") || memfind(&body, b"\"role\":\"tool\""));
+    let has_tool_output = matches!(sc.name.as_str(), "tool" | "view-image")
+        && (memfind(&body, b"function_call_output") || memfind(&body, b"\"role\":\"tool\""));
 
     match sc.name.as_str() {
         "reset" => return Err(Reset),
@@ -517,7 +517,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         }
         _ => {}
     }
-    let tool = sc.name == "tool" && !has_tool_output;
+    let tool = matches!(sc.name.as_str(), "tool" | "view-image") && !has_tool_output;
     let include_usage = head.stream_options.is_some_and(|o| o.include_usage);
     let key = (model.clone(), chat, stream, include_usage, tool);
     if !stream {
@@ -688,11 +688,11 @@ fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
     }
     steps.push(send(sse(&json!({"type": "response.in_progress", "sequence_number": 1, "response": created}))));
     if tool {
-        let mut item = function_item();
+        let mut item = function_item(sc);
         let args = item["arguments"].as_str().unwrap_or_default().to_owned();
         item["arguments"] = json!("");
         item["status"] = json!("in_progress");
-        let done = function_item();
+        let done = function_item(sc);
         steps.push(send(
             sse(&json!({"type": "response.output_item.added", "output_index": 0, "item": item}))
                 + &sse(&json!({"type": "response.function_call_arguments.delta", "item_id": "fc_mock_1", "output_index": 0, "delta": args}))
@@ -758,7 +758,7 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
         return steps;
     }
     let finish = if tool {
-        let (id, name, args) = tool_call();
+        let (id, name, args) = tool_call(sc);
         let (a, b) = args.split_at(args.len() / 2);
         steps.push(send(sse_data(
             &chat_chunk(model, json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": a}}]}), None)
@@ -835,13 +835,13 @@ fn compaction_answer(n: usize, body: &[u8]) -> Response<MockBody> {
 }
 
 fn responses_whole(sc: &Scenario, model: &str, tool: bool) -> Value {
-    let output = if tool { vec![function_item()] } else { vec![message_item("msg_mock_1", &full_text(sc))] };
+    let output = if tool { vec![function_item(sc)] } else { vec![message_item("msg_mock_1", &full_text(sc))] };
     response_obj("resp_mock", model, "completed", output, Some(usage_responses()))
 }
 
 fn chat_whole(sc: &Scenario, model: &str, tool: bool) -> Value {
     if tool {
-        let (id, name, args) = tool_call();
+        let (id, name, args) = tool_call(sc);
         let msg = json!({"role": "assistant", "content": null,
                          "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args}}]});
         return chat_completion(model, msg, "tool_calls");

@@ -362,7 +362,7 @@ fn explain(plan: &Plan<'_>, added_v1: bool) -> String {
     s.push_str("left unset:\n");
     let mut unset = |k: &str, why: &str| s.push_str(&format!("  {k:<38} {why}\n"));
     unset("supports_websockets", "the gateway does not speak Codex's WebSocket transport yet");
-    unset("name = \"OpenAI\"", "would turn on remote compaction, which the gateway does not serve yet");
+    unset("name = \"OpenAI\"", "Codex then compacts remotely (served too); with this name it compacts locally");
     if plan.env_key.is_none() {
         unset("env_key", "the gateway needs no client key (none are configured)");
     }

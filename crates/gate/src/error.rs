@@ -38,8 +38,6 @@ pub enum GateError {
     NotFound(String),
     #[error("method not allowed on this path")]
     MethodNotAllowed,
-    #[error("WebSocket transport is not supported; use HTTP streaming (SSE)")]
-    UpgradeRequired,
     /// The upstream answered with an error status; its body is relayed in our envelope.
     #[error("upstream {target} answered {status}")]
     Upstream { target: String, status: StatusCode, headers: Box<HeaderMap>, body: Bytes },
@@ -162,7 +160,6 @@ impl GateError {
             GateError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GateError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GateError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            GateError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             // The provider refusing the gateway's own credentials is not the client's fault.
             GateError::Upstream { status, .. } if matches!(status.as_u16(), 401 | 403 | 407) => StatusCode::BAD_GATEWAY,
             GateError::Upstream { status, .. } => *status,
@@ -190,7 +187,6 @@ impl GateError {
             GateError::RequestTimeout(_) => "request_timeout".into(),
             GateError::NotFound(_) => "not_found".into(),
             GateError::MethodNotAllowed => "method_not_allowed".into(),
-            GateError::UpgradeRequired => "websocket_not_supported".into(),
             GateError::Upstream { status, body, .. } => {
                 let (kind, code, _) = read_upstream_error(body);
                 code.or(kind).unwrap_or_else(|| format!("upstream_{}", status.as_u16()))

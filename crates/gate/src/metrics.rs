@@ -153,6 +153,12 @@ pub struct Metrics {
     /// OpenTelemetry spans accepted by the collector, and lost (queue full or export failed).
     pub spans_exported: AtomicU64,
     pub spans_dropped: AtomicU64,
+    /// Responses WebSocket connections open now, and the turns they carried.
+    pub ws_open: AtomicI64,
+    pub ws_turns: AtomicU64,
+    /// Turns that named the previous response and sent only new items; prewarms answered here.
+    pub ws_incremental: AtomicU64,
+    pub ws_prewarms: AtomicU64,
 }
 
 impl Metrics {
@@ -243,6 +249,30 @@ impl Metrics {
         }
         let gauges = [
             ("codex_gate_in_flight_requests", "gauge", "Requests being served now.", self.in_flight.load(Relaxed)),
+            (
+                "codex_gate_websocket_connections",
+                "gauge",
+                "Responses WebSocket connections open now.",
+                self.ws_open.load(Relaxed),
+            ),
+            (
+                "codex_gate_websocket_turns_total",
+                "counter",
+                "Turns (response.create frames sent upstream) served over Responses WebSockets.",
+                self.ws_turns.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_websocket_incremental_turns_total",
+                "counter",
+                "WebSocket turns that sent only new items after previous_response_id.",
+                self.ws_incremental.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_websocket_prewarms_total",
+                "counter",
+                "WebSocket prewarms (generate: false), answered without an upstream.",
+                self.ws_prewarms.load(Relaxed) as i64,
+            ),
             (
                 "codex_gate_failovers_total",
                 "counter",

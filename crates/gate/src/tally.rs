@@ -50,7 +50,7 @@ impl std::fmt::Debug for Tally {
 
 /// `req_` + 24 hex digits: the millisecond clock, then 52 random bits. Time-ordered ids append to
 /// the request log's primary-key index instead of landing on random pages of it.
-fn request_id() -> String {
+pub fn request_id() -> String {
     format_id(crate::now_ms() as u64, rand::random::<u64>() >> 12)
 }
 

@@ -106,23 +106,25 @@ async fn zstd_bodies_are_decompressed_before_forwarding() {
 }
 
 #[tokio::test]
-async fn websocket_upgrades_get_426() {
+async fn broken_websocket_handshakes_and_plain_gets_are_refused_clearly() {
     let (_m, gate) = setup().await;
     for path in ["/v1/responses", "/backend-api/codex/responses", "/responses"] {
-        let resp = send(
-            "GET",
-            &gate.url(path),
-            Vec::new(),
+        // An upgrade without its key (or with another version) is not a WebSocket handshake.
+        for headers in [
+            &[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13")][..],
             &[
                 ("connection", "Upgrade"),
                 ("upgrade", "websocket"),
-                ("sec-websocket-version", "13"),
+                ("sec-websocket-version", "8"),
                 ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ],
-        )
-        .await;
-        assert_eq!(resp.status, 426, "{path}");
-        assert_eq!(resp.json()["error"]["code"], "websocket_not_supported");
+            ][..],
+        ] {
+            let resp = send("GET", &gate.url(path), Vec::new(), headers).await;
+            assert_eq!(resp.status, 400, "{path}");
+            assert!(resp.json()["error"]["message"].as_str().unwrap().contains("WebSocket handshake"), "{path}");
+        }
+        let resp = send("GET", &gate.url(path), Vec::new(), &[]).await;
+        assert_eq!(resp.status, 405, "{path}: a GET that is no upgrade");
     }
 }
 

@@ -6,3 +6,4 @@ pub mod models;
 pub mod ops;
 pub mod pool;
 pub mod proxy;
+pub mod ws;

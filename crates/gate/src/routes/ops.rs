@@ -36,14 +36,9 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     r
 }
 
-/// GET on a `/responses` path: a WebSocket upgrade gets 426 so Codex falls back to SSE at once.
-pub async fn responses_get(req: Request) -> Response {
-    let upgrade = req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if upgrade {
-        GateError::UpgradeRequired.into_response()
-    } else {
-        GateError::MethodNotAllowed.into_response()
-    }
+/// GET on a `/responses` path that is not a WebSocket upgrade (those go to `routes::ws`).
+pub async fn responses_get() -> Response {
+    GateError::MethodNotAllowed.into_response()
 }
 
 pub async fn not_found(req: Request) -> Response {

@@ -6,7 +6,7 @@ pub mod conns;
 
 use crate::app::App;
 use crate::dashboard;
-use crate::routes::{admin, models, ops, pool, proxy};
+use crate::routes::{admin, models, ops, pool, proxy, ws};
 use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::Router;
@@ -22,9 +22,9 @@ pub fn router(app: Arc<App>) -> Router {
     // What clients call with their client key (Codex, OpenClaw, SDKs; Codex's ChatGPT-backend
     // reads when `chatgpt_base_url` points here).
     let api = Router::new()
-        .route("/v1/responses", post(proxy::responses).get(ops::responses_get))
-        .route("/responses", post(proxy::responses).get(ops::responses_get))
-        .route("/backend-api/codex/responses", post(proxy::responses).get(ops::responses_get))
+        .route("/v1/responses", post(proxy::responses).get(ws::responses))
+        .route("/responses", post(proxy::responses).get(ws::responses))
+        .route("/backend-api/codex/responses", post(proxy::responses).get(ws::responses))
         .route("/v1/responses/compact", post(proxy::compact))
         .route("/responses/compact", post(proxy::compact))
         .route("/backend-api/codex/responses/compact", post(proxy::compact))

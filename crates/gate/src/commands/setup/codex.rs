@@ -245,6 +245,7 @@ fn provider_table(plan: &Plan<'_>) -> Table {
     t["name"] = value(plan.name);
     t["base_url"] = value(plan.base_url);
     t["wire_api"] = value("responses");
+    t["supports_websockets"] = value(true);
     if let Some((var, how)) = plan.env_key {
         t["env_key"] = value(var);
         t["env_key_instructions"] = value(how);
@@ -341,6 +342,7 @@ fn explain(plan: &Plan<'_>, added_v1: bool) -> String {
         if added_v1 { "with /v1 added: Codex appends /responses to it" } else { "Codex appends /responses to it" },
     );
     line("wire_api = \"responses\"", "the only wire API Codex speaks");
+    line("supports_websockets = true", "one connection per session; each turn sends only its new items");
     if plan.catalog.is_some() {
         line("model_catalog_json", "context windows and reasoning levels of the gateway's models");
     }
@@ -361,7 +363,6 @@ fn explain(plan: &Plan<'_>, added_v1: bool) -> String {
     }
     s.push_str("left unset:\n");
     let mut unset = |k: &str, why: &str| s.push_str(&format!("  {k:<38} {why}\n"));
-    unset("supports_websockets", "the gateway does not speak Codex's WebSocket transport yet");
     unset("name = \"OpenAI\"", "Codex then compacts remotely (served too); with this name it compacts locally");
     if plan.env_key.is_none() {
         unset("env_key", "the gateway needs no client key (none are configured)");

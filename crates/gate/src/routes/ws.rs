@@ -1,0 +1,334 @@
+//! `GET /v1/responses` (and its aliases) with `Upgrade: websocket`: Codex's Responses WebSocket
+//! transport (codex-protocol §4), terminated here. Each `response.create` frame is one turn,
+//! served by the same path as `POST /v1/responses` — keys, limits, routing, failover, the request
+//! log, metrics — and its events go back as text frames, one JSON event each. The connection keeps
+//! the last response's full input and output, so `previous_response_id` plus only the new items
+//! becomes the whole history for whatever upstream serves the turn (every kind is reached over
+//! HTTP for now). permessage-deflate is not negotiated: axum's WebSocket (tungstenite) has none,
+//! and Codex then sends uncompressed frames, as the RFC says it must.
+
+use crate::access::Caller;
+use crate::app::App;
+use crate::error::GateError;
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use codex_gate_protocol::observe::ResponsesHead;
+use codex_gate_protocol::sse::SseDecoder;
+use codex_gate_protocol::Api;
+use futures_util::StreamExt;
+use http::{header, HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Codex's backend closes a connection after 60 minutes with this code, and Codex reconnects.
+const MAX_AGE: Duration = Duration::from_secs(60 * 60);
+const LIMIT_REACHED: &str = "websocket_connection_limit_reached";
+/// A connection with no frame from the client for this long is closed.
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// Pings between turns keep NATs and proxies from dropping a quiet connection.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Largest error body read back from a refused turn.
+const MAX_ERROR_BODY: usize = 1 << 20;
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Headers a turn is sent with: the upgrade request's, less the handshake's own.
+fn turn_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (k, v) in h {
+        let n = k.as_str();
+        if n.starts_with("sec-websocket-")
+            || matches!(n, "connection" | "upgrade" | "content-length" | "transfer-encoding" | "content-encoding")
+        {
+            continue;
+        }
+        out.append(k.clone(), v.clone());
+    }
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    out.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+    out
+}
+
+pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
+    if !is_upgrade(req.headers()) {
+        return super::ops::responses_get().await;
+    }
+    let (mut parts, _) = req.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
+        Ok(ws) => ws,
+        Err(e) => return GateError::bad_request(format!("bad WebSocket handshake: {e}"), None).into_response(),
+    };
+    let limit = app.config.server.max_body_bytes;
+    let conn = Conn {
+        path: parts.uri.path().to_owned(),
+        headers: turn_headers(&parts.headers),
+        caller: parts.extensions.get::<Caller>().cloned(),
+        limit,
+        app,
+    };
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| conn.run(socket))
+}
+
+/// The last response on the connection: what `previous_response_id` refers to.
+struct Last {
+    id: String,
+    input: Vec<Value>,
+    output: Vec<Value>,
+}
+
+struct Conn {
+    app: Arc<App>,
+    path: String,
+    headers: HeaderMap,
+    caller: Option<Caller>,
+    limit: usize,
+}
+
+/// The client went away (or the socket failed): stop serving the connection.
+struct Gone;
+
+async fn send(socket: &mut WebSocket, v: &Value) -> Result<(), Gone> {
+    socket.send(Message::Text(v.to_string().into())).await.map_err(|_| Gone)
+}
+
+/// An error as Codex reads it on this transport: `{"type":"error","status",…,"error",…,"headers"}`.
+async fn send_error(
+    socket: &mut WebSocket,
+    status: u16,
+    error: Value,
+    headers: Map<String, Value>,
+) -> Result<(), Gone> {
+    send(socket, &json!({"type": "error", "status": status, "error": error, "headers": headers})).await
+}
+
+fn invalid(code: &str, message: &str) -> Value {
+    json!({"type": "invalid_request_error", "code": code, "message": message})
+}
+
+impl Conn {
+    async fn run(self, mut socket: WebSocket) {
+        let metrics = self.app.metrics.clone();
+        metrics.ws_open.fetch_add(1, Relaxed);
+        let opened = Instant::now();
+        let stopping = self.app.lifecycle.stopping.clone();
+        let mut last: Option<Last> = None;
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let mut idle_at = Instant::now() + IDLE;
+        loop {
+            let msg = tokio::select! {
+                m = socket.recv() => m,
+                _ = ping.tick() => {
+                    if socket.send(Message::Ping(Bytes::new())).await.is_err() { break }
+                    continue;
+                }
+                () = tokio::time::sleep_until(idle_at) => {
+                    let _ = socket.send(close(1000, "idle")).await;
+                    break;
+                }
+                () = stopping.cancelled() => {
+                    let _ = socket.send(close(1001, "the gateway is shutting down")).await;
+                    break;
+                }
+            };
+            idle_at = Instant::now() + IDLE;
+            let served = match msg {
+                Some(Ok(Message::Text(text))) => {
+                    if opened.elapsed() >= MAX_AGE {
+                        // What Codex's backend does at 60 minutes; Codex reconnects and resends.
+                        let e = invalid(LIMIT_REACHED, "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue.");
+                        let _ = send_error(&mut socket, 400, e, Map::new()).await;
+                        let _ = socket.send(close(1000, "connection limit reached")).await;
+                        break;
+                    }
+                    self.frame(&mut socket, text.as_str(), &mut last).await
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    send_error(
+                        &mut socket,
+                        400,
+                        invalid("binary_frame", "send response.create as a text frame"),
+                        Map::new(),
+                    )
+                    .await
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            };
+            if served.is_err() {
+                break;
+            }
+        }
+        metrics.ws_open.fetch_sub(1, Relaxed);
+    }
+
+    /// One client frame: a `response.create` is a turn; other frames (`response.processed`) need
+    /// no answer.
+    async fn frame(&self, socket: &mut WebSocket, text: &str, last: &mut Option<Last>) -> Result<(), Gone> {
+        let mut v: Value = match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                return send_error(socket, 400, invalid("invalid_json", "a frame must be a JSON object"), Map::new())
+                    .await
+            }
+            Err(e) => {
+                return send_error(socket, 400, invalid("invalid_json", &format!("invalid JSON: {e}")), Map::new())
+                    .await
+            }
+        };
+        let obj = v.as_object_mut().expect("checked above");
+        if obj.get("type").and_then(Value::as_str) != Some("response.create") {
+            tracing::debug!(kind = ?obj.get("type"), "WebSocket frame that needs no answer");
+            return Ok(());
+        }
+        obj.remove("type");
+        let new_items = match obj.remove("input") {
+            Some(Value::Array(items)) => items,
+            Some(Value::String(s)) => {
+                vec![json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": s}]})]
+            }
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => {
+                *last = None;
+                return send_error(
+                    socket,
+                    400,
+                    invalid("invalid_type", "'input' must be a string or an array of items"),
+                    Map::new(),
+                )
+                .await;
+            }
+        };
+        // `previous_response_id` names the last response on this connection: its input and
+        // output come first, then the new items (what an HTTP request would have carried).
+        let input = match obj.remove("previous_response_id") {
+            Some(Value::String(prev)) => match last.take() {
+                Some(l) if l.id == prev => {
+                    self.app.metrics.ws_incremental.fetch_add(1, Relaxed);
+                    let mut all = l.input;
+                    all.extend(l.output);
+                    all.extend(new_items);
+                    all
+                }
+                _ => {
+                    let e = invalid(
+                        "previous_response_not_found",
+                        &format!("no response {prev} on this connection; send the whole input"),
+                    );
+                    return send_error(socket, 400, e, Map::new()).await;
+                }
+            },
+            _ => new_items,
+        };
+        *last = None;
+        if obj.remove("generate") == Some(Value::Bool(false)) {
+            // A prewarm: nothing to generate, so no upstream is asked; the next request builds on it.
+            self.app.metrics.ws_prewarms.fetch_add(1, Relaxed);
+            let id = format!("resp_{}", crate::tally::request_id().trim_start_matches("req_"));
+            let model = obj.get("model").cloned().unwrap_or(Value::Null);
+            let r = json!({"id": id, "object": "response", "created_at": crate::now_ms() / 1000, "model": model, "output": []});
+            send(socket, &json!({"type": "response.created", "response": r_with(&r, "in_progress")})).await?;
+            let mut done = r_with(&r, "completed");
+            done["usage"] = json!({"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
+                                   "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0});
+            send(socket, &json!({"type": "response.completed", "response": done})).await?;
+            *last = Some(Last { id, input, output: Vec::new() });
+            return Ok(());
+        }
+        obj.insert("input".into(), Value::Array(input));
+        obj.insert("stream".into(), Value::Bool(true));
+        let body = serde_json::to_vec(&v).unwrap_or_default();
+        let input = match v.get_mut("input").map(Value::take) {
+            Some(Value::Array(i)) => i,
+            _ => Vec::new(),
+        };
+        self.app.metrics.ws_turns.fetch_add(1, Relaxed);
+        *last = self.turn(socket, body).await?.map(|(id, output)| Last { id, input, output });
+        Ok(())
+    }
+
+    /// Serve one turn through the HTTP path and relay its events; the response id and output
+    /// items when it completed.
+    async fn turn(&self, socket: &mut WebSocket, body: Vec<u8>) -> Result<Option<(String, Vec<Value>)>, Gone> {
+        let mut req = Request::new(Body::from(body));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = self.path.parse().unwrap_or_else(|_| http::Uri::from_static("/v1/responses"));
+        *req.headers_mut() = self.headers.clone();
+        if let Some(c) = &self.caller {
+            req.extensions_mut().insert(c.clone());
+        }
+        let resp = super::proxy::proxy(self.app.clone(), Api::Responses, false, req).await;
+        let (parts, body) = resp.into_parts();
+        if !parts.status.is_success() {
+            let bytes = http_body_util::Limited::new(body, MAX_ERROR_BODY).collect().await.map(|b| b.to_bytes());
+            let v: Value = bytes.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+            let error =
+                v.get("error").cloned().unwrap_or_else(|| json!({"message": "the upstream refused the request"}));
+            let mut headers = Map::new();
+            for (k, val) in &parts.headers {
+                let n = k.as_str();
+                if n == "retry-after" || n.starts_with("x-codex-") || n.starts_with("x-ratelimit-") {
+                    if let Ok(s) = val.to_str() {
+                        headers.insert(n.to_owned(), json!(s));
+                    }
+                }
+            }
+            send_error(socket, parts.status.as_u16(), error, headers).await?;
+            return Ok(None);
+        }
+        let mut decoder = SseDecoder::new(self.limit);
+        let mut events = Vec::new();
+        let mut stream = body.into_data_stream();
+        let (mut id, mut output, mut completed) = (String::new(), Vec::new(), false);
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else { break };
+            if decoder.push(&chunk, &mut events).is_err() {
+                break;
+            }
+            for ev in events.drain(..) {
+                if let Some(head) = ResponsesHead::parse(&ev.data) {
+                    match head.kind.as_ref() {
+                        "response.output_item.done" => {
+                            if let Some(item) = serde_json::from_str::<Value>(&ev.data)
+                                .ok()
+                                .and_then(|mut v| v.get_mut("item").map(Value::take))
+                            {
+                                output.push(item);
+                            }
+                        }
+                        "response.completed" => {
+                            completed = true;
+                            id = serde_json::from_str::<Value>(&ev.data)
+                                .ok()
+                                .and_then(|v| v.pointer("/response/id").and_then(Value::as_str).map(str::to_owned))
+                                .unwrap_or_default();
+                        }
+                        _ => {}
+                    }
+                } else if ev.data.trim() == "[DONE]" {
+                    continue;
+                }
+                socket.send(Message::Text(ev.data.into())).await.map_err(|_| Gone)?;
+            }
+        }
+        Ok(completed.then_some((id, output)))
+    }
+}
+
+fn r_with(r: &Value, status: &str) -> Value {
+    let mut r = r.clone();
+    r["status"] = json!(status);
+    r
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}

@@ -1,0 +1,65 @@
+//! The real Codex CLI over the Responses WebSocket (`supports_websockets = true`): a plain turn
+//! and a tool loop on a Responses provider, a chat provider and the pool, every request a turn on
+//! the connection (none falls back to HTTP), with the whole history reaching the upstream.
+
+mod common;
+
+use codex_gate_mock::{MockOptions, MockUpstream};
+use common::{codex_bin, provider, skip, Gate};
+use std::sync::atomic::Ordering::Relaxed;
+
+fn ws_config(gate: &Gate, model: &str) -> String {
+    format!(
+        "model = \"{model}\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
+         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
+         requires_openai_auth = false\nsupports_websockets = true\nrequest_max_retries = 0\nstream_max_retries = 0\n",
+        gate.url("/v1")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_over_websocket_on_every_upstream_kind() {
+    let Some(bin) = codex_bin() else {
+        return skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+    };
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    m.add_chatgpt_account("acc-ws", false);
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}\
+         [[routes]]\nmodel = \"pool-tool\"\ntargets = [\"pool/tool\"]\n",
+        m.issuer_url(),
+        m.backend_url(),
+        provider("resp", "responses", &m.url(), ""),
+        provider("chat", "chat", &m.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    gate.add_account(&m, "acc-ws", "plus").await;
+    let turns = || gate.app.metrics.ws_turns.load(Relaxed);
+    for (plain, tool) in [("resp/ok", "resp/tool"), ("chat/ok", "chat/tool"), ("pool/gpt-5.5", "pool-tool")] {
+        let before = turns();
+        let run = common::codex::exec(&bin, &ws_config(&gate, plain), &[("GW_API_KEY", "k")], &[], "Say PONG").await;
+        assert_eq!(run.code, Some(0), "{plain}: {}", run.dump());
+        assert_eq!(run.items("agent_message").last().unwrap()["text"], "d0 d1 d2 d3 d4 ", "{plain}");
+        assert!(!run.stderr.contains("failed to connect to Responses WebSocket"), "{plain}: {}", run.stderr);
+        assert_eq!(turns() - before, 1, "{plain}: the turn went over the WebSocket");
+
+        let before = turns();
+        let incremental = gate.app.metrics.ws_incremental.load(Relaxed);
+        let run = common::codex::exec(&bin, &ws_config(&gate, tool), &[("GW_API_KEY", "k")], &[], "run it").await;
+        assert_eq!(run.code, Some(0), "{tool}: {}", run.dump());
+        assert_eq!(run.items("command_execution")[0]["aggregated_output"], "mock-tool-ran\n", "{tool}");
+        assert_eq!(turns() - before, 2, "{tool}: the call and its follow-up, both on the connection");
+        // Codex prewarms (answered here), then sends only new items: after the prewarm, and
+        // after the call (its output).
+        let sent_incremental = gate.app.metrics.ws_incremental.load(Relaxed) - incremental;
+        assert_eq!(sent_incremental, 2, "{tool}: both requests named the previous response");
+        // The follow-up carries the whole conversation upstream, whatever Codex sent on the wire.
+        let last = String::from_utf8_lossy(&m.last_request().unwrap().body).into_owned();
+        assert!(last.contains("mock-tool-ran") && last.contains("run it"), "{tool}: {last}");
+        assert!(last.contains("You are a coding agent"), "{tool}: the base instructions are there too");
+    }
+    assert_eq!(gate.app.metrics.ws_prewarms.load(Relaxed), 6, "one prewarm per Codex run");
+    // Every turn is in the request log.
+    let rows = gate.records(9).await;
+    assert!(rows.iter().take(9).all(|r| r.status == 200), "{rows:?}");
+}

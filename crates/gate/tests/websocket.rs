@@ -1,0 +1,218 @@
+//! Responses over WebSocket (codex-protocol §4) with a real WebSocket client: turns on each
+//! upstream kind, `previous_response_id` with only the new items becoming the whole history,
+//! the prewarm, errors as Codex reads them, and the connection rules (keys, bad frames).
+
+mod common;
+
+use codex_gate_mock::{MockOptions, MockUpstream};
+use common::{provider, Gate};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn setup() -> (MockUpstream, Gate) {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}",
+        mock.issuer_url(),
+        mock.backend_url(),
+        provider("chat", "chat", &mock.url(), ""),
+        provider("resp", "responses", &mock.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    gate.add_account(&mock, "acc-1", "plus").await;
+    (mock, gate)
+}
+
+async fn connect(gate: &Gate, path: &str, key: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = gate.url(path).replace("http://", "ws://").into_client_request().unwrap();
+    req.headers_mut().insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
+    req.headers_mut().insert("session-id", "sess-ws".parse().unwrap());
+    if let Some(k) = key {
+        req.headers_mut().insert("authorization", format!("Bearer {k}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+}
+
+/// Send one frame and read events until the turn ends (completed, failed, incomplete or error).
+async fn turn(ws: &mut Ws, frame: Value) -> Vec<Value> {
+    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+    let mut events = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the connection stays open")
+            .unwrap();
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("every frame is one JSON event");
+        let end = matches!(
+            v["type"].as_str(),
+            Some("response.completed" | "response.failed" | "response.incomplete" | "error")
+        );
+        events.push(v);
+        if end {
+            return events;
+        }
+    }
+}
+
+fn create(model: &str, input: Value, previous: Option<&str>) -> Value {
+    let mut f = json!({"type": "response.create", "model": model, "input": input, "stream": true,
+                       "tools": [], "tool_choice": "auto", "parallel_tool_calls": true, "store": false});
+    if let Some(p) = previous {
+        f["previous_response_id"] = json!(p);
+    }
+    f
+}
+
+fn user(text: &str) -> Value {
+    json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+}
+
+fn completed_id(events: &[Value]) -> String {
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "response.completed", "{events:?}");
+    done["response"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn turns_on_every_upstream_kind_build_the_history_from_previous_response_id() {
+    let (mock, gate) = setup().await;
+    for model in ["resp/ok", "chat/ok", "pool/gpt-5.5"] {
+        let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+        let first = turn(&mut ws, create(model, json!([user("first question")]), None)).await;
+        let kinds: Vec<&str> = first.iter().filter_map(|e| e["type"].as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"response.created"), "{model}: {kinds:?}");
+        assert!(kinds.contains(&"response.output_text.delta"), "{model}: {kinds:?}");
+        let id = completed_id(&first);
+        // The next request names the last response and sends only what is new.
+        let second = turn(&mut ws, create(model, json!([user("second question")]), Some(&id))).await;
+        completed_id(&second);
+        let up = String::from_utf8_lossy(&mock.last_request().unwrap().body).into_owned();
+        let (a, b, c) = (up.find("first question"), up.find("d0 d1 d2 d3 d4"), up.find("second question"));
+        assert!(a.is_some() && b.is_some() && c.is_some(), "{model}: the whole history went upstream: {up}");
+        assert!(a < b && b < c, "{model}: in order: question, answer, new question");
+        assert!(!up.contains("previous_response_id"), "{model}");
+        // A response that is not the connection's last is refused, as OpenAI does.
+        let stale = turn(&mut ws, create(model, json!([user("third")]), Some("resp_unknown"))).await;
+        assert_eq!(stale[0]["type"], "error");
+        assert_eq!(
+            (stale[0]["status"].as_u64(), stale[0]["error"]["code"].as_str()),
+            (Some(400), Some("previous_response_not_found"))
+        );
+    }
+    // Each turn is a request in the log, like over HTTP (2 per kind; the refused ones never ran).
+    let rows = gate.records(6).await;
+    assert_eq!(rows.iter().filter(|r| r.status == 200).count(), 6);
+    assert_eq!(gate.app.metrics.ws_turns.load(std::sync::atomic::Ordering::Relaxed), 6);
+}
+
+#[tokio::test]
+async fn a_prewarm_answers_without_an_upstream_and_the_next_turn_builds_on_it() {
+    let (mock, gate) = setup().await;
+    let mut ws = connect(&gate, "/backend-api/codex/responses", None).await.unwrap();
+    let hits = mock.hits();
+    let mut warm = create("resp/ok", json!([user("the whole context")]), None);
+    warm["generate"] = json!(false);
+    let events = turn(&mut ws, warm).await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds, ["response.created", "response.completed"]);
+    assert_eq!(events[1]["response"]["usage"]["input_tokens"], 0, "Codex needs a full usage object");
+    assert_eq!(mock.hits(), hits, "a prewarm reaches no upstream");
+    let id = completed_id(&events);
+    let next = turn(&mut ws, create("resp/ok", json!([]), Some(&id))).await;
+    completed_id(&next);
+    assert!(String::from_utf8_lossy(&mock.last_request().unwrap().body).contains("the whole context"));
+}
+
+#[tokio::test]
+async fn errors_arrive_as_codex_reads_them_and_the_connection_goes_on() {
+    let (_mock, gate) = setup().await;
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    // An upstream refusal keeps its status, body and rate-limit headers.
+    let e = turn(&mut ws, create("resp/usage-limit", json!([user("x")]), None)).await;
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0]["type"].as_str(), e[0]["status"].as_u64()), (Some("error"), Some(429)));
+    assert_eq!(e[0]["error"]["type"], "usage_limit_reached");
+    assert_eq!(e[0]["headers"]["x-codex-primary-used-percent"], "100.0");
+    // A model nobody serves, malformed JSON, a frame that is not an object.
+    let e = turn(&mut ws, create("nobody/knows", json!([]), None)).await;
+    assert_eq!(e[0]["status"], 404, "{e:?}");
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    let e = next_json(&mut ws).await;
+    assert_eq!((e["status"].as_u64(), e["error"]["code"].as_str()), (Some(400), Some("invalid_json")), "{e}");
+    // `response.processed` (Codex's acknowledgement) needs no answer: the next frame is the
+    // binary frame's error.
+    ws.send(Message::Text(json!({"type": "response.processed", "response_id": "x"}).to_string().into())).await.unwrap();
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    let e: Value = next_json(&mut ws).await;
+    assert_eq!(e["error"]["code"], "binary_frame");
+    // ... and the connection still serves turns.
+    completed_id(&turn(&mut ws, create("chat/ok", json!("plain string input"), None)).await);
+}
+
+/// The next frame as JSON.
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_client_keys_the_upgrade_needs_one() {
+    let (_mock, gate) = setup().await;
+    let made = common::http::post(&gate.url("/api/keys"), &json!({"name": "ws-key"})).await;
+    let secret = made.json()["key"].as_str().unwrap().to_owned();
+    gate.app.keys.sync(&gate.store, false).await.unwrap();
+    let Err(err) = connect(&gate, "/v1/responses", None).await else { panic!("no key: the upgrade is refused") };
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status(), 401),
+        other => panic!("{other}"),
+    }
+    let mut ws = connect(&gate, "/v1/responses", Some(&secret)).await.unwrap();
+    completed_id(&turn(&mut ws, create("resp/ok", json!([user("hi")]), None)).await);
+    let row = gate.record_where("the keyed turn", |r| r.key_id.is_some()).await;
+    assert_eq!(row.status, 200);
+}
+
+#[tokio::test]
+async fn an_account_exhausted_mid_connection_moves_the_next_turn_without_a_failed_turn() {
+    let (mock, gate) = setup().await;
+    mock.add_chatgpt_account("acc-2", false);
+    gate.add_account(&mock, "acc-2", "plus").await;
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    let id = completed_id(&turn(&mut ws, create("pool/gpt-5.5", json!([user("one")]), None)).await);
+    let first = gate.record_where("the first turn", |r| r.status == 200).await;
+    let served = first.account_id.clone().expect("a pool account served");
+    // The account that served the connection runs out of quota between turns.
+    let chatgpt_id = gate.app.pool.find(&served).unwrap().chatgpt_account_id.clone();
+    mock.set_account_behavior(&chatgpt_id, Some("usage-limit"));
+    let second = turn(&mut ws, create("pool/gpt-5.5", json!([user("two")]), Some(&id))).await;
+    completed_id(&second);
+    let row = gate.record_where("the second turn", |r| r.id != first.id && r.status == 200).await;
+    assert_ne!(row.account_id.as_deref(), Some(served.as_str()), "another account served the turn");
+    assert_eq!(row.trail.len(), 2, "the exhausted account was tried first: {:?}", row.trail);
+    assert!(String::from_utf8_lossy(&mock.last_request().unwrap().body).contains("one"), "whole history");
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_connections_as_going_away() {
+    let (_mock, gate) = setup().await;
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    completed_id(&turn(&mut ws, create("resp/ok", json!([user("hi")]), None)).await);
+    assert_eq!(gate.app.metrics.ws_open.load(std::sync::atomic::Ordering::Relaxed), 1);
+    gate.app.lifecycle.stopping.cancel();
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    match msg {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}

@@ -117,6 +117,7 @@ fn admit_key(
     let pool_rules = PickRules {
         strategy: p.pool_strategy.as_deref().and_then(crate::pool::select::Strategy::parse),
         accounts: p.pool_accounts.clone(),
+        prefer: None,
     };
     Ok(Admitted { resolved, reservation: Some(reservation), pool_rules, strip_tier, key_id: Some(key.id.clone()) })
 }

@@ -97,6 +97,8 @@ impl Drop for InFlight {
 pub struct PickRules {
     pub strategy: Option<Strategy>,
     pub accounts: Vec<String>,
+    /// The account to keep when it can serve (the turn state's): it beats session affinity.
+    pub prefer: Option<String>,
 }
 
 impl PickRules {
@@ -402,10 +404,13 @@ impl Pool {
                 c.available = false;
             }
         }
-        let sticky = session.and_then(|s| {
-            let aff = self.affinity.lock();
-            let (id, exp) = aff.map.get(affinity_key(s).as_ref())?;
-            (*exp > Instant::now()).then(|| accounts.iter().position(|a| &a.id == id)).flatten()
+        let pinned = rules.prefer.as_deref().and_then(|id| accounts.iter().position(|a| a.id == id));
+        let sticky = pinned.filter(|&i| cands[i].available).or_else(|| {
+            session.and_then(|s| {
+                let aff = self.affinity.lock();
+                let (id, exp) = aff.map.get(affinity_key(s).as_ref())?;
+                (*exp > Instant::now()).then(|| accounts.iter().position(|a| &a.id == id)).flatten()
+            })
         });
         let rr = self.rr.fetch_add(1, Relaxed);
         let strategy = rules.strategy.unwrap_or(self.settings.strategy);

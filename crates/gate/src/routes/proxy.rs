@@ -27,10 +27,6 @@ pub async fn chat_completions(State(app): State<Arc<App>>, req: Request) -> Resp
     proxy(app, Api::Chat, false, req).await
 }
 
-fn is_codex(parts: &http::request::Parts) -> bool {
-    crate::access::auth::is_codex(&parts.headers, parts.uri.path())
-}
-
 pub(crate) async fn proxy(app: Arc<App>, api: Api, compact_endpoint: bool, req: Request) -> Response {
     let mut tally = Tally::open(&app, api);
     let (parts, body) = req.into_parts();
@@ -66,15 +62,21 @@ pub(crate) async fn proxy(app: Arc<App>, api: Api, compact_endpoint: bool, req: 
     };
     tally.record.key_id = admitted.key_id;
     tally.reservation = admitted.reservation;
+    let mut headers = parts.headers;
+    let turn =
+        if api == Api::Responses { crate::upstream::turn_state::take(app.pool.cipher(), &mut headers) } else { None };
+    let mut pool_rules = admitted.pool_rules;
+    pool_rules.prefer = turn.as_ref().and_then(|s| s.account.clone());
     let inbound = Inbound {
         api,
         head,
         body,
-        codex_client: is_codex(&parts),
-        headers: parts.headers,
+        codex_client: crate::access::auth::is_codex(&headers, parts.uri.path()),
+        headers,
         parsed: None,
-        pool_rules: admitted.pool_rules,
+        pool_rules,
         compact_endpoint,
+        turn,
     };
     // Boxed: the relay's state machine is large, and axum and tower move the handler's
     // future by value a few times before polling it; a pointer is cheaper to move.

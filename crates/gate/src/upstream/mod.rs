@@ -8,3 +8,4 @@ pub mod compaction;
 mod h1;
 mod h2;
 pub mod relay;
+pub mod turn_state;

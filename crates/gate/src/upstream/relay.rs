@@ -56,6 +56,8 @@ pub struct Inbound {
     pub pool_rules: crate::pool::PickRules,
     /// `POST /responses/compact` (compaction v1) rather than `/responses`.
     pub compact_endpoint: bool,
+    /// The turn's pin (`x-codex-turn-state` made by this gateway): the target to try first.
+    pub turn: Option<super::turn_state::TurnState>,
 }
 
 /// What one attempt sends and how its answer is turned back into the client's API.
@@ -340,9 +342,13 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
     tally.set_route(&resolved.route, &inb.head.model, inb.head.stream);
     let mut last: Option<GateError> = None;
     let n = resolved.targets.len();
-    for (i, t) in resolved.targets.iter().enumerate() {
+    // A later request of a turn goes where the turn's first one was served, if the route has it.
+    let pinned = inb.turn.as_ref().and_then(|s| resolved.targets.iter().position(|t| *t.label == *s.target));
+    let order = pinned.into_iter().chain((0..n).filter(|j| Some(*j) != pinned));
+    for (i, t) in order.map(|j| &resolved.targets[j]).enumerate() {
         tally.set_target(&t.label);
         tally.attempt(match (i, n, &last) {
+            (0, _, _) if pinned.is_some() => "pinned by the turn state (x-codex-turn-state)".into(),
             (0, 1, _) => "the route's only target".into(),
             (0, _, _) => format!("first of the route's {n} targets").into(),
             (_, _, Some(e)) => format!("failover: the previous target failed before answering ({})", e.code()).into(),
@@ -459,6 +465,14 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
     if let (Some(kind), Answer::Whole { parts, body }) = (plan.compact, &answer) {
         return commit_compaction(app, tally, inb, kind, t, parts, body);
     }
+    // Codex echoes the turn state on the turn's later requests; other clients would not.
+    let turn_account =
+        (inb.codex_client && inb.api == Api::Responses).then(|| tally.account.as_ref().map(|a| a.0.id.clone()));
+    let turn_state = |h: &mut HeaderMap| {
+        if let Some(account) = &turn_account {
+            super::turn_state::answer(app.pool.cipher(), h, &t.label, account.as_deref());
+        }
+    };
     let overhead = tally.commit();
     let translated = plan.upstream != inb.api;
     let (parts, body) = match answer {
@@ -497,6 +511,7 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
             };
             let mut headers = HeaderMap::new();
             copy_headers(&parts.headers, &mut headers);
+            turn_state(&mut headers);
             if translated {
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             }
@@ -516,6 +531,7 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
     let mut resp = Response::new(body);
     *resp.status_mut() = parts.status;
     copy_headers(&parts.headers, resp.headers_mut());
+    turn_state(resp.headers_mut());
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
     resp

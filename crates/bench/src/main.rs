@@ -15,6 +15,7 @@ mod relay;
 mod report;
 mod scenarios;
 mod soak;
+mod ws;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -110,6 +111,17 @@ enum Cmd {
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
+    /// Codex-shaped sessions of TURNS turns over HTTP (direct, codex-gate) and codex-gate's
+    /// Responses WebSocket: bytes sent and received upstream, time to first token and gateway
+    /// CPU per turn (OUT/ws.json)
+    Ws {
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        #[arg(long, default_value_t = 10)]
+        turns: usize,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
     #[command(hide = true)]
     ClientProbe { kind: String, addr: String, streams: usize, requests: usize },
     #[command(hide = true)]
@@ -173,6 +185,9 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Dashboard { rows, rounds, out }) => {
             rt().map_err(Into::into).and_then(|rt| rt.block_on(dashboard::run(rows.max(1), rounds.max(1), &out)))
+        }
+        Some(Cmd::Ws { sessions, turns, out }) => {
+            rt().map_err(Into::into).and_then(|rt| rt.block_on(ws::run(sessions.max(1), turns.max(2), &out)))
         }
         Some(Cmd::Soak { minutes, connections, out }) => rt()
             .map_err(Into::into)

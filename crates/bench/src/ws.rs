@@ -1,0 +1,216 @@
+//! The WebSocket benchmark (`codex-gate-bench ws`): Codex-shaped sessions of N turns with a
+//! growing history (a ~40 KB first request — base instructions and tools — then each turn adds
+//! the user's message and the model's answer), sent three ways: straight to the mock over HTTP,
+//! through codex-gate over HTTP (the whole history every turn), and through codex-gate over its
+//! Responses WebSocket (`previous_response_id` and only the new items). Per turn: bytes the
+//! client sent, bytes the upstream received (the mock runs in this process and records them),
+//! time to the first text delta, and codex-gate's CPU. Writes OUT/ws.json.
+
+use crate::procs::{self, Proc};
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Default, Clone)]
+struct Turn {
+    sent: usize,
+    upstream: usize,
+    ttft_ms: f64,
+}
+
+fn base_input() -> Vec<Value> {
+    // Codex's first request: a ~17 KB developer message and ~20 KB of tool definitions' worth.
+    let developer = "You are a coding agent. ".repeat(720);
+    let context = "<environment_context>cwd, shell, sandbox</environment_context> ".repeat(300);
+    vec![
+        json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": developer}]}),
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": context}]}),
+    ]
+}
+
+fn user(turn: usize) -> Value {
+    let text = format!("turn {turn}: change the parser so that it accepts the new syntax, then run the tests");
+    json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+}
+
+fn body(model: &str, input: &[Value]) -> Value {
+    json!({"model": model, "stream": true, "input": input, "tools": [], "tool_choice": "auto",
+           "parallel_tool_calls": true, "store": false, "prompt_cache_key": "bench-session"})
+}
+
+/// One streamed HTTP turn: the time to the first delta, and the output items of the answer.
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+async fn http_turn(send: &mut Sender, addr: &str, path: &str, payload: Bytes) -> anyhow::Result<(f64, Vec<Value>)> {
+    send.ready().await?;
+    let t = Instant::now();
+    let req = http::Request::post(path)
+        .header(http::header::HOST, addr)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(payload))?;
+    let resp = send.send_request(req).await?;
+    if !resp.status().is_success() {
+        bail!("{path}: {}", resp.status());
+    }
+    let mut body = resp.into_body();
+    let (mut ttft, mut all) = (None, Vec::new());
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f?.into_data() {
+            if ttft.is_none() && memchr::memmem::find(&d, b"output_text.delta").is_some() {
+                ttft = Some(t.elapsed().as_secs_f64() * 1e3);
+            }
+            all.extend_from_slice(&d);
+        }
+    }
+    Ok((ttft.unwrap_or(f64::NAN), output_items(&String::from_utf8_lossy(&all))))
+}
+
+fn output_items(sse: &str) -> Vec<Value> {
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|e| e["type"] == "response.output_item.done")
+        .map(|e| e["item"].clone())
+        .collect()
+}
+
+async fn http_session(addr: &str, path: &str, model: &str, turns: usize, out: &mut Vec<Turn>) -> anyhow::Result<()> {
+    // One connection for the session, as Codex keeps one.
+    let mut send = crate::load::connect(addr).await.map_err(anyhow::Error::msg)?;
+    let mut input = base_input();
+    for i in 0..turns {
+        input.push(user(i));
+        let payload = Bytes::from(body(model, &input).to_string());
+        let sent = payload.len();
+        let (ttft_ms, output) = http_turn(&mut send, addr, path, payload).await?;
+        input.extend(output);
+        out.push(Turn { sent, ttft_ms, ..Default::default() });
+    }
+    Ok(())
+}
+
+async fn ws_session(addr: &str, model: &str, turns: usize, out: &mut Vec<Turn>) -> anyhow::Result<()> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/responses")).await?;
+    let mut previous: Option<String> = None;
+    for i in 0..turns {
+        let items = if i == 0 {
+            let mut b = base_input();
+            b.push(user(0));
+            b
+        } else {
+            vec![user(i)]
+        };
+        let mut frame = body(model, &items);
+        frame["type"] = json!("response.create");
+        if let Some(p) = &previous {
+            frame["previous_response_id"] = json!(p);
+        }
+        let text = frame.to_string();
+        let sent = text.len();
+        let t = Instant::now();
+        ws.send(Message::Text(text.into())).await?;
+        let mut ttft = None;
+        loop {
+            let Some(msg) = ws.next().await else { bail!("the gateway closed the WebSocket") };
+            let Message::Text(t2) = msg? else { continue };
+            let s = t2.as_str();
+            if ttft.is_none() && s.contains("output_text.delta") {
+                ttft = Some(t.elapsed().as_secs_f64() * 1e3);
+            }
+            if s.contains("\"response.completed\"") {
+                let v: Value = serde_json::from_str(s)?;
+                previous = v.pointer("/response/id").and_then(Value::as_str).map(str::to_owned);
+                break;
+            }
+            if s.contains("\"type\":\"error\"") {
+                bail!("turn {i} failed: {s}");
+            }
+        }
+        out.push(Turn { sent, ttft_ms: ttft.unwrap_or(f64::NAN), ..Default::default() });
+    }
+    Ok(())
+}
+
+fn summary(name: &str, turns: &[Turn], per_session: usize, cpu: Option<f64>) -> Value {
+    let n = turns.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&Turn) -> f64| turns.iter().map(f).sum::<f64>() / n;
+    let at = |k: usize| {
+        let v: Vec<&Turn> = turns.iter().skip(k).step_by(per_session).collect();
+        let m = v.len().max(1) as f64;
+        json!({"turn": k + 1, "sent_kb": v.iter().map(|t| t.sent as f64).sum::<f64>() / m / 1e3,
+               "upstream_kb": v.iter().map(|t| t.upstream as f64).sum::<f64>() / m / 1e3,
+               "ttft_ms": v.iter().map(|t| t.ttft_ms).sum::<f64>() / m})
+    };
+    json!({"mode": name, "turns": turns.len(),
+           "sent_kb_per_turn": mean(&|t| t.sent as f64) / 1e3,
+           "upstream_kb_per_turn": mean(&|t| t.upstream as f64) / 1e3,
+           "ttft_ms_mean": mean(&|t| t.ttft_ms),
+           "gate_cpu_ms_per_turn": cpu.map(|c| c * 1e3 / n),
+           "by_turn": [at(0), at(per_session / 2), at(per_session - 1)]})
+}
+
+pub async fn run(sessions: usize, turns: usize, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let opts = codex_gate_mock::MockOptions { deltas: 50, delta_bytes: 16, record: 100_000, ..Default::default() };
+    let mock = codex_gate_mock::MockUpstream::start(opts).await?;
+    let addr = procs::free_addr()?;
+    let config = format!(
+        "[server]\nlisten = \"{addr}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\n[egress]\nenv_proxy = false\n\
+         [[providers]]\nname = \"resp\"\nkind = \"responses\"\nbase_url = \"{}\"\napi_key = \"sk-bench\"\n",
+        out.join("ws-bench.db").display(),
+        out.join("ws-bench.key").display(),
+        mock.url()
+    );
+    let config_path = out.join("ws-bench.toml");
+    std::fs::write(&config_path, config)?;
+    let gate = Proc::spawn_self(
+        "codex-gate",
+        &addr,
+        &["gate".into(), "--config".into(), config_path.display().to_string(), "serve".into()],
+        &out.join("ws-gate.log"),
+    )?;
+    let mock_addr = mock.addr().to_string();
+    let mut results = Vec::new();
+    for mode in ["direct HTTP", "codex-gate HTTP", "codex-gate WebSocket"] {
+        let mut all = Vec::new();
+        let cpu0 = gate.cpu_secs();
+        let before = mock.requests().len();
+        let t = Instant::now();
+        for _ in 0..sessions {
+            let mut turns_of = Vec::new();
+            match mode {
+                "direct HTTP" => http_session(&mock_addr, "/v1/responses", "ok", turns, &mut turns_of).await?,
+                "codex-gate HTTP" => http_session(&addr, "/v1/responses", "resp/ok", turns, &mut turns_of).await?,
+                _ => ws_session(&addr, "resp/ok", turns, &mut turns_of).await?,
+            }
+            all.extend(turns_of);
+        }
+        let wall = t.elapsed();
+        // What the upstream received for each turn, in order.
+        for (turn, req) in all.iter_mut().zip(mock.requests().iter().skip(before)) {
+            turn.upstream = req.body.len();
+        }
+        let cpu = (mode != "direct HTTP").then(|| gate.cpu_secs() - cpu0);
+        let s = summary(mode, &all, turns, cpu);
+        println!(
+            "{mode:<22} sent {:>6.1} KB/turn  upstream {:>6.1} KB/turn  TTFT {:>5.2} ms  gateway CPU {} ms/turn  ({:.1} s)",
+            s["sent_kb_per_turn"].as_f64().unwrap_or(0.0),
+            s["upstream_kb_per_turn"].as_f64().unwrap_or(0.0),
+            s["ttft_ms_mean"].as_f64().unwrap_or(0.0),
+            s["gate_cpu_ms_per_turn"].as_f64().map_or("–".into(), |c| format!("{c:.3}")),
+            wall.as_secs_f64()
+        );
+        results.push(s);
+    }
+    drop(gate);
+    let doc = json!({"date": codex_gate::now_ms(), "machine": procs::machine(), "sessions": sessions,
+                     "turns_per_session": turns, "results": results});
+    std::fs::write(out.join("ws.json"), serde_json::to_vec_pretty(&doc)?)?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}

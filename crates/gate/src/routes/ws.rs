@@ -18,7 +18,7 @@ use bytes::Bytes;
 use codex_gate_protocol::observe::ResponsesHead;
 use codex_gate_protocol::sse::SseDecoder;
 use codex_gate_protocol::Api;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
@@ -78,11 +78,44 @@ pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| conn.run(socket))
 }
 
-/// The last response on the connection: what `previous_response_id` refers to.
+/// The last response on the connection: what `previous_response_id` refers to. Its input is
+/// kept as the JSON it was sent as, so a long history costs its bytes in memory (not a tree of
+/// values) and the next turn copies it instead of serializing it again.
 struct Last {
     id: String,
-    input: Vec<Value>,
+    input: String,
     output: Vec<Value>,
+}
+
+/// Serialized JSON arrays joined into one, without parsing them again.
+fn join_arrays(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+    out.push('[');
+    for p in parts {
+        let inner = p.trim().strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or_default().trim();
+        if inner.is_empty() {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(inner);
+    }
+    out.push(']');
+    out
+}
+
+/// The request body: `obj`'s fields and then `"input": INPUT` (already serialized).
+fn body_with_input(obj: &Map<String, Value>, input: &str) -> Vec<u8> {
+    let mut b = serde_json::to_vec(obj).unwrap_or_else(|_| b"{}".to_vec());
+    b.pop(); // the closing brace
+    if b.len() > 1 {
+        b.push(b',');
+    }
+    b.extend_from_slice(b"\"input\":");
+    b.extend_from_slice(input.as_bytes());
+    b.push(b'}');
+    b
 }
 
 struct Conn {
@@ -209,14 +242,13 @@ impl Conn {
         };
         // `previous_response_id` names the last response on this connection: its input and
         // output come first, then the new items (what an HTTP request would have carried).
+        let new_json = serde_json::to_string(&new_items).unwrap_or_else(|_| "[]".into());
         let input = match obj.remove("previous_response_id") {
             Some(Value::String(prev)) => match last.take() {
                 Some(l) if l.id == prev => {
                     self.app.metrics.ws_incremental.fetch_add(1, Relaxed);
-                    let mut all = l.input;
-                    all.extend(l.output);
-                    all.extend(new_items);
-                    all
+                    let output = serde_json::to_string(&l.output).unwrap_or_else(|_| "[]".into());
+                    join_arrays(&[&l.input, &output, &new_json])
                 }
                 _ => {
                     let e = invalid(
@@ -226,7 +258,7 @@ impl Conn {
                     return send_error(socket, 400, e, Map::new()).await;
                 }
             },
-            _ => new_items,
+            _ => new_json,
         };
         *last = None;
         if obj.remove("generate") == Some(Value::Bool(false)) {
@@ -243,13 +275,8 @@ impl Conn {
             *last = Some(Last { id, input, output: Vec::new() });
             return Ok(());
         }
-        obj.insert("input".into(), Value::Array(input));
         obj.insert("stream".into(), Value::Bool(true));
-        let body = serde_json::to_vec(&v).unwrap_or_default();
-        let input = match v.get_mut("input").map(Value::take) {
-            Some(Value::Array(i)) => i,
-            _ => Vec::new(),
-        };
+        let body = body_with_input(obj, &input);
         self.app.metrics.ws_turns.fetch_add(1, Relaxed);
         *last = self.turn(socket, body).await?.map(|(id, output)| Last { id, input, output });
         Ok(())
@@ -316,8 +343,11 @@ impl Conn {
                 } else if ev.data.trim() == "[DONE]" {
                     continue;
                 }
-                socket.send(Message::Text(ev.data.into())).await.map_err(|_| Gone)?;
+                // Queued, and written once per upstream chunk: one write for the events that
+                // arrived together, as the HTTP relay does.
+                socket.feed(Message::Text(ev.data.into())).await.map_err(|_| Gone)?;
             }
+            socket.flush().await.map_err(|_| Gone)?;
         }
         Ok(completed.then_some((id, output)))
     }
@@ -331,4 +361,20 @@ fn r_with(r: &Value, status: &str) -> Value {
 
 fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histories_are_joined_and_spliced_as_json() {
+        assert_eq!(join_arrays(&["[1,2]", "[]", "[ {\"a\":[3]} ]"]), r#"[1,2,{"a":[3]}]"#);
+        assert_eq!(join_arrays(&["[]", "[]"]), "[]");
+        let mut obj = Map::new();
+        obj.insert("model".into(), json!("m"));
+        let b = body_with_input(&obj, "[1]");
+        assert_eq!(serde_json::from_slice::<Value>(&b).unwrap(), json!({"model": "m", "input": [1]}));
+        assert_eq!(serde_json::from_slice::<Value>(&body_with_input(&Map::new(), "[]")).unwrap(), json!({"input": []}));
+    }
 }

@@ -93,7 +93,17 @@ async fn shared() -> Option<(Redis, String, tokio::sync::MutexGuard<'static, ()>
 async fn instance(schema: &str, redis: &Redis, extra: &str) -> Gate {
     let store = Store::open_postgres(common::pg_options(schema)).await.unwrap();
     let toml = format!("[store]\nurl = \"{}\"\n[cluster]\nredis_url = \"{}\"\n{extra}", common::pg_url(), redis.url());
-    Gate::start_with(&toml, store, TempDir::new()).await
+    let gate = Gate::start_with(&toml, store, TempDir::new()).await;
+    // Pub/sub delivers only to subscribers: an instance hears other instances' events once it
+    // is listening, so a test starts sending when it is.
+    let cluster = gate.app.cluster.clone().unwrap();
+    for _ in 0..250 {
+        if cluster.subscribed.load(std::sync::atomic::Ordering::Relaxed) {
+            return gate;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the instance never subscribed to the cluster's events");
 }
 
 async fn chat(gate: &Gate, model: &str, key: &str) -> u16 {
@@ -343,9 +353,11 @@ async fn a_session_stays_on_its_account_across_instances() {
     turn(&a, "sess-1").await;
     let first = served().header("chatgpt-account-id").unwrap().to_owned();
     assert_eq!(first, "acc-2");
-    // The event crosses (waited for, not slept on: under CI load it took longer than 300 ms).
+    // sess-1's event crosses (waited for, not slept on: under CI load it took longer than 300
+    // ms). Waiting for any event let sess-0's satisfy the wait before sess-1's had arrived.
+    let first_id = a.app.pool.affinity_of("sess-1").expect("A keeps sess-1");
     for _ in 0..100 {
-        if b.app.pool.affinity_len() > 0 {
+        if b.app.pool.affinity_of("sess-1").as_deref() == Some(first_id.as_str()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -33,6 +33,7 @@ pub async fn listen(cluster: Arc<Cluster>, stop: CancellationToken, handle: impl
         let session = async {
             let mut ps = cluster.redis_client().get_async_pubsub().await?;
             ps.subscribe(CHANNEL).await?;
+            cluster.subscribed.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut stream = ps.on_message();
             while let Some(m) = stream.next().await {
                 let Ok(text) = m.get_payload::<String>() else { continue };
@@ -43,13 +44,14 @@ pub async fn listen(cluster: Arc<Cluster>, stop: CancellationToken, handle: impl
             }
             Ok::<(), redis::RedisError>(())
         };
-        tokio::select! {
-            r = session => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "cluster events: subscription lost; resubscribing");
-                }
-            }
-            () = stop.cancelled() => return,
+        let r = tokio::select! {
+            r = session => Some(r),
+            () = stop.cancelled() => None,
+        };
+        cluster.subscribed.store(false, std::sync::atomic::Ordering::Relaxed);
+        let Some(r) = r else { return };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "cluster events: subscription lost; resubscribing");
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}

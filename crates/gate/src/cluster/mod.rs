@@ -42,6 +42,8 @@ pub struct Cluster {
     outbox_rx: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// Keys' shared counters, for the sync task.
     pub counters: counters::Registry,
+    /// The events subscription is live (events published before it was are not seen).
+    pub subscribed: AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -67,6 +69,7 @@ impl Cluster {
             outbox: tx,
             outbox_rx: Mutex::new(Some(rx)),
             counters: Default::default(),
+            subscribed: AtomicBool::new(false),
         }))
     }
 

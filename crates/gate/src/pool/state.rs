@@ -378,6 +378,13 @@ impl Pool {
         self.affinity.lock().len()
     }
 
+    /// The account a session is kept on, if the affinity holds one that has not expired.
+    pub fn affinity_of(&self, session: &str) -> Option<String> {
+        let aff = self.affinity.lock();
+        let (id, exp) = aff.map.get(affinity_key(session).as_ref())?;
+        (*exp > Instant::now()).then(|| id.clone())
+    }
+
     /// [`Pool::pick`] at a given time (cooldowns and window resets are judged against it).
     pub fn pick_at(
         &self,

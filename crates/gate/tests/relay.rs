@@ -81,7 +81,11 @@ async fn responses_stream_is_relayed_and_recorded() {
             .await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("text/event-stream"));
-    assert_eq!(resp.header("x-codex-turn-state"), Some("mock-turn-state"), "x-codex-* headers come back");
+    // The path makes this a Codex client: the upstream's turn state comes back inside the
+    // gateway's own (sealed), which hands it back to the upstream on the turn's next request.
+    let state = resp.header("x-codex-turn-state").expect("a turn state");
+    let opened = codex_gate::upstream::turn_state::TurnState::open(gate.app.pool.cipher(), state).unwrap();
+    assert_eq!((opened.target.as_str(), opened.upstream.as_deref()), ("resp/ok", Some("mock-turn-state")));
     let types = resp.event_types();
     assert_eq!(types.first().map(String::as_str), Some("response.created"));
     assert_eq!(types.last().map(String::as_str), Some("response.completed"));

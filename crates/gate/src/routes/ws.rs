@@ -172,7 +172,10 @@ impl Conn {
                     break;
                 }
             };
-            idle_at = Instant::now() + IDLE;
+            // Only the client's own frames count as activity: its pongs answer our pings.
+            if matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                idle_at = Instant::now() + IDLE;
+            }
             let served = match msg {
                 Some(Ok(Message::Text(text))) => {
                     if opened.elapsed() >= MAX_AGE {

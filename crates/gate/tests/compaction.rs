@@ -7,21 +7,12 @@ mod common;
 
 use codex_gate_mock::{MockOptions, MockUpstream};
 use common::http::{post, sse_data};
-use common::{provider, Gate};
+use common::Gate;
 use serde_json::{json, Value};
 
 async fn setup() -> (MockUpstream, Gate) {
     let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
-    mock.add_chatgpt_account("acc-1", false);
-    let cfg = format!(
-        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}",
-        mock.issuer_url(),
-        mock.backend_url(),
-        provider("chat", "chat", &mock.url(), ""),
-        provider("resp", "responses", &mock.url(), ""),
-    );
-    let gate = Gate::start(&cfg).await;
-    gate.add_account(&mock, "acc-1", "plus").await;
+    let gate = common::every_kind(&mock).await;
     (mock, gate)
 }
 

@@ -46,7 +46,10 @@ pub fn open(cipher: &Cipher, envelope: &str) -> Option<String> {
 /// The request body with the gateway's compaction items expanded into their summaries, or
 /// `None` when it has none (found by a byte search, so other requests are not parsed).
 pub fn expand_body(cipher: &Cipher, body: &[u8]) -> Option<Bytes> {
-    memchr::memmem::find(body, format!("\"{PREFIX}").as_bytes())?;
+    // Built once: this search runs on every Responses request.
+    static NEEDLE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"cgc1."));
+    NEEDLE.find(body)?;
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let n = compaction::expand(&mut v, |s| open(cipher, s));
     (n > 0).then(|| {

@@ -191,6 +191,23 @@ impl Drop for Gate {
 }
 
 /// A provider block pointing at `url`.
+/// A gateway in front of every upstream kind of `mock`: the pool (account `acc-1`), a chat
+/// provider `chat` and a Responses provider `resp`.
+#[allow(dead_code)]
+pub async fn every_kind(mock: &codex_gate_mock::MockUpstream) -> Gate {
+    mock.add_chatgpt_account("acc-1", false);
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}",
+        mock.issuer_url(),
+        mock.backend_url(),
+        provider("chat", "chat", &mock.url(), ""),
+        provider("resp", "responses", &mock.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    gate.add_account(mock, "acc-1", "plus").await;
+    gate
+}
+
 pub fn provider(name: &str, kind: &str, url: &str, extra: &str) -> String {
     format!("[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{url}\"\napi_key = \"sk-provider-{name}\"\n{extra}\n")
 }

@@ -152,6 +152,13 @@ impl ModelRouter {
         &self.listed
     }
 
+    /// A route to the pool alone, named `route`: what serves requests that only a ChatGPT
+    /// account can (the backend's other Codex paths), or that name no configured model.
+    pub fn pool_route(&self, route: &str) -> Option<Arc<Resolved>> {
+        let p = self.pool.as_ref()?;
+        Some(Arc::new(Resolved { route: route.into(), targets: vec![target(p, route)], fallback: true }))
+    }
+
     /// The provider that serves the pool's catalog, if one does.
     pub fn pool_provider(&self) -> Option<&Provider> {
         self.pool.as_deref()

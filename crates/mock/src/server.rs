@@ -414,7 +414,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
     let mut forced: Option<String> = None;
     // The backend reports the account's windows on every turn (codex-protocol §5).
     let mut account_used: Option<f64> = None;
-    if path.ends_with("/codex/responses") {
+    let mut serving: Option<String> = None;
+    // Every Codex path of the ChatGPT backend wants an account's token.
+    if path.contains("/codex/") {
         let h = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok());
         match s.chatgpt.check(h("authorization"), h("chatgpt-account-id")) {
             crate::chatgpt::Auth::Unauthorized => {
@@ -423,13 +425,19 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
                     &error_body("invalid_request_error", "token_invalidated", "bad token"),
                 ));
             }
-            crate::chatgpt::Auth::Ok { behavior, usage_primary, .. } => {
+            crate::chatgpt::Auth::Ok { behavior, usage_primary, account } => {
                 forced = behavior;
                 account_used = Some(usage_primary);
+                serving = Some(account);
             }
         }
     }
     let chat = path.ends_with("/chat/completions");
+    // The image endpoints (the ChatGPT backend's and the API's), and any other backend path,
+    // which the mock answers with what it was asked (`/codex/mock-missing` is the backend's 404).
+    let images =
+        parts.method == Method::POST && (path.ends_with("/images/generations") || path.ends_with("/images/edits"));
+    let echo = serving.is_some() && !images && !path.ends_with("/responses") && !path.ends_with("/responses/compact");
     // Compaction as OpenAI's backends do it: the older unary endpoint answers the new history;
     // a `/responses` turn ending in `compaction_trigger` answers one `compaction` item, which
     // the ChatGPT backend sends only in `output_item.done` (its `completed.output` is empty).
@@ -447,7 +455,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
     {
         return Ok(compaction_answer(s.hits.load(Ordering::SeqCst), &body));
     }
-    if parts.method != Method::POST || !(chat || path.ends_with("/responses")) {
+    if path.ends_with("/codex/mock-missing")
+        || !(images || echo) && (parts.method != Method::POST || !(chat || path.ends_with("/responses")))
+    {
         return Ok(full(
             StatusCode::NOT_FOUND,
             &error_body("invalid_request_error", "not_found", "no such mock route"),
@@ -516,6 +526,16 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
                 .unwrap());
         }
         _ => {}
+    }
+    if images {
+        return Ok(full(StatusCode::OK, &image_answer(path.ends_with("/edits"), &body)));
+    }
+    if echo {
+        return Ok(full(
+            StatusCode::OK,
+            &json!({"method": parts.method.as_str(), "path": path, "query": parts.uri.query(),
+                    "account": serving, "body_bytes": body.len()}),
+        ));
     }
     let tool = matches!(sc.name.as_str(), "tool" | "view-image") && !has_tool_output;
     let include_usage = head.stream_options.is_some_and(|o| o.include_usage);
@@ -811,6 +831,24 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
 }
 
 /// A compaction turn's answer: one `compaction` item, streamed with an empty `completed.output`.
+/// An image answer shaped like the Images API's (what Codex's image tool decodes): one PNG
+/// (the 1×1 pixel below), the usage in tokens, and the prompt it was given.
+fn image_answer(edit: bool, body: &[u8]) -> Value {
+    const PIXEL: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    json!({
+        "created": 1_778_832_973u64,
+        "background": "opaque",
+        "data": [{"b64_json": PIXEL, "revised_prompt": v.get("prompt")}],
+        "output_format": "png",
+        "quality": "medium",
+        "size": v.get("size").cloned().unwrap_or(json!("1024x1024")),
+        "usage": {"input_tokens": if edit { 1474 } else { 17 }, "output_tokens": 1372, "total_tokens": if edit { 2846 } else { 1389 },
+                  "input_tokens_details": {"image_tokens": if edit { 1457 } else { 0 }, "text_tokens": 17}}
+    })
+}
+
 fn compaction_answer(n: usize, body: &[u8]) -> Response<MockBody> {
     let head: Head = serde_json::from_slice(body).unwrap_or_default();
     let model = head.model.as_deref().unwrap_or("mock").to_owned();

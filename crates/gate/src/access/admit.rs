@@ -48,7 +48,34 @@ pub async fn admit(
     };
     // With `[cluster]`: a request lease from Redis when this instance has none left.
     key.limits.prepare(crate::now_ms()).await;
-    admit_key(app, key, head, body_len, resolved)
+    admit_key(app, key, head, body_len, resolved, true)
+}
+
+/// Admission for a request relayed as it is (images, the backend's other Codex paths), which
+/// names a model only sometimes: a named model must be on the key's allow-list; either way the
+/// key must be allowed to reach the targets, and the request holds a place in its limits.
+pub async fn admit_relayed(
+    app: &App,
+    caller: Option<&Caller>,
+    model: Option<&str>,
+    body_len: usize,
+    resolved: Arc<Resolved>,
+) -> Result<Admitted, GateError> {
+    let head = RequestHead {
+        model: model.unwrap_or("").to_owned(),
+        model_span: 0..0,
+        stream: false,
+        include_usage: false,
+        has_stream_options: false,
+        service_tier: None,
+    };
+    match caller.and_then(Caller::key) {
+        Some(key) => {
+            key.limits.prepare(crate::now_ms()).await;
+            admit_key(app, key, &head, body_len, resolved, model.is_some())
+        }
+        None => admit(app, caller, &head, body_len, resolved).await,
+    }
 }
 
 /// Could `key` use model `id`, which resolves to `r` (its allow-list, and a target its
@@ -72,10 +99,11 @@ fn admit_key(
     head: &RequestHead,
     body_len: usize,
     resolved: Arc<Resolved>,
+    check_model: bool,
 ) -> Result<Admitted, GateError> {
     let p = &key.policy;
     // A model the key may not use looks like one that does not exist (as OpenAI answers).
-    if !p.allows_model(&head.model) {
+    if check_model && !p.allows_model(&head.model) {
         return Err(GateError::ModelNotFound(head.model.clone()));
     }
     let is_pool = |kind: ProviderKind| kind == ProviderKind::Chatgpt;
@@ -90,6 +118,10 @@ fn admit_key(
         }
     }
     if keep.iter().all(|k| !k) {
+        if !check_model {
+            let message = "this key may not use the ChatGPT pool accounts, which serve this path".into();
+            return Err(GateError::Forbidden { code: "pool_not_allowed", message });
+        }
         return Err(GateError::ModelNotFound(head.model.clone()));
     }
     let pool_only = resolved.targets.iter().zip(&keep).all(|(t, k)| !*k || is_pool(t.provider.kind));

@@ -112,10 +112,21 @@ pub fn check(
     }
     let changes_state = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     let body = has_body || declares_body(headers) || headers.contains_key(header::CONTENT_TYPE);
-    if changes_state && body && !is_json(headers) {
+    if changes_state && body && !is_json(headers) && !sdk_upload(uri, headers) {
         return Err(GateError::UnsupportedMediaType);
     }
     Ok(())
+}
+
+/// The one form upload an API client makes: an image edit (the OpenAI SDKs send it as
+/// `multipart/form-data`). It must carry `Authorization`, which a page cannot add to a
+/// cross-site request without a preflight the gateway never grants.
+fn sdk_upload(uri: &http::Uri, headers: &HeaderMap) -> bool {
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("multipart/form-data"));
+    multipart && uri.path().ends_with("/images/edits") && headers.contains_key(header::AUTHORIZATION)
 }
 
 /// The middleware form of [`check`], outermost on every route.
@@ -197,5 +208,18 @@ mod tests {
             assert!(matches!(req(Method::POST, ct, "10"), Err(GateError::UnsupportedMediaType)), "{ct:?}");
         }
         assert!(matches!(req(Method::DELETE, Some("text/plain"), "0"), Err(GateError::UnsupportedMediaType)));
+        // An SDK's image edit upload: multipart with its Authorization, on that path only.
+        let upload = |path: &str, auth: bool| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, "multipart/form-data; boundary=x".parse().unwrap());
+            h.insert(header::CONTENT_LENGTH, "10".parse().unwrap());
+            if auth {
+                h.insert(header::AUTHORIZATION, "Bearer sk-x".parse().unwrap());
+            }
+            check(&Method::POST, &path.parse().unwrap(), &h, true, &[])
+        };
+        assert!(upload("/v1/images/edits", true).is_ok());
+        assert!(matches!(upload("/v1/images/edits", false), Err(GateError::UnsupportedMediaType)));
+        assert!(matches!(upload("/v1/responses", true), Err(GateError::UnsupportedMediaType)));
     }
 }

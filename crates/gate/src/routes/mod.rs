@@ -4,6 +4,7 @@ pub mod admin;
 pub mod input;
 pub mod models;
 pub mod ops;
+pub mod passthrough;
 pub mod pool;
 pub mod proxy;
 pub mod ws;

@@ -6,9 +6,9 @@ pub mod conns;
 
 use crate::app::App;
 use crate::dashboard;
-use crate::routes::{admin, models, ops, pool, proxy, ws};
+use crate::routes::{admin, models, ops, passthrough, pool, proxy, ws};
 use axum::extract::ConnectInfo;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use conns::{Admit, Conns, Tracked};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -28,6 +28,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/responses/compact", post(proxy::compact))
         .route("/responses/compact", post(proxy::compact))
         .route("/backend-api/codex/responses/compact", post(proxy::compact))
+        .route("/v1/images/generations", post(passthrough::images))
+        .route("/v1/images/edits", post(passthrough::images))
+        .route("/images/generations", post(passthrough::images))
+        .route("/images/edits", post(passthrough::images))
+        .route("/backend-api/codex/images/generations", post(passthrough::images))
+        .route("/backend-api/codex/images/edits", post(passthrough::images))
+        // Codex's other calls to the ChatGPT backend (web search, memories, …): to a pool account.
+        .route("/backend-api/codex/{*rest}", any(passthrough::backend))
         .route("/v1/chat/completions", post(proxy::chat_completions))
         .route("/chat/completions", post(proxy::chat_completions))
         .route("/v1/models", get(models::list))

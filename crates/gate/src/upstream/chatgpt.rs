@@ -13,7 +13,7 @@
 //! sent as `pool.originator` / `pool.user_agent` (default `codex_cli_rs`), a fixed identity, so
 //! an account's traffic looks the same whichever API client drove it.
 
-use super::relay::{attempt, is_continuity_header, read_all, Answer, Inbound, Plan};
+use super::relay::{attempt, is_continuity_header, read_all, Answer, Expect, Inbound, Plan};
 use crate::app::App;
 use crate::error::GateError;
 use crate::pool::quota::Quota;
@@ -106,32 +106,42 @@ fn backend_body(inb: &mut Inbound, model: &str) -> Result<(Bytes, Option<String>
     Ok((Bytes::from(v.to_string()), session))
 }
 
+/// What one relayed request sends, whichever account (or provider) sends it.
+#[derive(Clone)]
+pub(super) struct Outgoing<'a> {
+    pub method: http::Method,
+    /// Below the provider's `base_url`, with the query: `/codex/responses`.
+    pub path: &'a str,
+    pub content_type: HeaderValue,
+    pub accept: HeaderValue,
+    pub body: &'a Bytes,
+    /// The client's headers (the continuity ones and Codex's identity are passed on).
+    pub headers: &'a http::HeaderMap,
+    pub codex_client: bool,
+}
+
 fn request_for(
     app: &App,
     t: &Target,
-    inb: &Inbound,
-    body: &Bytes,
+    out: &Outgoing,
     token: &str,
     account_id: &str,
 ) -> Result<Request<Bytes>, GateError> {
-    let (path, accept) = if inb.compact_endpoint {
-        ("/codex/responses/compact", "application/json")
-    } else {
-        ("/codex/responses", "text/event-stream")
-    };
-    let mut req = Request::post(format!("{}{path}", t.provider.base_url))
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, accept)
-        .body(body.clone())
+    let mut req = Request::builder()
+        .method(out.method.clone())
+        .uri(format!("{}{}", t.provider.base_url, out.path))
+        .header(header::CONTENT_TYPE, out.content_type.clone())
+        .header(header::ACCEPT, out.accept.clone())
+        .body(out.body.clone())
         .map_err(|e| GateError::Internal(format!("bad pool request: {e}")))?;
     let h = req.headers_mut();
-    for (k, v) in &inb.headers {
+    for (k, v) in out.headers {
         if is_continuity_header(k.as_str(), true) {
             h.append(k.clone(), v.clone());
         }
     }
-    let (originator, ua) = if inb.codex_client {
-        (inb.headers.get("originator").cloned(), inb.headers.get(header::USER_AGENT).cloned())
+    let (originator, ua) = if out.codex_client {
+        (out.headers.get("originator").cloned(), out.headers.get(header::USER_AGENT).cloned())
     } else {
         (None, None)
     };
@@ -205,10 +215,59 @@ pub(super) async fn serve(
     t: &Target,
 ) -> Result<(Answer, Plan), GateError> {
     let (body, session) = backend_body(inb, &t.model)?;
+    let (path, accept, expect) = if inb.compact_endpoint {
+        ("/codex/responses/compact", "application/json", Expect::Json)
+    } else {
+        ("/codex/responses", "text/event-stream", Expect::Events)
+    };
+    let out = Outgoing {
+        method: http::Method::POST,
+        path,
+        content_type: HeaderValue::from_static("application/json"),
+        accept: HeaderValue::from_static(accept),
+        body: &body,
+        headers: &inb.headers,
+        codex_client: inb.codex_client,
+    };
+    let answer = with_accounts(app, tally, t, session.as_deref(), &inb.pool_rules, &out, expect).await?;
+    match answer {
+        Answer::Stream { parts, first, body: rest } if !inb.head.stream => {
+            // A non-streaming client: collect the stream into one Responses object.
+            let mut rest = rest;
+            let idle = t.provider.timeouts.idle;
+            let reading = Instant::now();
+            let more = read_all(&mut rest, tokio::time::Instant::now() + idle, idle, 64 << 20, &t.label).await?;
+            tally.upstream_wait += reading.elapsed();
+            let mut all = first.to_vec();
+            all.extend_from_slice(&more);
+            let resp = sse_to_response(&all).ok_or_else(|| GateError::Transport {
+                target: t.label.to_string(),
+                kind: crate::egress::TransportKind::Malformed,
+                detail: "the backend stream ended without a response".into(),
+            })?;
+            Ok((Answer::Whole { parts, body: Bytes::from(resp.to_string()) }, Plan::responses()))
+        }
+        answer => Ok((answer, Plan::responses())),
+    }
+}
+
+/// Send `out` on behalf of one account after another until one answers (2xx and its first
+/// byte), at most `pool.max_attempts`: each failure cools its account down or marks it for a
+/// new login, and a request the backend refuses as such (400, 413, 422) is not sent again.
+/// The serving account's slot is left in `tally.account`.
+pub(super) async fn with_accounts(
+    app: &App,
+    tally: &mut Tally,
+    t: &Target,
+    session: Option<&str>,
+    rules: &crate::pool::PickRules,
+    out: &Outgoing<'_>,
+    expect: Expect,
+) -> Result<Answer, GateError> {
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<GateError> = None;
     while (tried.len() as u32) < app.pool.settings.max_attempts {
-        let slot = match app.pool.pick(session.as_deref(), &tried, &inb.pool_rules) {
+        let slot = match app.pool.pick(session, &tried, rules) {
             Ok(s) => s,
             Err(none) => {
                 // Accounts that failed for other reasons than their limits: say what happened.
@@ -247,7 +306,7 @@ pub(super) async fn serve(
                     break (Err(GateError::Unreachable { target: t.label.to_string(), detail }), true);
                 }
             };
-            let mut req = request_for(app, t, inb, &body, &token, &a.chatgpt_account_id)?;
+            let mut req = request_for(app, t, out, &token, &a.chatgpt_account_id)?;
             // An account's own proxy wins over its provider's: one egress identity per account.
             if let Some(route) = a.proxy.read().clone() {
                 req.extensions_mut().insert(crate::egress::ProxyChoice(route));
@@ -257,7 +316,7 @@ pub(super) async fn serve(
                 req.headers_mut().insert("traceparent", tp);
             }
             let sent = Instant::now();
-            let r = attempt(app, t, req, !inb.compact_endpoint).await;
+            let r = attempt(app, t, req, expect).await;
             tally.upstream_wait += sent.elapsed();
             match r {
                 Err(GateError::Upstream { status, .. }) if status == 401 && rejected.is_none() => {
@@ -267,7 +326,10 @@ pub(super) async fn serve(
             }
         };
         match outcome {
-            Ok(Answer::Stream { mut parts, first, body: rest }) => {
+            Ok(mut answer) => {
+                let parts = match &mut answer {
+                    Answer::Stream { parts, .. } | Answer::Whole { parts, .. } => parts,
+                };
                 if let Some(q) = Quota::from_headers(&parts.headers, crate::now_ms()) {
                     tally.pool_used(app.pool.update_quota(&a, q));
                 }
@@ -276,33 +338,18 @@ pub(super) async fn serve(
                 }
                 app.pool.succeeded(&a);
                 tally.account = Some(slot);
-                if inb.head.stream {
-                    return Ok((Answer::Stream { parts, first, body: rest }, Plan::responses()));
-                }
-                // A non-streaming client: collect the stream into one Responses object.
-                let mut rest = rest;
-                let idle = t.provider.timeouts.idle;
-                let reading = Instant::now();
-                let more = read_all(&mut rest, tokio::time::Instant::now() + idle, idle, 64 << 20, &t.label).await?;
-                tally.upstream_wait += reading.elapsed();
-                let mut all = first.to_vec();
-                all.extend_from_slice(&more);
-                let resp = sse_to_response(&all).ok_or_else(|| GateError::Transport {
-                    target: t.label.to_string(),
-                    kind: crate::egress::TransportKind::Malformed,
-                    detail: "the backend stream ended without a response".into(),
-                })?;
-                return Ok((Answer::Whole { parts, body: Bytes::from(resp.to_string()) }, Plan::responses()));
+                return Ok(answer);
             }
-            Ok(whole) => return Ok((whole, Plan::responses())),
             Err(e) => {
                 match &e {
                     GateError::Upstream { status, headers, body, .. } => {
                         if let Some(q) = Quota::from_headers(headers, crate::now_ms()) {
                             let _ = app.pool.update_quota(&a, q);
                         }
-                        if matches!(status.as_u16(), 400 | 413 | 422) {
-                            return Err(e); // the request itself is refused; another account would refuse it too
+                        if matches!(status.as_u16(), 400 | 404 | 405 | 413 | 422) {
+                            // The request itself is refused; another account would refuse it too.
+                            app.pool.succeeded(&a);
+                            return Err(e);
                         }
                         let until = (status.as_u16() == 429).then(|| limit_reset(headers, body)).flatten();
                         app.pool.cool_down(&a, until);

@@ -7,5 +7,6 @@ pub mod client;
 pub mod compaction;
 mod h1;
 mod h2;
+pub mod passthrough;
 pub mod relay;
 pub mod turn_state;

@@ -175,13 +175,19 @@ fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan)
         .header(header::USER_AGENT, USER_AGENT)
         .body(body)
         .map_err(|e| GateError::Internal(format!("bad upstream request for {}: {e}", t.label)))?;
+    for_provider(t, &inb.headers, &mut req)?;
+    Ok((req, plan))
+}
+
+/// What every request to an API provider carries: the client's continuity headers, the
+/// provider's own key (the client's Authorization is never forwarded), its headers and egress.
+pub(super) fn for_provider(t: &Target, client: &HeaderMap, req: &mut Request<Bytes>) -> Result<(), GateError> {
     let h = req.headers_mut();
-    for (k, v) in &inb.headers {
+    for (k, v) in client {
         if is_continuity_header(k.as_str(), t.provider.forward_codex_headers) {
             h.append(k.clone(), v.clone());
         }
     }
-    // The client's Authorization is never forwarded: the provider gets its own key.
     if let Some(key) = &t.provider.api_key {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
             .map_err(|_| GateError::Internal(format!("provider {} has an invalid api_key", t.provider.name)))?;
@@ -194,7 +200,7 @@ fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan)
     if let Some(route) = &t.provider.proxy {
         req.extensions_mut().insert(crate::egress::ProxyChoice(route.clone()));
     }
-    Ok((req, plan))
+    Ok(())
 }
 
 /// A client error as the gateway's error for `target`.
@@ -248,7 +254,29 @@ pub(super) async fn read_all(
     }
 }
 
-pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: bool) -> Result<Answer, GateError> {
+/// What an attempt's 2xx answer must be to be the API's answer (anything else fails over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// One JSON object, read whole.
+    Json,
+    /// An event stream, relayed from its first chunk.
+    Events,
+    /// Whatever the upstream sends (a relayed path the gateway does not read): an event
+    /// stream is relayed as one, anything else is read whole.
+    Any,
+}
+
+impl Expect {
+    pub(super) fn stream(stream: bool) -> Expect {
+        if stream {
+            Expect::Events
+        } else {
+            Expect::Json
+        }
+    }
+}
+
+pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, expect: Expect) -> Result<Answer, GateError> {
     let to = t.provider.timeouts;
     let label = &*t.label;
     let deadline = tokio::time::Instant::now() + to.first_byte;
@@ -274,8 +302,13 @@ pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: 
     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = ct.split(';').next().unwrap_or("").trim();
     let is = |t: &str| essence.eq_ignore_ascii_case(t);
+    let stream = match expect {
+        Expect::Json => false,
+        Expect::Events => true,
+        Expect::Any => is("text/event-stream"),
+    };
     if !stream {
-        if is("text/event-stream") || is("text/html") {
+        if expect == Expect::Json && (is("text/event-stream") || is("text/html")) {
             return Err(bad(format!("a {essence} answer where JSON was asked for")));
         }
         let body = read_all(&mut body, deadline, to.idle, MAX_WHOLE_BODY, label).await.map_err(|e| match e {
@@ -284,7 +317,7 @@ pub(super) async fn attempt(app: &App, t: &Target, req: Request<Bytes>, stream: 
         })?;
         // A 2xx that is not a JSON object is not the API's answer: another target may do better.
         // Its first byte tells; the observer that reads the answer next parses the rest once.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if expect == Expect::Json && body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
             return Err(bad(format!("the answer is not a JSON object: {shown:?}")));
         }
@@ -365,7 +398,7 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
                 req.headers_mut().insert("traceparent", tp);
             }
             let sent = Instant::now();
-            let r = attempt(app, t, req, plan.streams(&inb)).await;
+            let r = attempt(app, t, req, Expect::stream(plan.streams(&inb))).await;
             tally.upstream_wait += sent.elapsed();
             r.map(|answer| (answer, plan))
         };
@@ -401,7 +434,7 @@ pub fn fail(mut tally: Tally, e: GateError) -> Response {
     resp
 }
 
-fn gate_headers(h: &mut HeaderMap, tally: &Tally, overhead: Duration, target: Option<&str>) {
+pub(super) fn gate_headers(h: &mut HeaderMap, tally: &Tally, overhead: Duration, target: Option<&str>) {
     static OVERHEAD: HeaderName = HeaderName::from_static("x-codex-gate-overhead-ms");
     static REQUEST_ID: HeaderName = HeaderName::from_static("x-codex-gate-request-id");
     static TARGET: HeaderName = HeaderName::from_static("x-codex-gate-target");
@@ -564,7 +597,7 @@ fn commit_compaction(
     resp
 }
 
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+pub(super) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     if let Some(ct) = from.get(header::CONTENT_TYPE) {
         to.insert(header::CONTENT_TYPE, ct.clone());
     }

@@ -159,6 +159,9 @@ pub struct Metrics {
     /// Turns that named the previous response and sent only new items; prewarms answered here.
     pub ws_incremental: AtomicU64,
     pub ws_prewarms: AtomicU64,
+    /// Web searches run for chat models (`[web_search]`), and those that failed.
+    pub web_searches: AtomicU64,
+    pub web_search_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -272,6 +275,18 @@ impl Metrics {
                 "counter",
                 "WebSocket prewarms (generate: false), answered without an upstream.",
                 self.ws_prewarms.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_web_searches_total",
+                "counter",
+                "Web searches the gateway ran for chat models ([web_search]).",
+                self.web_searches.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_web_search_failures_total",
+                "counter",
+                "Web searches that failed (the model was told, the turn went on).",
+                self.web_search_failures.load(Relaxed) as i64,
             ),
             (
                 "codex_gate_failovers_total",

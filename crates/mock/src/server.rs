@@ -386,6 +386,34 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         };
         return Ok(full(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &v));
     }
+    // A SearXNG instance's JSON API: two results about the query; a query with "fail" in it
+    // gets a 500, one with "slow" answers after 3 s.
+    if parts.method == Method::GET && path == "/search" {
+        let q: HashMap<String, String> = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (pct_decode(k), pct_decode(&v.replace('+', " "))))
+            .collect();
+        let query = q.get("q").cloned().unwrap_or_default();
+        if query.contains("fail") || q.get("format").map(String::as_str) != Some("json") {
+            return Ok(full(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "search backend down"})));
+        }
+        if query.contains("slow") {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let slug: String = query.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        return Ok(full(
+            StatusCode::OK,
+            &json!({"query": query, "number_of_results": 2, "results": [
+                {"url": format!("https://example.org/{slug}"), "title": format!("Result for {query}"),
+                 "content": format!("The first thing the web says about {query}."), "engine": "mock"},
+                {"url": format!("https://example.com/{slug}"), "title": format!("More on {query}"),
+                 "content": "A second opinion.", "engine": "mock"}]}),
+        ));
+    }
     if parts.method == Method::POST && path == "/api/accounts/deviceauth/usercode" {
         return Ok(full(
             StatusCode::OK,
@@ -536,6 +564,10 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
             &json!({"method": parts.method.as_str(), "path": path, "query": parts.uri.query(),
                     "account": serving, "body_bytes": body.len()}),
         ));
+    }
+    if sc.name == "search" && chat && stream {
+        let include_usage = head.stream_options.is_some_and(|o| o.include_usage);
+        return Ok(sse_response(search_steps(&model, &body, include_usage)));
     }
     let tool = matches!(sc.name.as_str(), "tool" | "view-image") && !has_tool_output;
     let include_usage = head.stream_options.is_some_and(|o| o.include_usage);
@@ -830,7 +862,83 @@ fn chat_steps(sc: &Scenario, model: &str, tool: bool, include_usage: bool) -> Ve
     steps
 }
 
-/// A compaction turn's answer: one `compaction` item, streamed with an empty `completed.output`.
+/// An event stream of `steps` that are all sends.
+fn sse_response(steps: Vec<Step>) -> Response<MockBody> {
+    let frames = futures_util::stream::iter(steps.into_iter().filter_map(|st| match st {
+        Step::Send(b) => Some(Ok::<_, io::Error>(Frame::data(b))),
+        _ => None,
+    }));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .unwrap()
+}
+
+/// Scenario `search` on chat: a model that uses the `web_search` function it is offered. Without
+/// a search result in the conversation it calls the function (the query is the last user text);
+/// with one it answers with the first result's title line; without the function, it says so.
+fn search_steps(model: &str, body: &[u8], include_usage: bool) -> Vec<Step> {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let messages = v["messages"].as_array().cloned().unwrap_or_default();
+    let offered = v["tools"].as_array().into_iter().flatten().any(|t| t["function"]["name"] == "web_search");
+    let result =
+        messages.iter().rev().find(|m| m["role"] == "tool").and_then(|m| m["content"].as_str().map(str::to_owned));
+    let question = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.as_array().into_iter().flatten().filter_map(|p| p["text"].as_str()).collect(),
+        })
+        .unwrap_or_default();
+    let mut steps =
+        vec![send(sse_data(&chat_chunk(model, json!({"role": "assistant", "content": ""}), None).to_string()))];
+    let finish = match (offered, result) {
+        (true, None) => {
+            let args = json!({"query": question.trim()}).to_string();
+            steps.push(send(sse_data(&chat_chunk(model, json!({"content": "Searching. "}), None).to_string())));
+            steps.push(send(sse_data(
+                &chat_chunk(
+                    model,
+                    json!({"tool_calls": [{"index": 0, "id": "call_search_1", "type": "function",
+                    "function": {"name": "web_search", "arguments": args}}]}),
+                    None,
+                )
+                .to_string(),
+            )));
+            "tool_calls"
+        }
+        (_, Some(r)) => {
+            let line = r
+                .lines()
+                .find(|l| l.starts_with("[1] "))
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("no results ({r})"));
+            steps.push(send(sse_data(
+                &chat_chunk(model, json!({"content": format!("The web says: {line}")}), None).to_string(),
+            )));
+            "stop"
+        }
+        (false, None) => {
+            steps.push(send(sse_data(
+                &chat_chunk(model, json!({"content": "I cannot search the web."}), None).to_string(),
+            )));
+            "stop"
+        }
+    };
+    let mut tail = sse_data(&chat_chunk(model, json!({}), Some(finish)).to_string());
+    if include_usage {
+        let u = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_755_000_000,
+                       "model": model, "choices": [], "usage": usage_chat()});
+        tail += &sse_data(&u.to_string());
+    }
+    tail += &sse_data("[DONE]");
+    steps.push(send(tail));
+    steps
+}
+
 /// An image answer shaped like the Images API's (what Codex's image tool decodes): one PNG
 /// (the 1×1 pixel below), the usage in tokens, and the prompt it was given.
 fn image_answer(edit: bool, body: &[u8]) -> Value {
@@ -849,6 +957,7 @@ fn image_answer(edit: bool, body: &[u8]) -> Value {
     })
 }
 
+/// A compaction turn's answer: one `compaction` item, streamed with an empty `completed.output`.
 fn compaction_answer(n: usize, body: &[u8]) -> Response<MockBody> {
     let head: Head = serde_json::from_slice(body).unwrap_or_default();
     let model = head.model.as_deref().unwrap_or("mock").to_owned();

@@ -11,6 +11,7 @@
 //! - [`grammar`]: checkers of the Responses and Chat stream grammars (used by the tests).
 //! - [`repair`]: Responses stream repair (created first, added before deltas, output backfill, usage).
 //! - [`synth`]: events the gateway writes itself (a terminal failure after the first byte).
+//! - [`websearch`]: web search for chat models (the function offered, results as a tool message).
 //! - [`h1`]: HTTP/1.1 answer framing (response head, Content-Length / chunked / close bodies).
 //!
 //! Everything here is synchronous and deterministic so it can be unit-, snapshot- and
@@ -27,6 +28,7 @@ pub mod sse;
 pub mod synth;
 pub mod translate;
 pub mod usage;
+pub mod websearch;
 
 /// Which OpenAI API a request, response or upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -15,6 +15,17 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
+/// Usage of several upstream answers that made one response (a search, then the answer).
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.input_tokens += o.input_tokens;
+        self.cached_input_tokens += o.cached_input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.total_tokens += o.total_tokens;
+    }
+}
+
 fn num(v: &Value, path: &[&str]) -> Option<u64> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_u64()
 }

@@ -30,6 +30,10 @@ pub struct ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -184,6 +188,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// `[telemetry]` (or the `OTEL_EXPORTER_OTLP_*` variables): OpenTelemetry traces.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// `[web_search]`: searches the gateway runs for chat models (`None`: off).
+    pub web_search: Option<crate::upstream::websearch::WebSearchConfig>,
     /// No providers were configured: the pool is the default provider, named [`IMPLICIT_POOL`],
     /// and every model its accounts' plans offer routes to it.
     pub implicit_pool: bool,
@@ -422,6 +428,7 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
             reasoning_history: p.reasoning_history.unwrap_or(false),
             max_tokens_field,
             recover_leaked_tool_calls: p.recover_tool_calls.unwrap_or(true),
+            web_search: false, // per request: on when `[web_search]` is set and the client streams
         };
         let first_party = matches!(p.kind, RawKind::Chatgpt)
             || uri.as_ref().and_then(|u| u.host()).is_some_and(|h| {
@@ -592,9 +599,11 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
         session_ttl: Duration::from_secs(3600 * raw.dashboard.session_hours.unwrap_or(12).clamp(1, 24 * 30)),
     };
     let telemetry = crate::telemetry::TelemetryConfig::from_raw(raw.telemetry, env)?;
+    let web_search = crate::upstream::websearch::WebSearchConfig::from_raw(raw.web_search)?;
     Ok(Config {
         dashboard,
         telemetry,
+        web_search,
         redis_url,
         prices: crate::cost::Prices::new(prices),
         source: source.map(Path::to_path_buf),

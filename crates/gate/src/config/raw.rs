@@ -29,6 +29,20 @@ pub struct RawConfig {
     pub dashboard: RawDashboard,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub web_search: RawWebSearch,
+}
+
+/// `[web_search]`: searches for chat models (off unless `provider` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSearch {
+    pub provider: Option<String>,
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub max_results: Option<usize>,
+    pub timeout_ms: Option<u64>,
+    pub max_rounds: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,6 +6,7 @@
 //! one final event in the client's API, and the stream closes right after it.
 
 use super::client::UpstreamBody;
+use super::websearch::Searching;
 use crate::tally::Tally;
 use bytes::Bytes;
 use codex_gate_protocol::observe::{ChatHead, ChatObserver, Outcome, ResponsesHead, ResponsesObserver};
@@ -97,6 +98,12 @@ pub struct RelayBody {
     cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     /// The upstream sent an event that is neither API's: the stream fails there.
     bad_event: bool,
+    /// With `[web_search]`: how the response goes on after the searches its model asks for.
+    search: Option<Box<Searching>>,
+    /// The searches running and the next upstream answer, between two answers of one response.
+    next_leg: Option<super::websearch::NextLeg>,
+    /// Usage of the earlier answers of this response (a chat model's search rounds).
+    prior_usage: Option<codex_gate_protocol::usage::Usage>,
 }
 
 impl RelayBody {
@@ -131,6 +138,51 @@ impl RelayBody {
             held: Vec::new(),
             cut: Box::pin(cut.cancelled_owned()),
             bad_event: false,
+            search: None,
+            next_leg: None,
+            prior_usage: None,
+        }
+    }
+
+    /// Let the response go on after the web searches its chat model asks for.
+    pub fn with_search(mut self, search: Searching) -> RelayBody {
+        self.search = Some(Box::new(search));
+        self
+    }
+
+    /// The translator stopped at web searches: run them and ask the upstream again.
+    fn start_next_leg(&mut self) {
+        let Translate::ChatToResponses(m) = &self.translate else { return };
+        if !m.is_suspended() || self.next_leg.is_some() {
+            return;
+        }
+        let Some(s) = self.search.take() else { return };
+        self.next_leg = Some(s.next_leg(m.searches(), m.continuation(&[])));
+    }
+
+    /// The searches ran and the upstream answered again: the next answer continues the stream.
+    fn on_next_leg(&mut self, leg: super::websearch::Leg) {
+        let super::websearch::Leg { search, ok, answer } = leg;
+        self.search = Some(search);
+        if let Translate::ChatToResponses(m) = &mut self.translate {
+            m.searched(&ok, &mut self.out);
+        }
+        let used = match &mut self.observer {
+            Observer::Chat(o) => std::mem::take(o).usage,
+            Observer::Responses(_) => None,
+        };
+        if let Some(u) = used {
+            *self.prior_usage.get_or_insert_default() += u;
+        }
+        match answer {
+            Ok((first, body)) => {
+                self.inner = body;
+                self.decoder = SseDecoder::default();
+                self.decode_ok = true;
+                self.first = Some(first);
+                self.sleep.as_mut().reset(tokio::time::Instant::now() + self.opts.idle);
+            }
+            Err(e) => self.fail("upstream_after_search", &format!("the upstream failed after a web search: {e}")),
         }
     }
 
@@ -265,6 +317,7 @@ impl RelayBody {
             _ if verbatim => Some(data),
             _ => (!self.out.is_empty()).then(|| Bytes::from(std::mem::take(&mut self.out))),
         };
+        self.start_next_leg();
         self.tally.stream_work += t.elapsed();
         if self.ended() && matches!(self.state, State::Streaming) {
             // Close right after the terminal event: Codex waits for the body to end.
@@ -319,7 +372,12 @@ impl RelayBody {
         self.held.clear();
         match (&mut self.translate, &self.observer) {
             // A chat upstream that ends cleanly has finished, `finish_reason` or not.
-            (Translate::ChatToResponses(m), _) if !m.is_finished() => m.finish(&mut self.out),
+            (Translate::ChatToResponses(m), _) if !m.is_finished() => {
+                m.finish(&mut self.out);
+                if m.is_suspended() {
+                    return self.start_next_leg();
+                }
+            }
             (Translate::ResponsesToChat(m), _) if !m.is_finished() => {
                 return self.fail("stream_incomplete", "upstream closed the stream before response.completed")
             }
@@ -373,10 +431,14 @@ impl RelayBody {
                 self.tally.rate_limits(rl);
             }
         }
-        let (outcome, usage) = match &self.observer {
+        let (outcome, mut usage) = match &self.observer {
             Observer::Responses(o) => (&o.outcome, o.usage),
             Observer::Chat(o) => (&o.outcome, o.usage),
         };
+        if let Some(prior) = self.prior_usage {
+            let u = usage.get_or_insert_default();
+            *u += prior;
+        }
         let error = self.failure.clone().or_else(|| match outcome {
             Outcome::Completed => None,
             // A translated chat stream without a terminal chunk was completed by the translator.
@@ -447,6 +509,38 @@ impl Body for RelayBody {
             State::Streaming => this.state = State::Streaming,
         }
         loop {
+            if let Some(leg) = this.next_leg.as_mut() {
+                // Searching: keep-alives go on (Codex's idle timer), shutdown still cuts.
+                match leg.as_mut().poll(cx) {
+                    Poll::Ready(done) => {
+                        this.next_leg = None;
+                        this.on_next_leg(done);
+                        if let Some(first) = this.first.take() {
+                            if let Some(out) = this.on_data(first) {
+                                this.out.extend_from_slice(&out);
+                            }
+                        }
+                        if !matches!(this.state, State::Streaming) {
+                            return this.tail_or_end();
+                        }
+                        if !this.out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(std::mem::take(&mut this.out))))));
+                        }
+                        continue;
+                    }
+                    Poll::Pending => {
+                        if this.cut.as_mut().poll(cx).is_ready() {
+                            this.next_leg = None;
+                            this.fail("gateway_shutdown", "the gateway is shutting down; retry the request");
+                            return this.tail_or_end();
+                        }
+                        if let Some(frame) = this.poll_keepalive(cx) {
+                            return Poll::Ready(Some(Ok(Frame::data(frame))));
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else { continue }; // trailers carry nothing for us
@@ -477,7 +571,16 @@ impl Body for RelayBody {
                     let msg = format!("upstream stream failed: {e}");
                     this.fail("upstream_stream_error", &msg);
                 }
-                Poll::Ready(None) => this.on_eof(),
+                Poll::Ready(None) => {
+                    this.on_eof();
+                    if this.next_leg.is_some() {
+                        // The answer ended in searches: what it said goes now, the searches next.
+                        if !this.out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(std::mem::take(&mut this.out))))));
+                        }
+                        continue;
+                    }
+                }
                 Poll::Pending => {
                     if this.cut.as_mut().poll(cx).is_ready() {
                         this.fail("gateway_shutdown", "the gateway is shutting down; retry the request");

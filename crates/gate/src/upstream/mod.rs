@@ -10,3 +10,4 @@ mod h2;
 pub mod passthrough;
 pub mod relay;
 pub mod turn_state;
+pub mod websearch;

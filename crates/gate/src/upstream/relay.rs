@@ -39,7 +39,7 @@ use tokio::time::timeout_at;
 const MAX_WHOLE_BODY: usize = 64 << 20;
 /// Largest upstream error body kept for the client.
 const MAX_ERROR_BODY: usize = 1 << 20;
-const USER_AGENT: &str = concat!("codex-gate/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!("codex-gate/", env!("CARGO_PKG_VERSION"));
 
 /// A client request, read and inspected.
 #[derive(Debug)]
@@ -69,11 +69,14 @@ pub(super) struct Plan {
     pub(super) strip_usage: bool,
     /// A chat upstream writes the summary of an emulated compaction (asked for whole).
     pub(super) compact: Option<Compact>,
+    /// The chat request as sent, when its model was offered the gateway's web search (the
+    /// response goes on after the searches it asks for).
+    pub(super) search: Option<Value>,
 }
 
 impl Plan {
     pub(super) fn responses() -> Plan {
-        Plan { upstream: Api::Responses, tools: None, strip_usage: false, compact: None }
+        Plan { upstream: Api::Responses, tools: None, strip_usage: false, compact: None, search: None }
     }
 
     /// Whether the upstream is asked to stream.
@@ -107,7 +110,8 @@ fn is_relayed_response_header(name: &str) -> bool {
         || name.starts_with("x-ratelimit-")
 }
 
-fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateError> {
+/// `search`: the gateway runs web searches for chat models (`[web_search]`).
+fn translated_body(t: &Target, inb: &mut Inbound, search: bool) -> Result<(Bytes, Plan), GateError> {
     let upstream = t.provider.kind.api();
     if upstream == inb.api {
         let body = if inb.head.model == t.model {
@@ -120,10 +124,11 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
         if upstream == Api::Chat && inb.head.stream && !inb.head.include_usage {
             // The model rewrite changed no stream option, so the client's head still tells.
             if let Some(with) = with_include_usage(&body, &inb.head) {
-                return Ok((Bytes::from(with), Plan { upstream, tools: None, strip_usage: true, compact: None }));
+                let plan = Plan { upstream, tools: None, strip_usage: true, compact: None, search: None };
+                return Ok((Bytes::from(with), plan));
             }
         }
-        return Ok((body, Plan { upstream, tools: None, strip_usage: false, compact: None }));
+        return Ok((body, Plan { upstream, tools: None, strip_usage: false, compact: None, search: None }));
     }
     if inb.parsed.is_none() {
         let v = serde_json::from_slice(&inb.body)
@@ -148,21 +153,29 @@ fn translated_body(t: &Target, inb: &mut Inbound) -> Result<(Bytes, Plan), GateE
                 }
                 None => v,
             };
-            let r = responses_to_chat_request(src, &t.model, &t.provider.dialect).map_err(refuse)?;
+            // Searches continue a streamed answer; a whole answer or a summary has no room for them.
+            let mut dialect = t.provider.dialect.clone();
+            dialect.web_search = search && compact.is_none() && inb.head.stream;
+            let r = responses_to_chat_request(src, &t.model, &dialect).map_err(refuse)?;
             if !r.dropped_tools.is_empty() {
                 tracing::debug!(target = %t.label, dropped = ?r.dropped_tools, "hosted tools dropped for a chat upstream");
             }
-            Ok((Bytes::from(r.body.to_string()), Plan { upstream, tools: Some(r.tools), strip_usage: false, compact }))
+            let body = Bytes::from(r.body.to_string());
+            let search = r.tools.web_search().is_some().then_some(r.body);
+            Ok((body, Plan { upstream, tools: Some(r.tools), strip_usage: false, compact, search }))
         }
         Api::Chat => {
             let r = chat_to_responses_request(v, &t.model).map_err(refuse)?;
-            Ok((Bytes::from(r.to_string()), Plan { upstream, tools: None, strip_usage: false, compact: None }))
+            Ok((
+                Bytes::from(r.to_string()),
+                Plan { upstream, tools: None, strip_usage: false, compact: None, search: None },
+            ))
         }
     }
 }
 
-fn build_request(t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan), GateError> {
-    let (body, plan) = translated_body(t, inb)?;
+fn build_request(app: &App, t: &Target, inb: &mut Inbound) -> Result<(Request<Bytes>, Plan), GateError> {
+    let (body, plan) = translated_body(t, inb, app.config.web_search.is_some())?;
     let path = match plan.upstream {
         Api::Responses if inb.compact_endpoint => "/responses/compact",
         Api::Responses => "/responses",
@@ -390,7 +403,7 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
         let result = if t.provider.kind == crate::config::ProviderKind::Chatgpt {
             super::chatgpt::serve(app, &mut tally, &mut inb, t).await
         } else {
-            let (mut req, plan) = match build_request(t, &mut inb) {
+            let (mut req, plan) = match build_request(app, t, &mut inb) {
                 Ok(r) => r,
                 Err(e) => return fail(tally, e),
             };
@@ -494,7 +507,7 @@ fn whole_answer(tally: &Tally, inb: &Inbound, plan: Plan, t: &Target, body: Byte
     (Bytes::from(out.to_string()), outcome, usage)
 }
 
-fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answer) -> Response {
+fn commit(app: &Arc<App>, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, answer: Answer) -> Response {
     if let (Some(kind), Answer::Whole { parts, body }) = (plan.compact, &answer) {
         return commit_compaction(app, tally, inb, kind, t, parts, body);
     }
@@ -523,13 +536,22 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
                 keepalive: app.config.server.keepalive,
             };
             let translate = match (plan.upstream, inb.api) {
-                (Api::Chat, Api::Responses) => Translate::ChatToResponses(Box::new(ChatToResponses::new(
-                    format!("resp_{}", tally.id()),
-                    inb.head.model.clone(),
-                    now_secs(),
-                    plan.tools.unwrap_or_default(),
-                    t.provider.dialect.recover_leaked_tool_calls,
-                ))),
+                (Api::Chat, Api::Responses) => {
+                    let rounds = match (&plan.search, &app.config.web_search) {
+                        (Some(_), Some(cfg)) => cfg.max_rounds,
+                        _ => 0,
+                    };
+                    Translate::ChatToResponses(Box::new(
+                        ChatToResponses::new(
+                            format!("resp_{}", tally.id()),
+                            inb.head.model.clone(),
+                            now_secs(),
+                            plan.tools.clone().unwrap_or_default(),
+                            t.provider.dialect.recover_leaked_tool_calls,
+                        )
+                        .with_search_rounds(rounds),
+                    ))
+                }
                 (Api::Responses, Api::Chat) => Translate::ResponsesToChat(Box::new(ResponsesToChat::new(
                     format!("chatcmpl-{}", tally.id()),
                     inb.head.model.clone(),
@@ -552,7 +574,12 @@ fn commit(app: &App, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Target, an
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             gate_headers(&mut headers, &tally, overhead, Some(&t.label));
             let status = parts.status;
-            let body = Body::new(RelayBody::new(opts, translate, first, body, tally, app.lifecycle.cut.clone()));
+            let mut relay = RelayBody::new(opts, translate, first, body, tally, app.lifecycle.cut.clone());
+            if let Some(chat) = plan.search {
+                let (app, target, headers) = (app.clone(), t.clone(), inb.headers.clone());
+                relay = relay.with_search(super::websearch::Searching { app, target, chat, headers });
+            }
+            let body = Body::new(relay);
             let mut resp = Response::new(body);
             *resp.status_mut() = status;
             *resp.headers_mut() = headers;

@@ -59,9 +59,40 @@ impl DeltaEvent<'_> {
 
 #[derive(Debug, Clone)]
 enum Item {
-    Reasoning { id: String, text: String },
-    Message { id: String, text: String },
-    Call { id: String, call_id: Option<String>, name: String, args: String, added: bool, chat_index: u64 },
+    Reasoning {
+        id: String,
+        text: String,
+    },
+    Message {
+        id: String,
+        text: String,
+    },
+    Call {
+        id: String,
+        call_id: Option<String>,
+        name: String,
+        args: String,
+        added: bool,
+        chat_index: u64,
+    },
+    /// A web search the gateway runs for the model, shown as a `web_search_call` item.
+    Search {
+        id: String,
+        call_id: String,
+        query: String,
+        args: String,
+        status: &'static str,
+    },
+    /// A web search call that is not run (next to other tool calls, or past the turn's
+    /// rounds): nothing of it is shown.
+    Dropped,
+}
+
+/// A search the model asked for, for the gateway to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSearch {
+    pub call_id: String,
+    pub query: String,
 }
 
 #[derive(Debug)]
@@ -82,6 +113,31 @@ pub struct ChatToResponses {
     usage: Option<Value>,
     /// The response object of the terminal event, once sent.
     terminal: Option<Value>,
+    /// How many more times the model's answer may end in web searches that the gateway runs
+    /// before it is asked again (0: web search calls are dropped).
+    search_rounds: u8,
+    /// The answer ended in web searches: no terminal event until [`Self::searched`].
+    suspended: bool,
+    /// The first item of the current upstream answer (later answers follow searches).
+    leg_start: usize,
+    /// Usage of the earlier answers of this response.
+    prior_usage: Option<Value>,
+}
+
+/// Two Responses usage objects added up.
+fn add_usage(a: Option<&Value>, b: Option<&Value>) -> Option<Value> {
+    let (a, b) = match (a, b) {
+        (None, None) => return None,
+        (Some(x), None) | (None, Some(x)) => return Some(x.clone()),
+        (Some(a), Some(b)) => (a, b),
+    };
+    let n = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let sum = |p: &str| n(a, p) + n(b, p);
+    Some(
+        json!({"input_tokens": sum("/input_tokens"), "input_tokens_details": {"cached_tokens": sum("/input_tokens_details/cached_tokens")},
+                "output_tokens": sum("/output_tokens"), "output_tokens_details": {"reasoning_tokens": sum("/output_tokens_details/reasoning_tokens")},
+                "total_tokens": sum("/total_tokens")}),
+    )
 }
 
 /// Chat usage → Responses usage (all three required integers, plus details).
@@ -128,7 +184,89 @@ impl ChatToResponses {
             finish_reason: None,
             usage: None,
             terminal: None,
+            search_rounds: 0,
+            suspended: false,
+            leg_start: 0,
+            prior_usage: None,
         }
+    }
+
+    /// Let the model's answers end in web searches up to `rounds` times (the gateway runs them,
+    /// see [`Self::is_suspended`]); the default, 0, drops its web search calls.
+    pub fn with_search_rounds(mut self, rounds: u8) -> Self {
+        self.search_rounds = rounds;
+        self
+    }
+
+    /// The upstream's answer ended in web searches: run [`Self::searches`], then call
+    /// [`Self::searched`] and feed the next answer's chunks.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    /// The searches to run, in order.
+    pub fn searches(&self) -> Vec<PendingSearch> {
+        self.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Search { call_id, query, status: "in_progress", .. } => {
+                    Some(PendingSearch { call_id: call_id.clone(), query: query.clone() })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The chat messages that continue the conversation after the searches: the model's own
+    /// answer (its text and the search calls), then one tool message per search with
+    /// `results` (in the order of [`Self::searches`]).
+    pub fn continuation(&self, results: &[String]) -> Vec<Value> {
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        let name = self.tools.web_search().unwrap_or(crate::websearch::TOOL);
+        for item in &self.items[self.leg_start..] {
+            match item {
+                Item::Message { text: t, .. } => text.push_str(t),
+                Item::Search { call_id, args, status: "in_progress", .. } => calls
+                    .push(json!({"id": call_id, "type": "function", "function": {"name": name, "arguments": args}})),
+                _ => {}
+            }
+        }
+        let content = if text.is_empty() { Value::Null } else { Value::String(text) };
+        let mut out = vec![json!({"role": "assistant", "content": content, "tool_calls": calls})];
+        for (s, r) in self.searches().iter().zip(results) {
+            out.push(crate::websearch::tool_message(&s.call_id, r));
+        }
+        out
+    }
+
+    /// The searches ran (`ok[i]`: search i found an answer, even an empty one): their items
+    /// complete, and the next upstream answer continues this response.
+    pub fn searched(&mut self, ok: &[bool], out: &mut Vec<u8>) {
+        let pending: Vec<usize> = (0..self.items.len())
+            .filter(|&i| matches!(self.items[i], Item::Search { status: "in_progress", .. }))
+            .collect();
+        for (n, idx) in pending.into_iter().enumerate() {
+            let good = ok.get(n).copied().unwrap_or(false);
+            if let Item::Search { status, id, .. } = &mut self.items[idx] {
+                *status = if good { "completed" } else { "failed" };
+                let id = id.clone();
+                if good {
+                    self.emit(out, "response.web_search_call.completed", json!({"item_id": id, "output_index": idx}));
+                }
+            }
+            self.emit(out, "response.output_item.done", json!({"output_index": idx, "item": self.done_item(idx)}));
+        }
+        self.suspended = false;
+        self.finish_reason = None;
+        self.held = None;
+        self.leg_start = self.items.len();
+        self.search_rounds = self.search_rounds.saturating_sub(1);
+        self.prior_usage = add_usage(self.prior_usage.as_ref(), self.usage.take().as_ref());
+    }
+
+    fn is_search_call(&self, idx: usize) -> bool {
+        matches!(&self.items[idx], Item::Call { name, .. } if self.tools.origin(name) == ToolOrigin::WebSearch)
     }
 
     /// A terminal event has been written.
@@ -173,7 +311,7 @@ impl ChatToResponses {
 
     /// One chunk whose head is already parsed (`None`: not a JSON chunk).
     pub fn push_head(&mut self, head: Option<&ChatHead<'_>>, data: &str, out: &mut Vec<u8>) {
-        if self.finished {
+        if self.finished || self.suspended {
             return;
         }
         if data.trim() == "[DONE]" {
@@ -217,7 +355,7 @@ impl ChatToResponses {
 
     /// One parsed chunk.
     pub fn push_value(&mut self, chunk: &Value, out: &mut Vec<u8>) {
-        if self.finished {
+        if self.finished || self.suspended {
             return;
         }
         self.start(out);
@@ -497,6 +635,8 @@ impl ChatToResponses {
             }
         }
         let (custom, added) = match &self.items[idx] {
+            // The gateway's web search: shown as a search once it runs, never as a call.
+            Item::Call { name, .. } if self.tools.origin(name) == ToolOrigin::WebSearch => return,
             Item::Call { name, added, .. } => (matches!(self.tools.origin(name), ToolOrigin::Custom { .. }), *added),
             _ => return,
         };
@@ -527,6 +667,9 @@ impl ChatToResponses {
 
     fn close_item(&mut self, idx: usize, out: &mut Vec<u8>) {
         self.open.retain(|&i| i != idx);
+        if self.is_search_call(idx) {
+            return; // decided at the end of the answer (see `finish`)
+        }
         match self.items[idx].clone() {
             Item::Reasoning { id, text } => {
                 self.emit(
@@ -574,6 +717,7 @@ impl ChatToResponses {
                 }
                 self.emit(out, "response.output_item.done", json!({"output_index": idx, "item": item}));
             }
+            Item::Search { .. } | Item::Dropped => {}
         }
     }
 
@@ -586,7 +730,10 @@ impl ChatToResponses {
                 json!({"type": "message", "id": id, "status": "completed", "role": "assistant",
                                                  "content": [{"type": "output_text", "text": text, "annotations": []}]})
             }
+            Item::Call { .. } if self.is_search_call(idx) => Value::Null,
             Item::Call { .. } => self.call_item_json(idx, true),
+            Item::Search { id, query, status, .. } => crate::websearch::call_item(id, query, status),
+            Item::Dropped => Value::Null,
         }
     }
 
@@ -644,7 +791,7 @@ impl ChatToResponses {
     /// End of the upstream stream (`[DONE]` or a clean end): close every item, then the
     /// terminal event.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.finished {
+        if self.finished || self.suspended {
             return;
         }
         self.start(out);
@@ -661,8 +808,11 @@ impl ChatToResponses {
                 None => {}
             }
         }
+        if self.end_in_searches(out) {
+            return;
+        }
         self.close_all(out);
-        let output: Vec<Value> = (0..self.items.len()).map(|i| self.done_item(i)).collect();
+        let output: Vec<Value> = (0..self.items.len()).map(|i| self.done_item(i)).filter(|v| !v.is_null()).collect();
         let (ty, status) = match self.finish_reason.as_deref() {
             Some("length") => ("response.incomplete", "incomplete"),
             Some("content_filter") => ("response.incomplete", "incomplete"),
@@ -670,8 +820,8 @@ impl ChatToResponses {
         };
         let mut r = self.response(status);
         r["output"] = Value::Array(output);
-        if let Some(u) = &self.usage {
-            r["usage"] = u.clone();
+        if let Some(u) = add_usage(self.prior_usage.as_ref(), self.usage.as_ref()) {
+            r["usage"] = u;
         }
         if status == "incomplete" {
             let reason =
@@ -681,6 +831,39 @@ impl ChatToResponses {
         self.emit(out, ty, json!({"response": r}));
         self.terminal = Some(r);
         self.finished = true;
+    }
+
+    /// At the end of an answer: when its only tool calls are web searches and rounds are left,
+    /// they become `web_search_call` items in progress and the response waits for them
+    /// (`true`); otherwise they are dropped (the other calls, or the text, end the turn).
+    fn end_in_searches(&mut self, out: &mut Vec<u8>) -> bool {
+        let leg = self.leg_start..self.items.len();
+        let searches: Vec<usize> = leg.clone().filter(|&i| self.is_search_call(i)).collect();
+        if searches.is_empty() {
+            return false;
+        }
+        let others = leg.filter(|&i| matches!(self.items[i], Item::Call { .. })).count() > searches.len();
+        if others || self.search_rounds == 0 {
+            for i in searches {
+                self.open.retain(|&o| o != i);
+                self.items[i] = Item::Dropped;
+            }
+            return false;
+        }
+        self.close_all(out);
+        for i in searches {
+            let Item::Call { call_id, args, id, .. } = &self.items[i] else { continue };
+            let call_id = call_id.clone().unwrap_or_else(|| format!("call_{id}"));
+            let id = format!("ws_{}_{i}", self.id.trim_start_matches("resp_"));
+            let query = crate::websearch::query_of(args);
+            self.items[i] = Item::Search { id: id.clone(), call_id, query, args: args.clone(), status: "in_progress" };
+            let item = self.done_item(i);
+            self.emit(out, "response.output_item.added", json!({"output_index": i, "item": item}));
+            self.emit(out, "response.web_search_call.in_progress", json!({"item_id": id, "output_index": i}));
+            self.emit(out, "response.web_search_call.searching", json!({"item_id": id, "output_index": i}));
+        }
+        self.suspended = true;
+        true
     }
 
     /// The upstream failed: one final `response.failed`.

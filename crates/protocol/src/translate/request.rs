@@ -25,6 +25,9 @@ pub struct ChatDialect {
     pub max_tokens_field: &'static str,
     /// Recover tool calls that a model wrote as raw JSON text.
     pub recover_leaked_tool_calls: bool,
+    /// Offer a `web_search` function in place of the hosted `web_search` tool: the gateway runs
+    /// the searches the model asks for (see [`crate::websearch`]).
+    pub web_search: bool,
 }
 
 impl Default for ChatDialect {
@@ -34,6 +37,7 @@ impl Default for ChatDialect {
             reasoning_history: false,
             max_tokens_field: "max_tokens",
             recover_leaked_tool_calls: true,
+            web_search: false,
         }
     }
 }
@@ -51,6 +55,9 @@ pub enum ToolOrigin {
         namespace: String,
         name: String,
     },
+    /// The gateway's `web_search` function, standing in for the hosted tool: its calls are run
+    /// by the gateway and shown as `web_search_call` items, never as function calls.
+    WebSearch,
 }
 
 /// Chat function name → its origin in the Responses request.
@@ -67,6 +74,11 @@ impl ToolMap {
     /// The request offered any tool.
     pub fn has_tools(&self) -> bool {
         !self.names.is_empty()
+    }
+
+    /// The chat name of the gateway's web search function, when it was offered.
+    pub fn web_search(&self) -> Option<&str> {
+        self.names.iter().find(|(_, o)| **o == ToolOrigin::WebSearch).map(|(k, _)| k.as_str())
     }
 
     /// Chat name for a Responses `function_call` with an optional namespace, or a custom tool.
@@ -218,6 +230,10 @@ pub fn responses_to_chat_request(req: &Value, model: &str, dialect: &ChatDialect
                     let chat_name = tools.insert_unique(flat_name(ns, name), origin);
                     chat_tools.push(function_tool(&chat_name, inner));
                 }
+            }
+            "web_search" | "web_search_preview" if dialect.web_search && tools.web_search().is_none() => {
+                let chat_name = tools.insert_unique(crate::websearch::TOOL.to_owned(), ToolOrigin::WebSearch);
+                chat_tools.push(crate::websearch::function_tool(&chat_name));
             }
             other => dropped_tools.push(other.to_owned()),
         }
@@ -438,6 +454,20 @@ impl History {
             }
             "function_call_output" | "custom_tool_call_output" => {
                 self.push_tool_output(s("call_id"), item.get("output"))
+            }
+            // A search the gateway ran in an earlier turn (Codex echoes the item, without its
+            // id and results): the model sees that it searched, and may search again.
+            "web_search_call" => {
+                let Some(name) = tools.web_search() else { return };
+                let query = item.pointer("/action/query").and_then(Value::as_str).unwrap_or_default();
+                let n = self.messages.len();
+                let call_id = format!("ws_earlier_{n}");
+                let args = json!({"query": query}).to_string();
+                self.push_tool_call(
+                    json!({"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}),
+                );
+                let note = crate::websearch::earlier_results(query);
+                self.push_tool_output(call_id, Some(&Value::String(note)));
             }
             "reasoning" if dialect.reasoning_history => {
                 let text: Vec<String> = ["summary", "content"]

@@ -1,6 +1,7 @@
 //! The real Codex CLI over the Responses WebSocket (`supports_websockets = true`): a plain turn
 //! and a tool loop on a Responses provider, a chat provider and the pool, every request a turn on
-//! the connection (none falls back to HTTP), with the whole history reaching the upstream.
+//! the connection (none falls back to HTTP), with the whole history reaching the HTTP upstreams
+//! and only the new items reaching the pool's backend over its own WebSocket.
 
 mod common;
 
@@ -53,13 +54,62 @@ async fn codex_over_websocket_on_every_upstream_kind() {
         // after the call (its output).
         let sent_incremental = gate.app.metrics.ws_incremental.load(Relaxed) - incremental;
         assert_eq!(sent_incremental, 2, "{tool}: both requests named the previous response");
-        // The follow-up carries the whole conversation upstream, whatever Codex sent on the wire.
-        let last = String::from_utf8_lossy(&m.last_request().unwrap().body).into_owned();
-        assert!(last.contains("mock-tool-ran") && last.contains("run it"), "{tool}: {last}");
-        assert!(last.contains("You are a coding agent"), "{tool}: the base instructions are there too");
+        let sent = m.last_request().unwrap();
+        let last = String::from_utf8_lossy(&sent.body).into_owned();
+        if tool == "pool-tool" {
+            // The pool's own socket to the backend, which holds the conversation: the follow-up
+            // names the call's response and carries only the tool's output.
+            assert_eq!(sent.method, "WS", "{tool}");
+            let frame = sent.json();
+            assert!(
+                frame["previous_response_id"].as_str().is_some_and(|p| p.starts_with("resp_ws_")),
+                "{tool}: {last}"
+            );
+            assert_eq!(frame["input"].as_array().map(Vec::len), Some(1), "{tool}: {last}");
+            assert!(last.contains("mock-tool-ran") && !last.contains("run it"), "{tool}: {last}");
+        } else {
+            // The follow-up carries the whole conversation upstream, whatever Codex sent on the wire.
+            assert!(last.contains("mock-tool-ran") && last.contains("run it"), "{tool}: {last}");
+            assert!(last.contains("You are a coding agent"), "{tool}: the base instructions are there too");
+        }
     }
     assert_eq!(gate.app.metrics.ws_prewarms.load(Relaxed), 6, "one prewarm per Codex run");
     // Every turn is in the request log.
     let rows = gate.records(9).await;
     assert!(rows.iter().take(9).all(|r| r.status == 200), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_resumed_codex_turns_over_websocket_on_every_upstream_kind() {
+    let Some(bin) = codex_bin() else {
+        return skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+    };
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    m.add_chatgpt_account("acc-ws", false);
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}",
+        m.issuer_url(),
+        m.backend_url(),
+        provider("resp", "responses", &m.url(), ""),
+        provider("chat", "chat", &m.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    gate.add_account(&m, "acc-ws", "plus").await;
+    for model in ["resp/ok", "chat/ok", "pool/gpt-5.5"] {
+        let session = common::codex::Session::new(&ws_config(&gate, model), &[]);
+        let before = gate.app.metrics.ws_turns.load(Relaxed);
+        for n in 0..5 {
+            let prompt = format!("task number {n}");
+            let args: Vec<&str> = if n == 0 { vec![&prompt] } else { vec!["resume", "--last", &prompt] };
+            let run = session.exec(&bin, &[("GW_API_KEY", "k")], &args).await;
+            assert_eq!(run.code, Some(0), "{model} turn {n}: {}", run.dump());
+            assert_eq!(run.items("agent_message").last().unwrap()["text"], "d0 d1 d2 d3 d4 ", "{model} turn {n}");
+            // A resumed session starts a new connection: its first turn carries everything so far.
+            let last = String::from_utf8_lossy(&m.last_request().unwrap().body).into_owned();
+            for k in 0..=n {
+                assert!(last.contains(&format!("task number {k}")), "{model} turn {n}: task {k} is in the history");
+            }
+        }
+        assert_eq!(gate.app.metrics.ws_turns.load(Relaxed) - before, 5, "{model}: every turn on a WebSocket");
+    }
 }

@@ -84,11 +84,23 @@ async fn turns_on_every_upstream_kind_build_the_history_from_previous_response_i
         // The next request names the last response and sends only what is new.
         let second = turn(&mut ws, create(model, json!([user("second question")]), Some(&id))).await;
         completed_id(&second);
-        let up = String::from_utf8_lossy(&mock.last_request().unwrap().body).into_owned();
-        let (a, b, c) = (up.find("first question"), up.find("d0 d1 d2 d3 d4"), up.find("second question"));
-        assert!(a.is_some() && b.is_some() && c.is_some(), "{model}: the whole history went upstream: {up}");
-        assert!(a < b && b < c, "{model}: in order: question, answer, new question");
-        assert!(!up.contains("previous_response_id"), "{model}");
+        let sent = mock.last_request().unwrap();
+        let up = String::from_utf8_lossy(&sent.body).into_owned();
+        if model.starts_with("pool/") {
+            // The pool's own socket to the backend: the backend holds the history, so the
+            // frame names the previous response and carries only the new item.
+            assert_eq!(sent.method, "WS", "{model}: over the connection's socket to the backend");
+            let frame = sent.json();
+            assert_eq!(frame["type"], "response.create");
+            assert_eq!(frame["previous_response_id"], id.as_str(), "{model}");
+            assert_eq!(frame["input"].as_array().map(Vec::len), Some(1), "{model}: {up}");
+            assert!(up.contains("second question") && !up.contains("first question"), "{model}: {up}");
+        } else {
+            let (a, b, c) = (up.find("first question"), up.find("d0 d1 d2 d3 d4"), up.find("second question"));
+            assert!(a.is_some() && b.is_some() && c.is_some(), "{model}: the whole history went upstream: {up}");
+            assert!(a < b && b < c, "{model}: in order: question, answer, new question");
+            assert!(!up.contains("previous_response_id"), "{model}");
+        }
         // A response that is not the connection's last is refused, as OpenAI does.
         let stale = turn(&mut ws, create(model, json!([user("third")]), Some("resp_unknown"))).await;
         assert_eq!(stale[0]["type"], "error");
@@ -191,7 +203,48 @@ async fn an_account_exhausted_mid_connection_moves_the_next_turn_without_a_faile
     let row = gate.record_where("the second turn", |r| r.id != first.id && r.status == 200).await;
     assert_ne!(row.account_id.as_deref(), Some(served.as_str()), "another account served the turn");
     assert_eq!(row.trail.len(), 2, "the exhausted account was tried first: {:?}", row.trail);
-    assert!(String::from_utf8_lossy(&mock.last_request().unwrap().body).contains("one"), "whole history");
+    let last = mock.last_request().unwrap();
+    assert_eq!(last.method, "WS", "the new account's own socket to the backend");
+    assert!(String::from_utf8_lossy(&last.body).contains("one"), "whole history: the new socket's backend has none");
+}
+
+#[tokio::test]
+async fn pool_turns_share_one_backend_socket_and_fall_back_to_http_when_it_is_off() {
+    let (mock, gate) = setup().await;
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    let mut prev: Option<String> = None;
+    for n in 0..5 {
+        let events = turn(&mut ws, create("pool/gpt-5.5", json!([user(&format!("turn {n}"))]), prev.as_deref())).await;
+        prev = Some(completed_id(&events));
+    }
+    let frames: Vec<_> = mock.requests().into_iter().filter(|r| r.method == "WS").collect();
+    assert_eq!(frames.len(), 5, "five turns, five frames on the backend socket");
+    assert!(frames[0].json().get("previous_response_id").is_none(), "the first turn carries the whole input");
+    for f in &frames[1..] {
+        assert_eq!(f.json()["input"].as_array().map(Vec::len), Some(1), "later turns send only the new item");
+    }
+    assert!(
+        !mock.requests().iter().any(|r| r.method == "POST" && r.path.ends_with("/codex/responses")),
+        "no HTTP turn"
+    );
+    let rows = gate.records(5).await;
+    assert!(rows.iter().all(|r| r.status == 200 && r.account_id.is_some() && r.input_tokens > 0), "{rows:?}");
+
+    // `[pool] websocket = false`: the same turns go over HTTP with the whole history.
+    mock.add_chatgpt_account("acc-http", false);
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\nwebsocket = false\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n",
+        mock.issuer_url(),
+        mock.backend_url()
+    );
+    let http_gate = Gate::start(&cfg).await;
+    http_gate.add_account(&mock, "acc-http", "plus").await;
+    let mut ws = connect(&http_gate, "/v1/responses", None).await.unwrap();
+    let id = completed_id(&turn(&mut ws, create("pool/gpt-5.5", json!([user("one")]), None)).await);
+    completed_id(&turn(&mut ws, create("pool/gpt-5.5", json!([user("two")]), Some(&id))).await);
+    let last = mock.last_request().unwrap();
+    assert_eq!((last.method.as_str(), last.path.as_str()), ("POST", "/backend-api/codex/responses"));
+    assert!(String::from_utf8_lossy(&last.body).contains("one"), "the whole history over HTTP");
 }
 
 #[tokio::test]

@@ -26,17 +26,21 @@
 //! | `sloppy` | a Responses stream that breaks the grammar (for the repair) |
 //! | `pings` | a normal stream with an SSE comment (`: keep-alive`) before every send |
 //! | `ragged` | a normal stream cut into 13-byte pieces sent 1 ms apart (events split across reads) |
+//! | `search` | (chat) calls the `web_search` function when offered, answers from its result after |
 //!
 //! The same server is a mock ChatGPT backend (`…/codex/responses` with per-account tokens, see
 //! [`MockUpstream::add_chatgpt_account`]; `…/wham/usage`; `…/codex/models`, a catalog of
 //! `gpt-5.5` for paid plans, `gpt-5.4-mini` for all and `gpt-5.5-pro` for Pro) and OAuth issuer
-//! (`POST /oauth/token`).
+//! (`POST /oauth/token`), with the backend's Responses WebSocket on `…/codex/responses`
+//! (`Upgrade: websocket`, see `ws.rs`), its image endpoints and any other `…/codex/*` path
+//! (answered with what was asked), and a SearXNG search API (`GET /search?q=…&format=json`).
 //!
 //! Keys: `deltas`, `size` (bytes per delta), `delay_ms`, `ttft_ms`, `retry_after`, `code`.
 
 pub mod chatgpt;
 pub mod render;
 mod server;
+mod ws;
 
 pub use server::{MockOptions, MockUpstream, RecordedRequest};
 

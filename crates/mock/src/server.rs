@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-type MockBody = BoxBody<Bytes, io::Error>;
+pub(crate) type MockBody = BoxBody<Bytes, io::Error>;
 
 /// Defaults for scenarios that do not set their own parameters.
 #[derive(Debug, Clone)]
@@ -81,13 +81,27 @@ struct StreamOptions {
 /// (model, chat, stream, include_usage, tool): answers are pure functions of these.
 type RenderKey = (String, bool, bool, bool, bool);
 
-struct Shared {
-    chatgpt: crate::chatgpt::ChatgptState,
+pub(crate) struct Shared {
+    pub(crate) chatgpt: crate::chatgpt::ChatgptState,
     /// Answers rendered once and replayed, so a benchmark measures the relay, not the mock's JSON.
     rendered: Mutex<HashMap<RenderKey, Arc<[Step]>>>,
-    opts: MockOptions,
-    hits: AtomicUsize,
+    pub(crate) opts: MockOptions,
+    pub(crate) hits: AtomicUsize,
     log: Mutex<VecDeque<RecordedRequest>>,
+}
+
+impl Shared {
+    /// Keep a copy of a request (the last `opts.record` of them).
+    pub(crate) fn record(&self, r: RecordedRequest) {
+        if self.opts.record == 0 {
+            return;
+        }
+        let mut log = self.log.lock();
+        if log.len() >= self.opts.record {
+            log.pop_front();
+        }
+        log.push_back(r);
+    }
 }
 
 /// A running mock upstream; stops accepting when dropped.
@@ -135,7 +149,7 @@ impl MockUpstream {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
                 });
             }
@@ -283,14 +297,14 @@ fn send(s: String) -> Step {
     Step::Send(Bytes::from(s))
 }
 
-enum Step {
+pub(crate) enum Step {
     Send(Bytes),
     Sleep(u64),
     Cut,
     Hang,
 }
 
-fn full(status: StatusCode, v: &Value) -> Response<MockBody> {
+pub(crate) fn full(status: StatusCode, v: &Value) -> Response<MockBody> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
@@ -300,6 +314,11 @@ fn full(status: StatusCode, v: &Value) -> Response<MockBody> {
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
     s.hits.fetch_add(1, Ordering::Relaxed);
+    if req.uri().path().ends_with("/codex/responses")
+        && req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        return Ok(crate::ws::upgrade(s, req));
+    }
     let (parts, body) = req.into_parts();
     let raw = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body = if parts.headers.get(header::CONTENT_ENCODING).is_some_and(|v| v == "zstd") {
@@ -314,18 +333,12 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
     } else {
         raw
     };
-    if s.opts.record > 0 {
-        let mut log = s.log.lock();
-        if log.len() >= s.opts.record {
-            log.pop_front();
-        }
-        log.push_back(RecordedRequest {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-        });
-    }
+    s.record(RecordedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
     let path = parts.uri.path();
     if parts.method == Method::GET && path.ends_with("/codex/models") {
         let h = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok());
@@ -664,7 +677,7 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
@@ -723,7 +736,7 @@ fn delta_count(sc: &Scenario) -> usize {
     }
 }
 
-fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
+pub(crate) fn responses_steps(sc: &Scenario, model: &str, tool: bool) -> Vec<Step> {
     if sc.name == "sloppy" {
         return sloppy_steps(model);
     }

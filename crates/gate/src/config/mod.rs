@@ -82,10 +82,13 @@ pub struct PoolConfig {
     pub user_agent: String,
     /// Where the token-sealing key lives (unless CODEX_GATE_ENCRYPTION_KEY is set).
     pub key_file: PathBuf,
-    /// How often to poll `wham/usage` per account (`None`: never).
     /// A pool turn's `x-codex-*` rate-limit headers show the whole pool (`true`, the default)
     /// or the serving account (`[pool] rate_limit_headers = "account"`).
     pub pooled_rate_limit_headers: bool,
+    /// A client's Responses WebSocket reaches the backend over a WebSocket of its own
+    /// (`[pool] websocket`, default on); off: every pool turn goes over HTTP.
+    pub websocket: bool,
+    /// How often to poll `wham/usage` per account (`None`: never).
     pub usage_poll: Option<Duration>,
     /// Where browser logins started from the dashboard or admin API get their callback (1455,
     /// as Codex's own login; a port that is taken falls back to the device code).
@@ -529,6 +532,7 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
         originator: rp.originator.unwrap_or_else(|| "codex_cli_rs".into()),
         user_agent: rp.user_agent.unwrap_or_else(|| "codex_cli_rs/0.169.0 (codex-gate)".into()),
         key_file: rp.key_file.map(|f| expand_home(&f)).unwrap_or_else(|| default_data_dir().join("encryption.key")),
+        websocket: rp.websocket.unwrap_or(true),
         pooled_rate_limit_headers: match rp.rate_limit_headers.as_deref().unwrap_or("pool") {
             "pool" => true,
             "account" => false,

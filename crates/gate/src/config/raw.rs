@@ -103,6 +103,7 @@ pub struct RawPool {
     pub base_url: Option<String>,
     pub rate_limit_headers: Option<String>,
     pub login_callback_port: Option<u16>,
+    pub websocket: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,8 +3,9 @@
 //! served by the same path as `POST /v1/responses` — keys, limits, routing, failover, the request
 //! log, metrics — and its events go back as text frames, one JSON event each. The connection keeps
 //! the last response's full input and output, so `previous_response_id` plus only the new items
-//! becomes the whole history for whatever upstream serves the turn (every kind is reached over
-//! HTTP for now). permessage-deflate is not negotiated: axum's WebSocket (tungstenite) has none,
+//! becomes the whole history for whatever upstream serves the turn. Pool accounts are reached
+//! over a WebSocket of the connection's own ([`crate::upstream::pool_ws`]), which sends the
+//! backend only the new items; other upstreams get one HTTP request per turn. permessage-deflate is not negotiated: axum's WebSocket (tungstenite) has none,
 //! and Codex then sends uncompressed frames, as the RFC says it must.
 
 use crate::access::Caller;
@@ -68,7 +69,9 @@ pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
         Err(e) => return GateError::bad_request(format!("bad WebSocket handshake: {e}"), None).into_response(),
     };
     let limit = app.config.server.max_body_bytes;
+    let pool_ws = (app.config.pool.websocket && app.router.pool_provider().is_some()).then(Arc::default);
     let conn = Conn {
+        pool_ws,
         path: parts.uri.path().to_owned(),
         headers: turn_headers(&parts.headers),
         caller: parts.extensions.get::<Caller>().cloned(),
@@ -120,6 +123,8 @@ fn body_with_input(obj: &Map<String, Value>, input: &str) -> Vec<u8> {
 
 struct Conn {
     app: Arc<App>,
+    /// The connection's own socket to the ChatGPT backend, for its pool turns.
+    pool_ws: Option<Arc<crate::upstream::pool_ws::PoolSocket>>,
     path: String,
     headers: HeaderMap,
     caller: Option<Caller>,
@@ -246,10 +251,12 @@ impl Conn {
         // `previous_response_id` names the last response on this connection: its input and
         // output come first, then the new items (what an HTTP request would have carried).
         let new_json = serde_json::to_string(&new_items).unwrap_or_else(|_| "[]".into());
+        let mut incremental = None;
         let input = match obj.remove("previous_response_id") {
             Some(Value::String(prev)) => match last.take() {
                 Some(l) if l.id == prev => {
                     self.app.metrics.ws_incremental.fetch_add(1, Relaxed);
+                    incremental = Some((prev, new_items.len()));
                     let output = serde_json::to_string(&l.output).unwrap_or_else(|_| "[]".into());
                     join_arrays(&[&l.input, &output, &new_json])
                 }
@@ -281,19 +288,27 @@ impl Conn {
         obj.insert("stream".into(), Value::Bool(true));
         let body = body_with_input(obj, &input);
         self.app.metrics.ws_turns.fetch_add(1, Relaxed);
-        *last = self.turn(socket, body).await?.map(|(id, output)| Last { id, input, output });
+        *last = self.turn(socket, body, incremental).await?.map(|(id, output)| Last { id, input, output });
         Ok(())
     }
 
     /// Serve one turn through the HTTP path and relay its events; the response id and output
     /// items when it completed.
-    async fn turn(&self, socket: &mut WebSocket, body: Vec<u8>) -> Result<Option<(String, Vec<Value>)>, Gone> {
+    async fn turn(
+        &self,
+        socket: &mut WebSocket,
+        body: Vec<u8>,
+        incremental: Option<(String, usize)>,
+    ) -> Result<Option<(String, Vec<Value>)>, Gone> {
         let mut req = Request::new(Body::from(body));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = self.path.parse().unwrap_or_else(|_| http::Uri::from_static("/v1/responses"));
         *req.headers_mut() = self.headers.clone();
         if let Some(c) = &self.caller {
             req.extensions_mut().insert(c.clone());
+        }
+        if let Some(s) = &self.pool_ws {
+            req.extensions_mut().insert(crate::upstream::pool_ws::WsTurn { socket: s.clone(), incremental });
         }
         let resp = super::proxy::proxy(self.app.clone(), Api::Responses, false, req).await;
         let (parts, body) = resp.into_parts();

@@ -29,6 +29,7 @@ use codex_gate_protocol::Api;
 use http::{header, HeaderValue, Request};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Fields the ChatGPT backend refuses (codex-protocol §2.3); Codex itself never sends them.
@@ -118,9 +119,11 @@ pub(super) struct Outgoing<'a> {
     /// The client's headers (the continuity ones and Codex's identity are passed on).
     pub headers: &'a http::HeaderMap,
     pub codex_client: bool,
+    /// A client WebSocket's turn: sent over the connection's own socket to the backend.
+    pub ws: Option<super::pool_ws::WsTurn>,
 }
 
-fn request_for(
+pub(super) fn request_for(
     app: &App,
     t: &Target,
     out: &Outgoing,
@@ -209,7 +212,7 @@ fn sse_to_response(sse: &[u8]) -> Option<Value> {
 
 /// Serve one request from the pool.
 pub(super) async fn serve(
-    app: &App,
+    app: &Arc<App>,
     tally: &mut Tally,
     inb: &mut Inbound,
     t: &Target,
@@ -228,8 +231,14 @@ pub(super) async fn serve(
         body: &body,
         headers: &inb.headers,
         codex_client: inb.codex_client,
+        ws: inb.ws.clone().filter(|_| !inb.compact_endpoint),
     };
-    let answer = with_accounts(app, tally, t, session.as_deref(), &inb.pool_rules, &out, expect).await?;
+    // A WebSocket's turns stay with the account whose socket is open while it can serve.
+    let mut rules = inb.pool_rules.clone();
+    if rules.prefer.is_none() {
+        rules.prefer = out.ws.as_ref().and_then(|w| w.socket.account());
+    }
+    let answer = with_accounts(app, tally, t, session.as_deref(), &rules, &out, expect).await?;
     match answer {
         Answer::Stream { parts, first, body: rest } if !inb.head.stream => {
             // A non-streaming client: collect the stream into one Responses object.
@@ -256,7 +265,7 @@ pub(super) async fn serve(
 /// new login, and a request the backend refuses as such (400, 413, 422) is not sent again.
 /// The serving account's slot is left in `tally.account`.
 pub(super) async fn with_accounts(
-    app: &App,
+    app: &Arc<App>,
     tally: &mut Tally,
     t: &Target,
     session: Option<&str>,
@@ -316,7 +325,16 @@ pub(super) async fn with_accounts(
                 req.headers_mut().insert("traceparent", tp);
             }
             let sent = Instant::now();
-            let r = attempt(app, t, req, expect).await;
+            let over_ws = match &out.ws {
+                Some(turn) if expect == Expect::Events => {
+                    turn.socket.send(app, t, &a, &token, out, turn.incremental.as_ref()).await
+                }
+                _ => None,
+            };
+            let r = match over_ws {
+                Some(r) => r,
+                None => attempt(app, t, req, expect).await,
+            };
             tally.upstream_wait += sent.elapsed();
             match r {
                 Err(GateError::Upstream { status, .. }) if status == 401 && rejected.is_none() => {

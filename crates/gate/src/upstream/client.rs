@@ -155,6 +155,15 @@ pub struct UpstreamBody(Proto);
 enum Proto {
     H1(H1Body),
     H2(hyper::body::Incoming),
+    /// A turn read off an upstream WebSocket, its events already framed as SSE.
+    Ws(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+impl UpstreamBody {
+    /// The events a WebSocket reader sends, as an event-stream body that ends when it stops.
+    pub(super) fn from_channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> UpstreamBody {
+        UpstreamBody(Proto::Ws(rx))
+    }
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -162,6 +171,7 @@ impl std::fmt::Debug for UpstreamBody {
         match &self.0 {
             Proto::H1(b) => b.fmt(f),
             Proto::H2(_) => f.write_str("UpstreamBody(HTTP/2)"),
+            Proto::Ws(_) => f.write_str("UpstreamBody(WebSocket)"),
         }
     }
 }
@@ -174,6 +184,7 @@ impl Body for UpstreamBody {
         match &mut self.get_mut().0 {
             Proto::H1(b) => Pin::new(b).poll_frame(cx),
             Proto::H2(b) => Pin::new(b).poll_frame(cx).map_err(|e| h2::error("reading the answer", &e)),
+            Proto::Ws(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -181,6 +192,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Proto::H1(b) => b.is_end_stream(),
             Proto::H2(b) => b.is_end_stream(),
+            Proto::Ws(rx) => rx.is_closed() && rx.is_empty(),
         }
     }
 
@@ -188,6 +200,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Proto::H1(b) => b.size_hint(),
             Proto::H2(b) => b.size_hint(),
+            Proto::Ws(_) => SizeHint::default(),
         }
     }
 }
@@ -239,6 +252,8 @@ pub struct UpstreamClient {
     /// Connect timeout by `host:port`.
     connect_timeouts: Arc<HashMap<String, Duration>>,
     egress: Egress,
+    /// The egress TLS settings offering HTTP/1.1 only: a WebSocket upgrade is an HTTP/1.1 request.
+    tls_h1: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -265,12 +280,23 @@ impl UpstreamClient {
                 }
             }
         }
+        let mut tls_h1 = (*egress.tls_config()).clone();
+        tls_h1.alpn_protocols = vec![b"http/1.1".to_vec()];
         UpstreamClient {
             pool: Arc::default(),
             h2: Arc::default(),
             connect_timeouts: Arc::new(connect_timeouts),
             egress,
+            tls_h1: Arc::new(tls_h1),
         }
+    }
+
+    /// A connection for a WebSocket to the `http(s)://` URL `url`, by the route a request to it
+    /// would take (`choice`: the account's or provider's proxy).
+    pub(super) async fn websocket_io(&self, url: &http::Uri, choice: Option<&ProxyChoice>) -> Result<Io, ClientError> {
+        let dest = Dest::of(url)?;
+        let route = self.egress.route(url, choice);
+        self.connect(&dest, &route, true).await
     }
 
     /// Send a request; resolves when the answer's head arrives. A pooled connection that turns
@@ -300,7 +326,7 @@ impl UpstreamClient {
                 Err(SendError { error, .. }) => return Err(error),
             }
         }
-        let io = self.connect(&dest, &route).await?;
+        let io = self.connect(&dest, &route, false).await?;
         if io.is_h2() {
             let key = key.into_owned();
             let mut send = Box::pin(h2::handshake(io, dest.authority)).await?;
@@ -318,7 +344,7 @@ impl UpstreamClient {
         h1::send(conn, &head, &req).await.map(h1_answer).map_err(|e| e.error)
     }
 
-    async fn connect(&self, dest: &Dest<'_>, route: &Route) -> Result<Io, ClientError> {
+    async fn connect(&self, dest: &Dest<'_>, route: &Route, h1_only: bool) -> Result<Io, ClientError> {
         let hp = format!("{}:{}", dest.host, dest.port);
         let limit = self.connect_timeouts.get(&hp).copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let connect = async {
@@ -329,7 +355,8 @@ impl UpstreamClient {
             let name = rustls::pki_types::ServerName::try_from(dest.host.to_owned()).map_err(|_| {
                 ClientError::new(TransportKind::Tls, format!("`{}` is not a valid TLS server name", dest.host))
             })?;
-            let tls = tokio_rustls::TlsConnector::from(self.egress.tls_config())
+            let config = if h1_only { self.tls_h1.clone() } else { self.egress.tls_config() };
+            let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| ClientError::new(TransportKind::Tls, format!("TLS handshake with {hp}: {e}")))?;

@@ -148,6 +148,7 @@ pub async fn serve(app: Arc<App>, kind: Relayed, req: Request) -> Response {
         body: &body,
         headers: &parts.headers,
         codex_client: crate::access::auth::is_codex(&parts.headers, parts.uri.path()),
+        ws: None,
     };
     let pool_path = if kind == Relayed::Images { format!("/codex{path}") } else { path.clone() };
     let n = resolved.targets.len();

@@ -58,6 +58,8 @@ pub struct Inbound {
     pub compact_endpoint: bool,
     /// The turn's pin (`x-codex-turn-state` made by this gateway): the target to try first.
     pub turn: Option<super::turn_state::TurnState>,
+    /// A client WebSocket's turn: pool accounts serve it over the connection's own socket.
+    pub ws: Option<super::pool_ws::WsTurn>,
 }
 
 /// What one attempt sends and how its answer is turned back into the client's API.

@@ -1,0 +1,386 @@
+//! Pool turns of a client's Responses WebSocket go over a WebSocket of their own to the ChatGPT
+//! backend, as Codex's do against OpenAI: one upstream socket per client connection, opened by
+//! the account that serves its first pool turn. A later turn that the client sent as
+//! `previous_response_id` + new items goes upstream the same way, so the backend keeps the
+//! conversation (and its prompt cache) instead of receiving the whole history again. The account
+//! is re-picked at a turn boundary when it is exhausted or cooling down (its socket is closed and
+//! the next account opens one); a backend that refuses the upgrade gets the connection's turns
+//! over HTTP. Each turn's events become an event-stream body, so the relay (repair, usage, the
+//! request log, quota) is the one HTTP answers go through.
+
+use super::chatgpt::Outgoing;
+use super::client::{Io, UpstreamBody};
+use super::relay::Answer;
+use crate::app::App;
+use crate::egress::{ProxyChoice, TransportKind};
+use crate::error::GateError;
+use crate::pool::state::AccountState;
+use crate::routing::Target;
+use bytes::Bytes;
+use codex_gate_protocol::observe::ResponsesHead;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// The beta header Codex sends with its upgrade (codex-protocol §4).
+const BETA: &str = "responses_websockets=2026-02-06";
+/// Events of one turn buffered between the socket and a slow client.
+const CHANNEL: usize = 64;
+
+/// The upstream side of one client WebSocket.
+#[derive(Default)]
+pub struct PoolSocket {
+    slot: Arc<tokio::sync::Mutex<Option<Session>>>,
+    /// The account whose socket is open (selection prefers it while it can serve).
+    account: parking_lot::Mutex<Option<String>>,
+    /// The backend refused the upgrade: this connection's turns go over HTTP.
+    http_only: AtomicBool,
+}
+
+struct Session {
+    account: String,
+    ws: WebSocketStream<Io>,
+    /// The backend's id of the last turn completed on this socket.
+    last: Option<String>,
+    /// The upgrade answer's headers (the account's quota), for the first turn.
+    handshake: Option<HeaderMap>,
+}
+
+/// A client WebSocket's turn as the HTTP path sees it (in the request's extensions).
+#[derive(Clone)]
+pub struct WsTurn {
+    pub socket: Arc<PoolSocket>,
+    /// The client named its previous response (this id) and sent only the last `n` items.
+    pub incremental: Option<(String, usize)>,
+}
+
+/// Why no upstream WebSocket serves a turn.
+enum Opened {
+    Yes(Box<Session>),
+    /// The backend has no WebSocket here: use HTTP.
+    NotOffered,
+    Refused(GateError),
+}
+
+impl std::fmt::Debug for WsTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsTurn").field("incremental", &self.incremental).finish_non_exhaustive()
+    }
+}
+
+impl PoolSocket {
+    /// The account to keep while it can serve.
+    pub fn account(&self) -> Option<String> {
+        self.account.lock().clone()
+    }
+
+    /// Send the turn `out` (the backend body) for account `a` over the socket; `None`: this
+    /// connection uses HTTP.
+    pub(super) async fn send(
+        &self,
+        app: &Arc<App>,
+        t: &Target,
+        a: &AccountState,
+        token: &str,
+        out: &Outgoing<'_>,
+        incremental: Option<&(String, usize)>,
+    ) -> Option<Result<Answer, GateError>> {
+        if self.http_only.load(Relaxed) {
+            return None;
+        }
+        let mut slot = self.slot.clone().lock_owned().await;
+        if slot.as_ref().is_some_and(|s| s.account != a.id) {
+            // Another account serves from here on: its own socket.
+            if let Some(mut old) = slot.take() {
+                let _ = old.ws.close(None).await;
+            }
+        }
+        let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(out.body) else { return None };
+        let input = match body.remove("input") {
+            Some(Value::Array(items)) => items,
+            _ => return None,
+        };
+        body.insert("type".into(), json!("response.create"));
+        let mut incremental = incremental.cloned();
+        for _ in 0..2 {
+            if slot.is_none() {
+                match open(app, t, a, token, out).await {
+                    Opened::Yes(s) => {
+                        *self.account.lock() = Some(a.id.clone());
+                        *slot = Some(*s);
+                    }
+                    Opened::NotOffered => {
+                        tracing::info!(target = %t.label, "the backend refused the WebSocket upgrade; this connection's pool turns go over HTTP");
+                        self.http_only.store(true, Relaxed);
+                        return None;
+                    }
+                    Opened::Refused(e) => return Some(Err(e)),
+                }
+            }
+            let session = slot.as_mut()?;
+            let prev = match (&incremental, &session.last) {
+                (Some((id, n)), Some(last)) if id == last && *n <= input.len() => Some((id.as_str(), *n)),
+                _ => None,
+            };
+            let items = prev.map_or(&input[..], |(_, n)| &input[input.len() - n..]);
+            let frame = frame_text(&body, items, prev.map(|(id, _)| id));
+            session.last = None;
+            if session.ws.send(Message::Text(frame.into())).await.is_err() {
+                *slot = None; // a socket the backend closed between turns: a new one, once
+                continue;
+            }
+            let first = tokio::time::timeout(t.provider.timeouts.first_byte, next_text(&mut session.ws)).await;
+            let first = match first {
+                Err(_) => {
+                    *slot = None;
+                    let ms = t.provider.timeouts.first_byte.as_millis();
+                    return Some(Err(GateError::Timeout { target: t.label.to_string(), what: "first byte", ms }));
+                }
+                Ok(None) => {
+                    *slot = None;
+                    continue;
+                }
+                Ok(Some(text)) => text,
+            };
+            let v: Value = serde_json::from_str(&first).unwrap_or(Value::Null);
+            if v["type"] == "error" {
+                if v.pointer("/error/code").and_then(Value::as_str) == Some("previous_response_not_found")
+                    && prev.is_some()
+                {
+                    incremental = None; // the backend forgot it: the whole history, on this socket
+                    continue;
+                }
+                return Some(Err(error_frame(t, &v)));
+            }
+            let mut parts = http::Response::new(()).into_parts().0;
+            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            if let Some(h) = session.handshake.take() {
+                parts.headers.extend(
+                    h.into_iter()
+                        .filter_map(|(k, v)| k.map(|k| (k, v)))
+                        .filter(|(k, _)| k.as_str().starts_with("x-codex-")),
+                );
+            }
+            let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+            let first_sse = sse(&first);
+            if let Some(id) = completed_id(&first) {
+                session.last = Some(id);
+            } else if !is_terminal(&first) {
+                let idle = t.provider.timeouts.idle;
+                tokio::spawn(read_turn(slot, tx, idle));
+            }
+            return Some(Ok(Answer::Stream { parts, first: first_sse, body: UpstreamBody::from_channel(rx) }));
+        }
+        Some(Err(GateError::Transport {
+            target: t.label.to_string(),
+            kind: TransportKind::Reset,
+            detail: "the backend's WebSocket closed before answering".into(),
+        }))
+    }
+}
+
+/// The `response.create` frame: the body's fields, `items` as its input, and the previous
+/// response when the backend holds the rest of the history.
+fn frame_text(body: &Map<String, Value>, items: &[Value], prev: Option<&str>) -> String {
+    #[derive(serde::Serialize)]
+    struct Frame<'a> {
+        #[serde(flatten)]
+        body: &'a Map<String, Value>,
+        input: &'a [Value],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous_response_id: Option<&'a str>,
+    }
+    serde_json::to_string(&Frame { body, input: items, previous_response_id: prev }).unwrap_or_default()
+}
+
+/// Open a socket for account `a`: the HTTP request's headers (token, account id, Codex's
+/// identity, continuity) plus the beta header, through the account's or provider's proxy.
+async fn open(app: &Arc<App>, t: &Target, a: &AccountState, token: &str, out: &Outgoing<'_>) -> Opened {
+    let refused =
+        |kind, detail: String| Opened::Refused(GateError::Transport { target: t.label.to_string(), kind, detail });
+    let http_req = match super::chatgpt::request_for(app, t, out, token, &a.chatgpt_account_id) {
+        Ok(r) => r,
+        Err(e) => return Opened::Refused(e),
+    };
+    let url = http_req.uri().clone();
+    let choice =
+        a.proxy.read().clone().map(ProxyChoice).or_else(|| http_req.extensions().get::<ProxyChoice>().cloned());
+    let io = match app.client.websocket_io(&url, choice.as_ref()).await {
+        Ok(io) => io,
+        Err(e) => return refused(e.kind, e.to_string()),
+    };
+    let ws_url = url.to_string().replacen("http", "ws", 1);
+    let mut req = match ws_url.as_str().into_client_request() {
+        Ok(r) => r,
+        Err(e) => return refused(TransportKind::Connect, format!("bad WebSocket URL {ws_url}: {e}")),
+    };
+    for (k, v) in http_req.headers() {
+        if !matches!(k.as_str(), "content-type" | "accept" | "content-length") {
+            req.headers_mut().append(k.clone(), v.clone());
+        }
+    }
+    req.headers_mut().insert("openai-beta", HeaderValue::from_static(BETA));
+    let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
+    let handshake = tokio_tungstenite::client_async_with_config(req, io, Some(config));
+    match tokio::time::timeout(t.provider.timeouts.first_byte, handshake).await {
+        Err(_) => Opened::Refused(GateError::Timeout {
+            target: t.label.to_string(),
+            what: "first byte",
+            ms: t.provider.timeouts.first_byte.as_millis(),
+        }),
+        Ok(Ok((ws, resp))) => Opened::Yes(Box::new(Session {
+            account: a.id.clone(),
+            ws,
+            last: None,
+            handshake: Some(resp.headers().clone()),
+        })),
+        Ok(Err(WsError::Http(resp))) => match resp.status().as_u16() {
+            404 | 405 | 426 | 501 => Opened::NotOffered,
+            _ => {
+                let (parts, body) = (*resp).into_parts();
+                Opened::Refused(GateError::Upstream {
+                    target: t.label.to_string(),
+                    status: parts.status,
+                    headers: Box::new(parts.headers),
+                    body: Bytes::from(body.unwrap_or_default()),
+                })
+            }
+        },
+        Ok(Err(e)) => refused(TransportKind::Reset, format!("WebSocket handshake: {e}")),
+    }
+}
+
+/// The next text frame (pings are answered by the library); `None` when the socket ends.
+async fn next_text(ws: &mut WebSocketStream<Io>) -> Option<String> {
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => return Some(t.as_str().to_owned()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// A turn's error frame as the HTTP answer the backend would have given, so the pool treats it
+/// the same way (a usage limit cools the account down, and so on).
+fn error_frame(t: &Target, v: &Value) -> GateError {
+    let status = v.get("status").or_else(|| v.get("status_code")).and_then(Value::as_u64).unwrap_or(500);
+    let mut headers = HeaderMap::new();
+    for (k, val) in v.get("headers").and_then(Value::as_object).into_iter().flatten() {
+        if let (Ok(k), Some(Ok(val))) =
+            (http::HeaderName::from_bytes(k.as_bytes()), val.as_str().map(HeaderValue::from_str))
+        {
+            headers.insert(k, val);
+        }
+    }
+    GateError::Upstream {
+        target: t.label.to_string(),
+        status: StatusCode::from_u16(status as u16).unwrap_or(StatusCode::BAD_GATEWAY),
+        headers: Box::new(headers),
+        body: Bytes::from(json!({"error": v.get("error").cloned().unwrap_or(Value::Null)}).to_string()),
+    }
+}
+
+fn sse(data: &str) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 64);
+    let kind = ResponsesHead::parse(data).map(|h| h.kind.into_owned());
+    codex_gate_protocol::sse::encode(kind.as_deref(), data, &mut out);
+    Bytes::from(out)
+}
+
+fn is_terminal(data: &str) -> bool {
+    ResponsesHead::parse(data).is_some_and(|h| {
+        matches!(h.kind.as_ref(), "response.completed" | "response.failed" | "response.incomplete" | "error")
+    })
+}
+
+fn completed_id(data: &str) -> Option<String> {
+    if ResponsesHead::parse(data)?.kind != "response.completed" {
+        return None;
+    }
+    let v: Value = serde_json::from_str(data).ok()?;
+    v.pointer("/response/id").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Read the rest of a turn off the socket into the body's channel. The socket stays locked
+/// until the turn's terminal event, so the next turn starts on a clean socket; a client that
+/// went away does not stop the reading (the backend finishes the turn either way).
+async fn read_turn(
+    mut slot: tokio::sync::OwnedMutexGuard<Option<Session>>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    idle: std::time::Duration,
+) {
+    let mut tx = Some(tx);
+    loop {
+        let Some(session) = slot.as_mut() else { return };
+        let text = match tokio::time::timeout(idle, next_text(&mut session.ws)).await {
+            Ok(Some(t)) => t,
+            // Closed, broken or silent too long: the socket is done; the body ends without
+            // its terminal event and the relay says so to the client.
+            _ => {
+                *slot = None;
+                return;
+            }
+        };
+        if let Some(id) = completed_id(&text) {
+            session.last = Some(id);
+        }
+        let end = is_terminal(&text);
+        if let Some(t) = &tx {
+            if t.send(sse(&text)).await.is_err() {
+                tx = None;
+            }
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_the_body_and_only_what_the_backend_lacks() {
+        let mut body = Map::new();
+        body.insert("type".into(), json!("response.create"));
+        body.insert("model".into(), json!("gpt-5.5"));
+        let items = [json!({"type": "message", "role": "user", "content": "hi"})];
+        let v: Value = serde_json::from_str(&frame_text(&body, &items, Some("resp_1"))).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "response.create", "model": "gpt-5.5", "input": items, "previous_response_id": "resp_1"})
+        );
+        let v: Value = serde_json::from_str(&frame_text(&body, &[], None)).unwrap();
+        assert!(v.get("previous_response_id").is_none() && v["input"] == json!([]));
+    }
+
+    #[test]
+    fn error_frames_become_the_backends_http_errors() {
+        let t = Target {
+            provider: Arc::new(crate::config::Config::from_toml_str("", None, &|_| None).unwrap().providers[0].clone()),
+            model: "m".into(),
+            label: "pool/m".into(),
+        };
+        let v = json!({"type": "error", "status": 429, "error": {"type": "usage_limit_reached", "resets_at": 5},
+                       "headers": {"x-codex-primary-used-percent": "100.0"}});
+        match error_frame(&t, &v) {
+            GateError::Upstream { status, headers, body, .. } => {
+                assert_eq!(status, 429);
+                assert_eq!(headers["x-codex-primary-used-percent"], "100.0");
+                assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"]["resets_at"], 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(is_terminal(r#"{"type":"response.completed","response":{"id":"r"}}"#));
+        assert_eq!(completed_id(r#"{"type":"response.completed","response":{"id":"r"}}"#).as_deref(), Some("r"));
+        assert!(!is_terminal(r#"{"type":"response.output_text.delta","delta":"x"}"#));
+    }
+}

@@ -1,10 +1,12 @@
 //! The WebSocket benchmark (`codex-gate-bench ws`): Codex-shaped sessions of N turns with a
 //! growing history (a ~40 KB first request — base instructions and tools — then each turn adds
-//! the user's message and the model's answer), sent three ways: straight to the mock over HTTP,
-//! through codex-gate over HTTP (the whole history every turn), and through codex-gate over its
-//! Responses WebSocket (`previous_response_id` and only the new items). Per turn: bytes the
-//! client sent, bytes the upstream received (the mock runs in this process and records them),
-//! time to the first text delta, and codex-gate's CPU. Writes OUT/ws.json.
+//! the user's message and the model's answer), sent five ways: straight to the mock over HTTP;
+//! through codex-gate to a Responses provider over HTTP (the whole history every turn) and over
+//! codex-gate's Responses WebSocket (`previous_response_id` and only the new items); and to a
+//! pool account (the mock ChatGPT backend) over HTTP and over WebSocket, where the gateway's own
+//! backend WebSocket carries only the new items upstream too. Per turn: bytes the client sent,
+//! bytes the upstream received (the mock runs in this process and records them), time to the
+//! first text delta, and codex-gate's CPU. Writes OUT/ws.json.
 
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context};
@@ -154,20 +156,59 @@ fn summary(name: &str, turns: &[Turn], per_session: usize, cpu: Option<f64>) -> 
            "by_turn": [at(0), at(per_session / 2), at(per_session - 1)]})
 }
 
+/// The modes measured: name, model, over WebSocket.
+const MODES: [(&str, &str, bool); 5] = [
+    ("direct HTTP", "ok", false),
+    ("codex-gate HTTP", "resp/ok", false),
+    ("codex-gate WebSocket", "resp/ok", true),
+    ("pool HTTP", "pool/gpt-5.5", false),
+    ("pool WebSocket", "pool/gpt-5.5", true),
+];
+
+/// Puts one mock ChatGPT account into the gateway's store with `accounts import`, as a user would.
+fn import_account(mock: &codex_gate_mock::MockUpstream, config: &Path, out: &Path) -> anyhow::Result<()> {
+    let (access, refresh) = mock.add_chatgpt_account("acc-bench", false);
+    let id = codex_gate_mock::chatgpt::id_token("user-bench", "acc-bench", "bench@example.com", "pro");
+    let auth = json!({"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "last_refresh": "2026-12-01T00:00:00Z",
+                      "tokens": {"id_token": id, "access_token": access, "refresh_token": refresh,
+                                 "account_id": "acc-bench"}});
+    let file = out.join("ws-bench-auth.json");
+    std::fs::write(&file, auth.to_string())?;
+    let exe = std::env::current_exe().context("cannot find the benchmark's own executable")?;
+    let o = std::process::Command::new(exe)
+        .args(["gate", "--config"])
+        .arg(config)
+        .args(["accounts", "import"])
+        .arg(&file)
+        .output()
+        .context("cannot run `accounts import`")?;
+    if !o.status.success() {
+        bail!("accounts import failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(())
+}
+
 pub async fn run(sessions: usize, turns: usize, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let opts = codex_gate_mock::MockOptions { deltas: 50, delta_bytes: 16, record: 100_000, ..Default::default() };
     let mock = codex_gate_mock::MockUpstream::start(opts).await?;
     let addr = procs::free_addr()?;
+    let db = out.join("ws-bench.db");
+    let _ = std::fs::remove_file(&db);
     let config = format!(
-        "[server]\nlisten = \"{addr}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\n[egress]\nenv_proxy = false\n\
-         [[providers]]\nname = \"resp\"\nkind = \"responses\"\nbase_url = \"{}\"\napi_key = \"sk-bench\"\n",
-        out.join("ws-bench.db").display(),
+        "[server]\nlisten = \"{addr}\"\n[store]\nurl = \"sqlite://{}\"\n[pool]\nkey_file = \"{}\"\nissuer = \"{}\"\n\
+         [egress]\nenv_proxy = false\n\
+         [[providers]]\nname = \"resp\"\nkind = \"responses\"\nbase_url = \"{}\"\napi_key = \"sk-bench\"\n\
+         [[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n",
+        db.display(),
         out.join("ws-bench.key").display(),
-        mock.url()
+        mock.issuer_url(),
+        mock.url(),
+        mock.backend_url()
     );
     let config_path = out.join("ws-bench.toml");
     std::fs::write(&config_path, config)?;
+    import_account(&mock, &config_path, out)?;
     let gate = Proc::spawn_self(
         "codex-gate",
         &addr,
@@ -176,23 +217,27 @@ pub async fn run(sessions: usize, turns: usize, out: &Path) -> anyhow::Result<()
     )?;
     let mock_addr = mock.addr().to_string();
     let mut results = Vec::new();
-    for mode in ["direct HTTP", "codex-gate HTTP", "codex-gate WebSocket"] {
+    for (mode, model, ws) in MODES {
         let mut all = Vec::new();
         let cpu0 = gate.cpu_secs();
         let before = mock.requests().len();
         let t = Instant::now();
         for _ in 0..sessions {
             let mut turns_of = Vec::new();
-            match mode {
-                "direct HTTP" => http_session(&mock_addr, "/v1/responses", "ok", turns, &mut turns_of).await?,
-                "codex-gate HTTP" => http_session(&addr, "/v1/responses", "resp/ok", turns, &mut turns_of).await?,
-                _ => ws_session(&addr, "resp/ok", turns, &mut turns_of).await?,
+            let target = if mode == "direct HTTP" { &mock_addr } else { &addr };
+            if ws {
+                ws_session(target, model, turns, &mut turns_of).await?;
+            } else {
+                http_session(target, "/v1/responses", model, turns, &mut turns_of).await?;
             }
             all.extend(turns_of);
         }
         let wall = t.elapsed();
-        // What the upstream received for each turn, in order.
-        for (turn, req) in all.iter_mut().zip(mock.requests().iter().skip(before)) {
+        // What the upstream received for each turn, in order (the pool's usage and catalog
+        // calls are not turns).
+        let reqs = mock.requests();
+        let upstream_turns = reqs.iter().skip(before).filter(|r| r.path.ends_with("/responses"));
+        for (turn, req) in all.iter_mut().zip(upstream_turns) {
             turn.upstream = req.body.len();
         }
         let cpu = (mode != "direct HTTP").then(|| gate.cpu_secs() - cpu0);

@@ -1,6 +1,7 @@
 //! The real Codex CLI through codex-gate where it does what it does against OpenAI itself:
 //! remote compaction (the built-in `openai` provider with `openai_base_url` at the gateway and a
-//! low `model_auto_compact_token_limit`) on a chat route and on a Responses route, and
+//! low `model_auto_compact_token_limit`) on a chat route, a Responses route and the pool (whose
+//! turns go over the backend WebSocket), and
 //! `view_image` output reaching a chat model. Skips loudly without the CLI.
 
 mod common;
@@ -10,8 +11,8 @@ use common::{codex_bin, provider, skip, Gate};
 
 async fn setup() -> (MockUpstream, Gate) {
     let m = MockUpstream::start(MockOptions::default()).await.unwrap();
-    let cfg = format!("{}{}", provider("resp", "responses", &m.url(), ""), provider("chat", "chat", &m.url(), ""));
-    (m, Gate::start(&cfg).await)
+    let gate = common::every_kind(&m).await;
+    (m, gate)
 }
 
 /// Codex with the built-in `openai` provider pointed at the gateway (what makes it compact
@@ -25,13 +26,13 @@ fn openai_config(gate: &Gate, model: &str, limit: u32) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn codex_compacts_remotely_on_chat_and_responses_routes_and_continues_with_the_summary() {
+async fn codex_compacts_remotely_on_every_upstream_kind_and_continues_with_the_summary() {
     let Some(bin) = codex_bin() else {
         return skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
     };
     let (m, gate) = setup().await;
     let key = [("OPENAI_API_KEY", "codex-client-key"), ("CODEX_API_KEY", "codex-client-key")];
-    for model in ["chat/ok", "resp/ok"] {
+    for model in ["chat/ok", "resp/ok", "pool/gpt-5.5"] {
         // The first turn's 150 tokens pass the limit of 100, so the next turn starts with a
         // remote compaction (v2) and then goes on from the compacted history.
         let session = common::codex::Session::new(&openai_config(&gate, model, 100), &[]);
@@ -41,8 +42,16 @@ async fn codex_compacts_remotely_on_chat_and_responses_routes_and_continues_with
         let second = session.exec(&bin, &key, &["resume", "--last", "second task"]).await;
         assert_eq!(second.code, Some(0), "{model}: {}", second.dump());
         assert_eq!(second.items("agent_message").last().unwrap()["text"], "d0 d1 d2 d3 d4 ", "{}", second.dump());
-        let sent: Vec<String> =
-            m.requests()[before..].iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+        // Model turns only (the pool's catalog and usage calls are not turns).
+        let turns: Vec<_> = m.requests()[before..]
+            .iter()
+            .filter(|r| r.path.ends_with("/responses") || r.path.ends_with("/chat/completions"))
+            .cloned()
+            .collect();
+        if model.starts_with("pool/") {
+            assert!(turns.iter().all(|r| r.method == "WS"), "{model}: the pool's turns went over its WebSocket");
+        }
+        let sent: Vec<String> = turns.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
         assert_eq!(sent.len(), 3, "{model}: the first turn, the compaction, the second turn");
         let last = &sent[2];
         assert!(last.contains("second task") && !last.contains("compaction_trigger"), "{model}");

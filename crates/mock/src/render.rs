@@ -100,3 +100,18 @@ pub fn codex_catalog() -> Value {
         model("gpt-5.5-pro", 3, &["pro"]),
     ]})
 }
+
+/// A compaction turn as the ChatGPT backend streams it: the `compaction` item only in
+/// `output_item.done`, and `completed.output` empty (the gateway must backfill it).
+pub fn compaction_events(n: usize, model: &str) -> (Value, Vec<Value>) {
+    let item = json!({"type": "compaction", "encrypted_content": format!("mock-compaction-{n}")});
+    let created = response_obj("resp_cmp", model, "in_progress", vec![], None);
+    let done = response_obj("resp_cmp", model, "completed", vec![], Some(usage_responses()));
+    let events = vec![
+        json!({"type": "response.created", "response": created}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": done}),
+    ];
+    (item, events)
+}

@@ -974,19 +974,14 @@ fn image_answer(edit: bool, body: &[u8]) -> Value {
 fn compaction_answer(n: usize, body: &[u8]) -> Response<MockBody> {
     let head: Head = serde_json::from_slice(body).unwrap_or_default();
     let model = head.model.as_deref().unwrap_or("mock").to_owned();
-    let item = json!({"type": "compaction", "encrypted_content": format!("mock-compaction-{n}")});
+    let (item, events) = crate::render::compaction_events(n, &model);
     if !head.stream.unwrap_or(false) {
         return full(
             StatusCode::OK,
             &response_obj("resp_cmp", &model, "completed", vec![item], Some(usage_responses())),
         );
     }
-    let created = response_obj("resp_cmp", &model, "in_progress", vec![], None);
-    let done = response_obj("resp_cmp", &model, "completed", vec![], Some(usage_responses()));
-    let text = sse(&json!({"type": "response.created", "response": created}))
-        + &sse(&json!({"type": "response.output_item.added", "output_index": 0, "item": item}))
-        + &sse(&json!({"type": "response.output_item.done", "output_index": 0, "item": item}))
-        + &sse(&json!({"type": "response.completed", "response": done}));
+    let text: String = events.iter().map(sse).collect();
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")

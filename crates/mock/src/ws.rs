@@ -2,9 +2,11 @@
 //! the account's token at the handshake, then one `response.create` frame per turn and the
 //! turn's events back as text frames. `previous_response_id` must name the connection's last
 //! response (the backend keeps it, so the frame carries only new items); an account whose
-//! behaviour is `usage-limit` gets the error frame the backend sends. Each frame is recorded as a
-//! request with method `WS`.
+//! behaviour is `usage-limit` gets the error frame the backend sends; a turn ending in
+//! `compaction_trigger` gets the compaction item the way the HTTP backend streams it. Each frame
+//! is recorded as a request with method `WS`.
 
+use crate::render::compaction_events;
 use crate::server::{full, memfind, responses_steps, MockBody, RecordedRequest, Shared, Step};
 use crate::Scenario;
 use futures_util::{SinkExt, StreamExt};
@@ -123,9 +125,14 @@ where
         n += 1;
         let id = format!("resp_ws_{account}_{n}");
         let model = v["model"].as_str().unwrap_or("ok").to_owned();
-        let sc = Scenario::parse(behavior.as_deref().unwrap_or(&model), &s.opts);
-        let tool = sc.name == "tool" && !memfind(&body, b"function_call_output");
-        for mut ev in events(&responses_steps(&sc, &model, tool)) {
+        let evs = if memfind(&body, b"\"compaction_trigger\"") {
+            compaction_events(s.hits.load(Ordering::SeqCst), &model).1
+        } else {
+            let sc = Scenario::parse(behavior.as_deref().unwrap_or(&model), &s.opts);
+            let tool = sc.name == "tool" && !memfind(&body, b"function_call_output");
+            events(&responses_steps(&sc, &model, tool))
+        };
+        for mut ev in evs {
             if let Some(r) = ev.get_mut("response").and_then(Value::as_object_mut) {
                 r.insert("id".into(), json!(id));
             }

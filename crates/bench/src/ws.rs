@@ -1,10 +1,11 @@
 //! The WebSocket benchmark (`codex-gate-bench ws`): Codex-shaped sessions of N turns with a
 //! growing history (a ~40 KB first request — base instructions and tools — then each turn adds
-//! the user's message and the model's answer), sent five ways: straight to the mock over HTTP;
+//! the user's message and the model's answer), sent six ways: straight to the mock over HTTP;
 //! through codex-gate to a Responses provider over HTTP (the whole history every turn) and over
-//! codex-gate's Responses WebSocket (`previous_response_id` and only the new items); and to a
-//! pool account (the mock ChatGPT backend) over HTTP and over WebSocket, where the gateway's own
-//! backend WebSocket carries only the new items upstream too. Per turn: bytes the client sent,
+//! codex-gate's Responses WebSocket (`previous_response_id` and only the new items), once with a
+//! provider that has no WebSocket (HTTP upstream) and once with one that has (the gateway's own
+//! socket carries only the new items upstream too); and to a pool account (the mock ChatGPT
+//! backend) over HTTP and over WebSocket. Per turn: bytes the client sent,
 //! bytes the upstream received (the mock runs in this process and records them), time to the
 //! first text delta, and codex-gate's CPU. Writes OUT/ws.json.
 
@@ -156,13 +157,14 @@ fn summary(name: &str, turns: &[Turn], per_session: usize, cpu: Option<f64>) -> 
            "by_turn": [at(0), at(per_session / 2), at(per_session - 1)]})
 }
 
-/// The modes measured: name, model, over WebSocket.
-const MODES: [(&str, &str, bool); 5] = [
-    ("direct HTTP", "ok", false),
-    ("codex-gate HTTP", "resp/ok", false),
-    ("codex-gate WebSocket", "resp/ok", true),
-    ("pool HTTP", "pool/gpt-5.5", false),
-    ("pool WebSocket", "pool/gpt-5.5", true),
+/// The modes measured: name, model, over WebSocket, the provider offers WebSocket.
+const MODES: [(&str, &str, bool, bool); 6] = [
+    ("direct HTTP", "ok", false, false),
+    ("codex-gate HTTP", "resp/ok", false, false),
+    ("codex-gate WebSocket", "resp/ok", true, false),
+    ("provider WebSocket", "resp/ok", true, true),
+    ("pool HTTP", "pool/gpt-5.5", false, false),
+    ("pool WebSocket", "pool/gpt-5.5", true, false),
 ];
 
 /// Puts one mock ChatGPT account into the gateway's store with `accounts import`, as a user would.
@@ -217,7 +219,8 @@ pub async fn run(sessions: usize, turns: usize, out: &Path) -> anyhow::Result<()
     )?;
     let mock_addr = mock.addr().to_string();
     let mut results = Vec::new();
-    for (mode, model, ws) in MODES {
+    for (mode, model, ws, offered) in MODES {
+        mock.set_api_websocket(offered);
         let mut all = Vec::new();
         let cpu0 = gate.cpu_secs();
         let before = mock.requests().len();
@@ -236,7 +239,7 @@ pub async fn run(sessions: usize, turns: usize, out: &Path) -> anyhow::Result<()
         // What the upstream received for each turn, in order (the pool's usage and catalog
         // calls are not turns).
         let reqs = mock.requests();
-        let upstream_turns = reqs.iter().skip(before).filter(|r| r.path.ends_with("/responses"));
+        let upstream_turns = reqs.iter().skip(before).filter(|r| r.method != "GET" && r.path.ends_with("/responses"));
         for (turn, req) in all.iter_mut().zip(upstream_turns) {
             turn.upstream = req.body.len();
         }

@@ -45,7 +45,7 @@ async fn codex_compacts_remotely_on_every_upstream_kind_and_continues_with_the_s
         // Model turns only (the pool's catalog and usage calls are not turns).
         let turns: Vec<_> = m.requests()[before..]
             .iter()
-            .filter(|r| r.path.ends_with("/responses") || r.path.ends_with("/chat/completions"))
+            .filter(|r| r.method != "GET" && (r.path.ends_with("/responses") || r.path.ends_with("/chat/completions")))
             .cloned()
             .collect();
         if model.starts_with("pool/") {

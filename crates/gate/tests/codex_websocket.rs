@@ -1,7 +1,8 @@
 //! The real Codex CLI over the Responses WebSocket (`supports_websockets = true`): a plain turn
 //! and a tool loop on a Responses provider, a chat provider and the pool, every request a turn on
 //! the connection (none falls back to HTTP), with the whole history reaching the HTTP upstreams
-//! and only the new items reaching the pool's backend over its own WebSocket.
+//! and only the new items reaching the pool's backend, and a Responses provider that offers
+//! WebSocket, over the gateway's own WebSocket to them.
 
 mod common;
 
@@ -73,10 +74,21 @@ async fn codex_over_websocket_on_every_upstream_kind() {
             assert!(last.contains("You are a coding agent"), "{tool}: the base instructions are there too");
         }
     }
-    assert_eq!(gate.app.metrics.ws_prewarms.load(Relaxed), 6, "one prewarm per Codex run");
+    // A Responses provider that offers WebSocket gets the turns over the connection's own
+    // socket to it: the follow-up names the call's response and carries only the output.
+    m.set_api_websocket(true);
+    let run = common::codex::exec(&bin, &ws_config(&gate, "resp/tool"), &[("GW_API_KEY", "k")], &[], "run it").await;
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert_eq!(run.items("command_execution")[0]["aggregated_output"], "mock-tool-ran\n");
+    let sent = m.last_request().unwrap();
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("WS", "/v1/responses"));
+    let frame = sent.json();
+    assert!(frame["previous_response_id"].as_str().is_some_and(|p| p.starts_with("resp_ws_")), "{frame}");
+    assert_eq!(frame["input"].as_array().map(Vec::len), Some(1), "{frame}");
+    assert_eq!(gate.app.metrics.ws_prewarms.load(Relaxed), 7, "one prewarm per Codex run");
     // Every turn is in the request log.
-    let rows = gate.records(9).await;
-    assert!(rows.iter().take(9).all(|r| r.status == 200), "{rows:?}");
+    let rows = gate.records(11).await;
+    assert!(rows.iter().take(11).all(|r| r.status == 200), "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! Responses over WebSocket (codex-protocol §4) with a real WebSocket client: turns on each
 //! upstream kind, `previous_response_id` with only the new items becoming the whole history,
-//! the prewarm, errors as Codex reads them, and the connection rules (keys, bad frames).
+//! the prewarm, errors as Codex reads them, the connection rules (keys, bad frames), and the
+//! connection's own sockets to the pool's backend and to Responses providers that offer one.
 
 mod common;
 
@@ -245,6 +246,61 @@ async fn pool_turns_share_one_backend_socket_and_fall_back_to_http_when_it_is_of
     let last = mock.last_request().unwrap();
     assert_eq!((last.method.as_str(), last.path.as_str()), ("POST", "/backend-api/codex/responses"));
     assert!(String::from_utf8_lossy(&last.body).contains("one"), "the whole history over HTTP");
+}
+
+#[tokio::test]
+async fn responses_provider_turns_go_over_its_websocket_when_it_offers_one_else_http() {
+    let (mock, gate) = setup().await;
+    mock.set_api_websocket(true);
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    let mut prev: Option<String> = None;
+    for n in 0..3 {
+        let events = turn(&mut ws, create("resp/ok", json!([user(&format!("turn {n}"))]), prev.as_deref())).await;
+        prev = Some(completed_id(&events));
+    }
+    let frames: Vec<_> = mock.requests().into_iter().filter(|r| r.method == "WS").collect();
+    assert_eq!(frames.len(), 3, "three turns, three frames on the provider's socket");
+    assert!(frames.iter().all(|f| f.path == "/v1/responses"), "the provider's own endpoint");
+    assert_eq!(
+        frames[0].header("authorization"),
+        Some("Bearer sk-provider-resp"),
+        "the provider's key, not the client's"
+    );
+    assert_eq!(frames[0].json()["model"], "ok", "the provider's model name");
+    assert!(frames[0].json().get("previous_response_id").is_none());
+    for f in &frames[1..] {
+        let v = f.json();
+        assert_eq!(v["input"].as_array().map(Vec::len), Some(1), "only the new item: {v}");
+        assert!(v["previous_response_id"].as_str().is_some_and(|p| p.starts_with("resp_ws_")), "{v}");
+    }
+    assert!(!mock.requests().iter().any(|r| r.method == "POST"), "no HTTP turn");
+    let rows = gate.records(3).await;
+    assert!(rows.iter().all(|r| r.status == 200 && r.input_tokens > 0), "each turn is a logged request: {rows:?}");
+
+    // A provider without WebSocket refuses the upgrade: one try per connection, then HTTP.
+    mock.set_api_websocket(false);
+    let before = mock.requests().len();
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    let id = completed_id(&turn(&mut ws, create("resp/ok", json!([user("one")]), None)).await);
+    completed_id(&turn(&mut ws, create("resp/ok", json!([user("two")]), Some(&id))).await);
+    let sent: Vec<_> = mock.requests()[before..].iter().map(|r| (r.method.clone(), r.path.clone())).collect();
+    assert_eq!(
+        sent,
+        [("GET", "/v1/responses"), ("POST", "/v1/responses"), ("POST", "/v1/responses")]
+            .map(|(m, p)| (m.into(), p.into())),
+        "the refused upgrade, then both turns over HTTP"
+    );
+    assert!(String::from_utf8_lossy(&mock.last_request().unwrap().body).contains("one"), "the whole history");
+
+    // `websocket = false` on the provider: HTTP without trying.
+    let cfg = common::provider("resp", "responses", &mock.url(), "websocket = false");
+    let off = Gate::start(&cfg).await;
+    mock.set_api_websocket(true);
+    let before = mock.requests().len();
+    let mut ws = connect(&off, "/v1/responses", None).await.unwrap();
+    completed_id(&turn(&mut ws, create("resp/ok", json!([user("one")]), None)).await);
+    let sent: Vec<_> = mock.requests()[before..].iter().map(|r| r.method.clone()).collect();
+    assert_eq!(sent, ["POST"], "no upgrade tried");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -88,6 +88,9 @@ pub(crate) struct Shared {
     pub(crate) opts: MockOptions,
     pub(crate) hits: AtomicUsize,
     log: Mutex<VecDeque<RecordedRequest>>,
+    /// `/v1/responses` answers a WebSocket upgrade (as OpenAI's API does); off, it is refused
+    /// the way an API without WebSocket refuses it.
+    api_websocket: AtomicBool,
 }
 
 impl Shared {
@@ -139,6 +142,7 @@ impl MockUpstream {
             rendered: Mutex::new(HashMap::new()),
             hits: AtomicUsize::new(0),
             log: Mutex::new(VecDeque::new()),
+            api_websocket: AtomicBool::new(false),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -249,6 +253,11 @@ impl MockUpstream {
         self.shared.chatgpt.token_calls.load(Ordering::SeqCst)
     }
 
+    /// Offer the Responses WebSocket on `/v1/responses` to API-key clients too.
+    pub fn set_api_websocket(&self, on: bool) {
+        self.shared.api_websocket.store(on, Ordering::SeqCst);
+    }
+
     pub fn set_token_delay_ms(&self, ms: usize) {
         self.shared.chatgpt.token_delay_ms.store(ms, Ordering::SeqCst);
     }
@@ -314,10 +323,12 @@ pub(crate) fn full(status: StatusCode, v: &Value) -> Response<MockBody> {
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
     s.hits.fetch_add(1, Ordering::Relaxed);
-    if req.uri().path().ends_with("/codex/responses")
-        && req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-    {
-        return Ok(crate::ws::upgrade(s, req));
+    let upgrade = req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if upgrade && req.uri().path().ends_with("/codex/responses") {
+        return Ok(crate::ws::upgrade(s, req, false));
+    }
+    if upgrade && req.uri().path() == "/v1/responses" && s.api_websocket.load(Ordering::SeqCst) {
+        return Ok(crate::ws::upgrade(s, req, true));
     }
     let (parts, body) = req.into_parts();
     let raw = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -1,4 +1,5 @@
-//! The ChatGPT backend's Responses WebSocket (`GET …/codex/responses` with `Upgrade: websocket`):
+//! The ChatGPT backend's Responses WebSocket (`GET …/codex/responses` with `Upgrade: websocket`)
+//! and, when offered, the API's (`GET /v1/responses`, any bearer key):
 //! the account's token at the handshake, then one `response.create` frame per turn and the
 //! turn's events back as text frames. `previous_response_id` must name the connection's last
 //! response (the backend keeps it, so the frame carries only new items); an account whose
@@ -22,11 +23,12 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-pub(crate) fn upgrade(s: Arc<Shared>, mut req: Request<Incoming>) -> Response<MockBody> {
+pub(crate) fn upgrade(s: Arc<Shared>, mut req: Request<Incoming>, api: bool) -> Response<MockBody> {
     let h = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok());
     let account = match s.chatgpt.check(h("authorization"), h("chatgpt-account-id")) {
-        crate::chatgpt::Auth::Ok { account, .. } => account,
-        crate::chatgpt::Auth::Unauthorized => {
+        _ if api && h("authorization").is_some_and(|a| a.starts_with("Bearer ")) => "api".to_owned(),
+        crate::chatgpt::Auth::Ok { account, .. } if !api => account,
+        _ => {
             return full(
                 StatusCode::UNAUTHORIZED,
                 &crate::render::error_body("invalid_request_error", "token_invalidated", "bad token"),
@@ -37,13 +39,14 @@ pub(crate) fn upgrade(s: Arc<Shared>, mut req: Request<Incoming>) -> Response<Mo
         return full(StatusCode::BAD_REQUEST, &json!({"error": "no sec-websocket-key"}));
     };
     let headers = req.headers().clone();
+    let path = req.uri().path().to_owned();
     let on = hyper::upgrade::on(&mut req);
     let shared = s.clone();
     let who = account.clone();
     tokio::spawn(async move {
         let Ok(up) = on.await else { return };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
-        serve(shared, who, headers, ws).await;
+        serve(shared, who, path, headers, ws).await;
     });
     let used = s.chatgpt.accounts.lock().get(&account).map_or(0.0, |a| a.usage_primary);
     Response::builder()
@@ -75,7 +78,7 @@ fn events(steps: &[Step]) -> Vec<Value> {
     out
 }
 
-async fn serve<S>(s: Arc<Shared>, account: String, headers: HeaderMap, mut ws: WebSocketStream<S>)
+async fn serve<S>(s: Arc<Shared>, account: String, path: String, headers: HeaderMap, mut ws: WebSocketStream<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -87,7 +90,7 @@ where
         let body = bytes::Bytes::from(text.as_str().to_owned());
         s.record(RecordedRequest {
             method: "WS".into(),
-            path: "/backend-api/codex/responses".into(),
+            path: path.clone(),
             headers: headers.clone(),
             body: body.clone(),
         });

@@ -126,6 +126,9 @@ pub struct Provider {
     pub proxy: Option<crate::egress::Route>,
     /// Tokens its models take in (what Codex's catalog tells Codex; `None`: a default).
     pub context_window: Option<u64>,
+    /// A Responses provider's turns from a client WebSocket try a WebSocket to it first
+    /// (`websocket`, default on; a provider that refuses the upgrade gets HTTP).
+    pub websocket: bool,
 }
 
 /// An explicit route: a client-facing model name and its ordered targets (`provider/model`).
@@ -452,6 +455,7 @@ fn validate(raw: RawConfig, source: Option<&Path>, env: &dyn Fn(&str) -> Option<
                 Some(_) => return Err((key("context_window"), "must be between 1000 and 100000000 tokens".into())),
             },
             forward_codex_headers: p.forward_codex_headers.unwrap_or(first_party),
+            websocket: p.websocket.unwrap_or(true),
             name: p.name,
             kind: match p.kind {
                 RawKind::Chat => ProviderKind::Chat,

@@ -158,6 +158,7 @@ pub struct RawProvider {
     pub forward_codex_headers: Option<bool>,
     pub proxy: Option<String>,
     pub context_window: Option<u64>,
+    pub websocket: Option<bool>,
 }
 
 impl RawProvider {
@@ -180,6 +181,7 @@ impl RawProvider {
             forward_codex_headers: None,
             proxy: None,
             context_window: None,
+            websocket: None,
         }
     }
 }

@@ -77,7 +77,7 @@ pub(crate) async fn proxy(app: Arc<App>, api: Api, compact_endpoint: bool, req: 
         pool_rules,
         compact_endpoint,
         turn,
-        ws: parts.extensions.get::<crate::upstream::pool_ws::WsTurn>().cloned(),
+        ws: parts.extensions.get::<crate::upstream::socket::WsTurn>().cloned(),
     };
     // Boxed: the relay's state machine is large, and axum and tower move the handler's
     // future by value a few times before polling it; a pointer is cheaper to move.

@@ -3,10 +3,12 @@
 //! served by the same path as `POST /v1/responses` — keys, limits, routing, failover, the request
 //! log, metrics — and its events go back as text frames, one JSON event each. The connection keeps
 //! the last response's full input and output, so `previous_response_id` plus only the new items
-//! becomes the whole history for whatever upstream serves the turn. Pool accounts are reached
-//! over a WebSocket of the connection's own ([`crate::upstream::pool_ws`]), which sends the
-//! backend only the new items; other upstreams get one HTTP request per turn. permessage-deflate is not negotiated: axum's WebSocket (tungstenite) has none,
-//! and Codex then sends uncompressed frames, as the RFC says it must.
+//! becomes the whole history for whatever upstream serves the turn. Pool accounts and Responses
+//! API providers that offer it are reached over a WebSocket of the connection's own
+//! ([`crate::upstream::socket`]), which sends the upstream only the new items; chat providers
+//! and providers without WebSocket get one HTTP request per turn. permessage-deflate is not
+//! negotiated: axum's WebSocket (tungstenite) has none, and Codex then sends uncompressed frames,
+//! as the RFC says it must.
 
 use crate::access::Caller;
 use crate::app::App;
@@ -70,8 +72,15 @@ pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     let limit = app.config.server.max_body_bytes;
     let pool_ws = (app.config.pool.websocket && app.router.pool_provider().is_some()).then(Arc::default);
+    let api_ws = app
+        .config
+        .providers
+        .iter()
+        .any(|p| p.websocket && p.kind == crate::config::ProviderKind::Responses)
+        .then(Arc::default);
     let conn = Conn {
         pool_ws,
+        api_ws,
         path: parts.uri.path().to_owned(),
         headers: turn_headers(&parts.headers),
         caller: parts.extensions.get::<Caller>().cloned(),
@@ -124,7 +133,9 @@ fn body_with_input(obj: &Map<String, Value>, input: &str) -> Vec<u8> {
 struct Conn {
     app: Arc<App>,
     /// The connection's own socket to the ChatGPT backend, for its pool turns.
-    pool_ws: Option<Arc<crate::upstream::pool_ws::PoolSocket>>,
+    pool_ws: Option<Arc<crate::upstream::socket::TurnSocket>>,
+    /// The connection's own socket to the Responses API provider serving its turns.
+    api_ws: Option<Arc<crate::upstream::socket::TurnSocket>>,
     path: String,
     headers: HeaderMap,
     caller: Option<Caller>,
@@ -307,8 +318,9 @@ impl Conn {
         if let Some(c) = &self.caller {
             req.extensions_mut().insert(c.clone());
         }
-        if let Some(s) = &self.pool_ws {
-            req.extensions_mut().insert(crate::upstream::pool_ws::WsTurn { socket: s.clone(), incremental });
+        if self.pool_ws.is_some() || self.api_ws.is_some() {
+            let (pool, api) = (self.pool_ws.clone(), self.api_ws.clone());
+            req.extensions_mut().insert(crate::upstream::socket::WsTurn { pool, api, incremental });
         }
         let resp = super::proxy::proxy(self.app.clone(), Api::Responses, false, req).await;
         let (parts, body) = resp.into_parts();

@@ -120,7 +120,7 @@ pub(super) struct Outgoing<'a> {
     pub headers: &'a http::HeaderMap,
     pub codex_client: bool,
     /// A client WebSocket's turn: sent over the connection's own socket to the backend.
-    pub ws: Option<super::pool_ws::WsTurn>,
+    pub ws: Option<super::socket::WsTurn>,
 }
 
 pub(super) fn request_for(
@@ -231,12 +231,12 @@ pub(super) async fn serve(
         body: &body,
         headers: &inb.headers,
         codex_client: inb.codex_client,
-        ws: inb.ws.clone().filter(|_| !inb.compact_endpoint),
+        ws: inb.ws.clone().filter(|w| w.pool.is_some() && !inb.compact_endpoint),
     };
     // A WebSocket's turns stay with the account whose socket is open while it can serve.
     let mut rules = inb.pool_rules.clone();
     if rules.prefer.is_none() {
-        rules.prefer = out.ws.as_ref().and_then(|w| w.socket.account());
+        rules.prefer = out.ws.as_ref().and_then(|w| w.pool.as_ref()?.account());
     }
     let answer = with_accounts(app, tally, t, session.as_deref(), &rules, &out, expect).await?;
     match answer {
@@ -325,9 +325,9 @@ pub(super) async fn with_accounts(
                 req.headers_mut().insert("traceparent", tp);
             }
             let sent = Instant::now();
-            let over_ws = match &out.ws {
-                Some(turn) if expect == Expect::Events => {
-                    turn.socket.send(app, t, &a, &token, out, turn.incremental.as_ref()).await
+            let over_ws = match out.ws.as_ref().and_then(|w| Some((w.pool.as_ref()?, w))) {
+                Some((socket, turn)) if expect == Expect::Events => {
+                    socket.send(app, t, &a.id, &req, turn.incremental.as_ref()).await
                 }
                 _ => None,
             };

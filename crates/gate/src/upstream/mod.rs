@@ -8,7 +8,7 @@ pub mod compaction;
 mod h1;
 mod h2;
 pub mod passthrough;
-pub mod pool_ws;
 pub mod relay;
+pub mod socket;
 pub mod turn_state;
 pub mod websearch;

@@ -58,8 +58,9 @@ pub struct Inbound {
     pub compact_endpoint: bool,
     /// The turn's pin (`x-codex-turn-state` made by this gateway): the target to try first.
     pub turn: Option<super::turn_state::TurnState>,
-    /// A client WebSocket's turn: pool accounts serve it over the connection's own socket.
-    pub ws: Option<super::pool_ws::WsTurn>,
+    /// A client WebSocket's turn: pool accounts and Responses providers serve it over the
+    /// connection's own socket.
+    pub ws: Option<super::socket::WsTurn>,
 }
 
 /// What one attempt sends and how its answer is turned back into the client's API.
@@ -385,6 +386,20 @@ fn looks_like_sse(first: &[u8]) -> bool {
     }
 }
 
+/// The connection's socket to a Responses provider, when this streamed turn can go over it.
+fn api_socket<'a>(
+    t: &Target,
+    inb: &'a Inbound,
+    plan: &Plan,
+) -> Option<(&'a Arc<super::socket::TurnSocket>, &'a super::socket::WsTurn)> {
+    let turn = inb.ws.as_ref()?;
+    let on = t.provider.kind == crate::config::ProviderKind::Responses
+        && t.provider.websocket
+        && plan.upstream == Api::Responses
+        && plan.streams(inb);
+    Some((turn.api.as_ref().filter(|_| on)?, turn))
+}
+
 /// Serve `inb` over the targets of `resolved`.
 pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved: Arc<Resolved>) -> Response {
     tally.set_route(&resolved.route, &inb.head.model, inb.head.stream);
@@ -413,7 +428,14 @@ pub async fn relay(app: &Arc<App>, mut tally: Tally, mut inb: Inbound, resolved:
                 req.headers_mut().insert("traceparent", tp);
             }
             let sent = Instant::now();
-            let r = attempt(app, t, req, Expect::stream(plan.streams(&inb))).await;
+            let over_ws = match api_socket(t, &inb, &plan) {
+                Some((socket, turn)) => socket.send(app, t, &t.provider.name, &req, turn.incremental.as_ref()).await,
+                None => None,
+            };
+            let r = match over_ws {
+                Some(r) => r,
+                None => attempt(app, t, req, Expect::stream(plan.streams(&inb))).await,
+            };
             tally.upstream_wait += sent.elapsed();
             r.map(|answer| (answer, plan))
         };

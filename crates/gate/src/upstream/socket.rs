@@ -1,20 +1,19 @@
-//! Pool turns of a client's Responses WebSocket go over a WebSocket of their own to the ChatGPT
-//! backend, as Codex's do against OpenAI: one upstream socket per client connection, opened by
-//! the account that serves its first pool turn. A later turn that the client sent as
-//! `previous_response_id` + new items goes upstream the same way, so the backend keeps the
-//! conversation (and its prompt cache) instead of receiving the whole history again. The account
-//! is re-picked at a turn boundary when it is exhausted or cooling down (its socket is closed and
-//! the next account opens one); a backend that refuses the upgrade gets the connection's turns
-//! over HTTP. Each turn's events become an event-stream body, so the relay (repair, usage, the
-//! request log, quota) is the one HTTP answers go through.
+//! Turns of a client's Responses WebSocket go over a WebSocket of their own to the upstream, as
+//! Codex's do against OpenAI: for the pool, one socket to the ChatGPT backend per client
+//! connection, opened by the account that serves its first pool turn; for Responses API
+//! providers, one socket per connection to the provider serving it. A later turn that the client
+//! sent as `previous_response_id` + new items goes upstream the same way, so the upstream keeps
+//! the conversation (and its prompt cache) instead of receiving the whole history again. The
+//! owner (account or provider) changes only at a turn boundary (its socket is closed and the next
+//! one opens its own); an upstream that refuses the upgrade gets the connection's turns over
+//! HTTP. Each turn's events become an event-stream body, so the relay (repair, usage, the request
+//! log, quota) is the one HTTP answers go through.
 
-use super::chatgpt::Outgoing;
 use super::client::{Io, UpstreamBody};
 use super::relay::Answer;
 use crate::app::App;
 use crate::egress::{ProxyChoice, TransportKind};
 use crate::error::GateError;
-use crate::pool::state::AccountState;
 use crate::routing::Target;
 use bytes::Bytes;
 use codex_gate_protocol::observe::ResponsesHead;
@@ -33,18 +32,18 @@ const BETA: &str = "responses_websockets=2026-02-06";
 /// Events of one turn buffered between the socket and a slow client.
 const CHANNEL: usize = 64;
 
-/// The upstream side of one client WebSocket.
+/// The upstream side of one client WebSocket, for one kind of upstream.
 #[derive(Default)]
-pub struct PoolSocket {
+pub struct TurnSocket {
     slot: Arc<tokio::sync::Mutex<Option<Session>>>,
-    /// The account whose socket is open (selection prefers it while it can serve).
-    account: parking_lot::Mutex<Option<String>>,
-    /// The backend refused the upgrade: this connection's turns go over HTTP.
+    /// The account (or provider) whose socket is open (selection prefers it while it can serve).
+    owner: parking_lot::Mutex<Option<String>>,
+    /// The upstream refused the upgrade: this connection's turns go over HTTP.
     http_only: AtomicBool,
 }
 
 struct Session {
-    account: String,
+    owner: String,
     ws: WebSocketStream<Io>,
     /// The backend's id of the last turn completed on this socket.
     last: Option<String>,
@@ -55,7 +54,10 @@ struct Session {
 /// A client WebSocket's turn as the HTTP path sees it (in the request's extensions).
 #[derive(Clone)]
 pub struct WsTurn {
-    pub socket: Arc<PoolSocket>,
+    /// The socket to the ChatGPT backend, for pool turns (`[pool] websocket`).
+    pub pool: Option<Arc<TurnSocket>>,
+    /// The socket to a Responses API provider (its `websocket` setting).
+    pub api: Option<Arc<TurnSocket>>,
     /// The client named its previous response (this id) and sent only the last `n` items.
     pub incremental: Option<(String, usize)>,
 }
@@ -74,34 +76,33 @@ impl std::fmt::Debug for WsTurn {
     }
 }
 
-impl PoolSocket {
+impl TurnSocket {
     /// The account to keep while it can serve.
     pub fn account(&self) -> Option<String> {
-        self.account.lock().clone()
+        self.owner.lock().clone()
     }
 
-    /// Send the turn `out` (the backend body) for account `a` over the socket; `None`: this
-    /// connection uses HTTP.
+    /// Send the turn `req` (the streamed HTTP request built for `owner`, an account or a
+    /// provider) over the socket; `None`: this connection uses HTTP.
     pub(super) async fn send(
         &self,
         app: &Arc<App>,
         t: &Target,
-        a: &AccountState,
-        token: &str,
-        out: &Outgoing<'_>,
+        owner: &str,
+        req: &http::Request<Bytes>,
         incremental: Option<&(String, usize)>,
     ) -> Option<Result<Answer, GateError>> {
         if self.http_only.load(Relaxed) {
             return None;
         }
         let mut slot = self.slot.clone().lock_owned().await;
-        if slot.as_ref().is_some_and(|s| s.account != a.id) {
-            // Another account serves from here on: its own socket.
+        if slot.as_ref().is_some_and(|s| s.owner != owner) {
+            // Another account (or provider) serves from here on: its own socket.
             if let Some(mut old) = slot.take() {
                 let _ = old.ws.close(None).await;
             }
         }
-        let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(out.body) else { return None };
+        let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(req.body()) else { return None };
         let input = match body.remove("input") {
             Some(Value::Array(items)) => items,
             _ => return None,
@@ -110,13 +111,13 @@ impl PoolSocket {
         let mut incremental = incremental.cloned();
         for _ in 0..2 {
             if slot.is_none() {
-                match open(app, t, a, token, out).await {
+                match open(app, t, owner, req).await {
                     Opened::Yes(s) => {
-                        *self.account.lock() = Some(a.id.clone());
+                        *self.owner.lock() = Some(owner.to_owned());
                         *slot = Some(*s);
                     }
                     Opened::NotOffered => {
-                        tracing::info!(target = %t.label, "the backend refused the WebSocket upgrade; this connection's pool turns go over HTTP");
+                        tracing::info!(target = %t.label, "the upstream refused the WebSocket upgrade; this connection's turns to it go over HTTP");
                         self.http_only.store(true, Relaxed);
                         return None;
                     }
@@ -199,18 +200,13 @@ fn frame_text(body: &Map<String, Value>, items: &[Value], prev: Option<&str>) ->
     serde_json::to_string(&Frame { body, input: items, previous_response_id: prev }).unwrap_or_default()
 }
 
-/// Open a socket for account `a`: the HTTP request's headers (token, account id, Codex's
-/// identity, continuity) plus the beta header, through the account's or provider's proxy.
-async fn open(app: &Arc<App>, t: &Target, a: &AccountState, token: &str, out: &Outgoing<'_>) -> Opened {
+/// Open a socket for `owner` from its HTTP request: its headers (token, account id, Codex's
+/// identity, continuity) plus the beta header, through the request's proxy.
+async fn open(app: &Arc<App>, t: &Target, owner: &str, http_req: &http::Request<Bytes>) -> Opened {
     let refused =
         |kind, detail: String| Opened::Refused(GateError::Transport { target: t.label.to_string(), kind, detail });
-    let http_req = match super::chatgpt::request_for(app, t, out, token, &a.chatgpt_account_id) {
-        Ok(r) => r,
-        Err(e) => return Opened::Refused(e),
-    };
     let url = http_req.uri().clone();
-    let choice =
-        a.proxy.read().clone().map(ProxyChoice).or_else(|| http_req.extensions().get::<ProxyChoice>().cloned());
+    let choice = http_req.extensions().get::<ProxyChoice>().cloned();
     let io = match app.client.websocket_io(&url, choice.as_ref()).await {
         Ok(io) => io,
         Err(e) => return refused(e.kind, e.to_string()),
@@ -228,6 +224,7 @@ async fn open(app: &Arc<App>, t: &Target, a: &AccountState, token: &str, out: &O
     req.headers_mut().insert("openai-beta", HeaderValue::from_static(BETA));
     let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
     let handshake = tokio_tungstenite::client_async_with_config(req, io, Some(config));
+    let pool = t.provider.kind == crate::config::ProviderKind::Chatgpt;
     match tokio::time::timeout(t.provider.timeouts.first_byte, handshake).await {
         Err(_) => Opened::Refused(GateError::Timeout {
             target: t.label.to_string(),
@@ -235,13 +232,16 @@ async fn open(app: &Arc<App>, t: &Target, a: &AccountState, token: &str, out: &O
             ms: t.provider.timeouts.first_byte.as_millis(),
         }),
         Ok(Ok((ws, resp))) => Opened::Yes(Box::new(Session {
-            account: a.id.clone(),
+            owner: owner.to_owned(),
             ws,
             last: None,
             handshake: Some(resp.headers().clone()),
         })),
         Ok(Err(WsError::Http(resp))) => match resp.status().as_u16() {
             404 | 405 | 426 | 501 => Opened::NotOffered,
+            // An API provider without WebSocket answers the upgrade the way it answers any
+            // unknown request; only a refused key, a limit or an outage is an error of the turn.
+            s if !pool && !matches!(s, 401 | 403 | 429 | 500..=599) => Opened::NotOffered,
             _ => {
                 let (parts, body) = (*resp).into_parts();
                 Opened::Refused(GateError::Upstream {

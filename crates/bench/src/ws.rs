@@ -7,23 +7,84 @@
 //! socket carries only the new items upstream too); and to a pool account (the mock ChatGPT
 //! backend) over HTTP and over WebSocket. Per turn: bytes the client sent,
 //! bytes the upstream received (the mock runs in this process and records them), time to the
-//! first text delta, and codex-gate's CPU. Writes OUT/ws.json.
+//! first text delta, and codex-gate's CPU. Bytes on the client's wire are counted too, both
+//! ways: the WebSocket client offers permessage-deflate as Codex does. Writes OUT/ws.json.
 
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context as Cx, Poll};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use yawc::frame::{Frame, OpCode};
 
 #[derive(Default, Clone)]
 struct Turn {
     sent: usize,
     upstream: usize,
     ttft_ms: f64,
+    /// Bytes on the client's connection, out and in (headers, framing, compression included).
+    wire_up: usize,
+    wire_down: usize,
+}
+
+/// A client connection that counts the bytes it writes and reads.
+struct Counted {
+    tcp: tokio::net::TcpStream,
+    up: Arc<AtomicUsize>,
+    down: Arc<AtomicUsize>,
+}
+
+#[derive(Clone, Default)]
+struct Meter {
+    up: Arc<AtomicUsize>,
+    down: Arc<AtomicUsize>,
+}
+
+impl Meter {
+    async fn connect(&self, addr: &str) -> anyhow::Result<Counted> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+        tcp.set_nodelay(true)?;
+        Ok(Counted { tcp, up: self.up.clone(), down: self.down.clone() })
+    }
+
+    fn read(&self) -> (usize, usize) {
+        (self.up.load(Relaxed), self.down.load(Relaxed))
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Cx<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        this.down.fetch_add(buf.filled().len() - before, Relaxed);
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Cx<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.tcp).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            this.up.fetch_add(n, Relaxed);
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Cx<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Cx<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 fn base_input() -> Vec<Value> {
@@ -84,21 +145,66 @@ fn output_items(sse: &str) -> Vec<Value> {
 
 async fn http_session(addr: &str, path: &str, model: &str, turns: usize, out: &mut Vec<Turn>) -> anyhow::Result<()> {
     // One connection for the session, as Codex keeps one.
-    let mut send = crate::load::connect(addr).await.map_err(anyhow::Error::msg)?;
+    let meter = Meter::default();
+    let io = hyper_util::rt::TokioIo::new(meter.connect(addr).await?);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
     let mut input = base_input();
     for i in 0..turns {
         input.push(user(i));
         let payload = Bytes::from(body(model, &input).to_string());
         let sent = payload.len();
+        let (up0, down0) = meter.read();
         let (ttft_ms, output) = http_turn(&mut send, addr, path, payload).await?;
+        let (up1, down1) = meter.read();
         input.extend(output);
-        out.push(Turn { sent, ttft_ms, ..Default::default() });
+        out.push(Turn { sent, ttft_ms, wire_up: up1 - up0, wire_down: down1 - down0, ..Default::default() });
     }
     Ok(())
 }
 
+type Ws = yawc::WebSocket<Counted>;
+
+/// A client WebSocket to the gateway, offering permessage-deflate (keeping its context, as
+/// Codex's does) or not.
+async fn ws_open(addr: &str, deflate: bool) -> anyhow::Result<(Ws, Meter)> {
+    let meter = Meter::default();
+    let url = format!("ws://{addr}/v1/responses").parse()?;
+    let mut options = yawc::Options::default().with_max_payload_read(64 << 20);
+    if deflate {
+        options = options.with_balanced_compression();
+    }
+    Ok((yawc::WebSocket::handshake(url, meter.connect(addr).await?, options).await?, meter))
+}
+
+/// One turn: the time to the first delta and the response's id.
+async fn ws_turn(ws: &mut Ws, text: String) -> anyhow::Result<(Option<f64>, Option<String>)> {
+    let t = Instant::now();
+    ws.send(Frame::text(text)).await?;
+    let mut ttft = None;
+    loop {
+        let msg = ws.next_frame().await.context("the gateway closed the WebSocket")?;
+        match msg.opcode() {
+            OpCode::Text => {}
+            OpCode::Close => bail!("the gateway closed the WebSocket"),
+            _ => continue,
+        }
+        let s = std::str::from_utf8(msg.payload())?;
+        if ttft.is_none() && s.contains("output_text.delta") {
+            ttft = Some(t.elapsed().as_secs_f64() * 1e3);
+        }
+        if s.contains("\"response.completed\"") {
+            let v: Value = serde_json::from_str(s)?;
+            return Ok((ttft, v.pointer("/response/id").and_then(Value::as_str).map(str::to_owned)));
+        }
+        if s.contains("\"type\":\"error\"") {
+            bail!("the turn failed: {s}");
+        }
+    }
+}
+
 async fn ws_session(addr: &str, model: &str, turns: usize, out: &mut Vec<Turn>) -> anyhow::Result<()> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/responses")).await?;
+    let (mut ws, meter) = ws_open(addr, true).await?;
     let mut previous: Option<String> = None;
     for i in 0..turns {
         let items = if i == 0 {
@@ -115,28 +221,39 @@ async fn ws_session(addr: &str, model: &str, turns: usize, out: &mut Vec<Turn>) 
         }
         let text = frame.to_string();
         let sent = text.len();
-        let t = Instant::now();
-        ws.send(Message::Text(text.into())).await?;
-        let mut ttft = None;
-        loop {
-            let Some(msg) = ws.next().await else { bail!("the gateway closed the WebSocket") };
-            let Message::Text(t2) = msg? else { continue };
-            let s = t2.as_str();
-            if ttft.is_none() && s.contains("output_text.delta") {
-                ttft = Some(t.elapsed().as_secs_f64() * 1e3);
-            }
-            if s.contains("\"response.completed\"") {
-                let v: Value = serde_json::from_str(s)?;
-                previous = v.pointer("/response/id").and_then(Value::as_str).map(str::to_owned);
-                break;
-            }
-            if s.contains("\"type\":\"error\"") {
-                bail!("turn {i} failed: {s}");
-            }
-        }
-        out.push(Turn { sent, ttft_ms: ttft.unwrap_or(f64::NAN), ..Default::default() });
+        let (up0, down0) = meter.read();
+        let (ttft, id) = ws_turn(&mut ws, text).await.with_context(|| format!("turn {i}"))?;
+        previous = id;
+        let (up1, down1) = meter.read();
+        let (wire_up, wire_down) = (up1 - up0, down1 - down0);
+        out.push(Turn { sent, ttft_ms: ttft.unwrap_or(f64::NAN), wire_up, wire_down, ..Default::default() });
     }
     Ok(())
+}
+
+/// The gateway's memory per open, idle WebSocket session (one pool turn done, so its socket to
+/// the backend is open too), without compression and with it: KB of RSS per connection.
+async fn idle_cost(addr: &str, gate_pid: u32, n: usize) -> anyhow::Result<Value> {
+    let mut open = Vec::new();
+    let mut per = Vec::new();
+    for deflate in [false, true] {
+        let rss0 = procs::rss(gate_pid);
+        for _ in 0..n {
+            let (mut ws, _) = ws_open(addr, deflate).await?;
+            let mut frame = body("pool/gpt-5.5", &[user(0)]);
+            frame["type"] = json!("response.create");
+            ws_turn(&mut ws, frame.to_string()).await?;
+            open.push(ws);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        per.push((procs::rss(gate_pid) as f64 - rss0 as f64) / n as f64 / 1e3);
+    }
+    println!(
+        "idle sessions ({n} each): {:.1} KB per connection plain, {:.1} KB with permessage-deflate",
+        per[0], per[1]
+    );
+    drop(open);
+    Ok(json!({"connections": n, "plain_kb_per_connection": per[0], "deflate_kb_per_connection": per[1]}))
 }
 
 fn summary(name: &str, turns: &[Turn], per_session: usize, cpu: Option<f64>) -> Value {
@@ -152,6 +269,8 @@ fn summary(name: &str, turns: &[Turn], per_session: usize, cpu: Option<f64>) -> 
     json!({"mode": name, "turns": turns.len(),
            "sent_kb_per_turn": mean(&|t| t.sent as f64) / 1e3,
            "upstream_kb_per_turn": mean(&|t| t.upstream as f64) / 1e3,
+           "wire_up_kb_per_turn": mean(&|t| t.wire_up as f64) / 1e3,
+           "wire_down_kb_per_turn": mean(&|t| t.wire_down as f64) / 1e3,
            "ttft_ms_mean": mean(&|t| t.ttft_ms),
            "gate_cpu_ms_per_turn": cpu.map(|c| c * 1e3 / n),
            "by_turn": [at(0), at(per_session / 2), at(per_session - 1)]})
@@ -246,18 +365,21 @@ pub async fn run(sessions: usize, turns: usize, out: &Path) -> anyhow::Result<()
         let cpu = (mode != "direct HTTP").then(|| gate.cpu_secs() - cpu0);
         let s = summary(mode, &all, turns, cpu);
         println!(
-            "{mode:<22} sent {:>6.1} KB/turn  upstream {:>6.1} KB/turn  TTFT {:>5.2} ms  gateway CPU {} ms/turn  ({:.1} s)",
+            "{mode:<22} sent {:>6.1} KB/turn  upstream {:>6.1} KB/turn  client wire {:>6.1} up {:>6.1} down KB/turn  TTFT {:>5.2} ms  gateway CPU {} ms/turn  ({:.1} s)",
             s["sent_kb_per_turn"].as_f64().unwrap_or(0.0),
             s["upstream_kb_per_turn"].as_f64().unwrap_or(0.0),
+            s["wire_up_kb_per_turn"].as_f64().unwrap_or(0.0),
+            s["wire_down_kb_per_turn"].as_f64().unwrap_or(0.0),
             s["ttft_ms_mean"].as_f64().unwrap_or(0.0),
             s["gate_cpu_ms_per_turn"].as_f64().map_or("–".into(), |c| format!("{c:.3}")),
             wall.as_secs_f64()
         );
         results.push(s);
     }
+    let idle = idle_cost(&addr, gate.pid(), 200).await?;
     drop(gate);
     let doc = json!({"date": codex_gate::now_ms(), "machine": procs::machine(), "sessions": sessions,
-                     "turns_per_session": turns, "results": results});
+                     "turns_per_session": turns, "results": results, "idle": idle});
     std::fs::write(out.join("ws.json"), serde_json::to_vec_pretty(&doc)?)?;
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())

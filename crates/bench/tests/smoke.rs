@@ -180,5 +180,10 @@ fn the_websocket_sessions_send_less_and_the_pools_backend_socket_carries_only_ne
     assert!(f(5, "upstream_kb_per_turn") > 0.0, "every pool turn reached the backend: {r:?}");
     assert!(f(5, "upstream_kb_per_turn") < f(4, "upstream_kb_per_turn") / 2.0, "{r:?}");
     assert!(r.iter().all(|m| m["turns"] == 6 && m["ttft_ms_mean"].as_f64().unwrap() > 0.0), "{r:?}");
+    // The WebSocket client offers permessage-deflate: its ~40 KB first frame goes compressed.
+    assert!(f(2, "wire_up_kb_per_turn") < f(2, "sent_kb_per_turn") / 2.0, "{r:?}");
+    assert!(f(1, "wire_up_kb_per_turn") >= f(1, "sent_kb_per_turn"), "HTTP bodies are not compressed: {r:?}");
+    let idle = &doc["idle"];
+    assert!(idle["plain_kb_per_connection"].as_f64().is_some() && idle["deflate_kb_per_connection"].as_f64().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -41,6 +41,7 @@ pub mod store;
 pub mod tally;
 pub mod telemetry;
 pub mod upstream;
+pub mod ws_options;
 
 pub use app::App;
 

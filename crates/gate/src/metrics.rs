@@ -159,6 +159,10 @@ pub struct Metrics {
     /// Turns that named the previous response and sent only new items; prewarms answered here.
     pub ws_incremental: AtomicU64,
     pub ws_prewarms: AtomicU64,
+    /// Client WebSockets, and the gateway's own sockets upstream, that negotiated
+    /// permessage-deflate.
+    pub ws_deflate: AtomicU64,
+    pub ws_upstream_deflate: AtomicU64,
     /// Web searches run for chat models (`[web_search]`), and those that failed.
     pub web_searches: AtomicU64,
     pub web_search_failures: AtomicU64,
@@ -275,6 +279,18 @@ impl Metrics {
                 "counter",
                 "WebSocket prewarms (generate: false), answered without an upstream.",
                 self.ws_prewarms.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_websocket_deflate_connections_total",
+                "counter",
+                "Client Responses WebSockets that negotiated permessage-deflate.",
+                self.ws_deflate.load(Relaxed) as i64,
+            ),
+            (
+                "codex_gate_upstream_websocket_deflate_connections_total",
+                "counter",
+                "The gateway's WebSockets to upstreams that negotiated permessage-deflate.",
+                self.ws_upstream_deflate.load(Relaxed) as i64,
             ),
             (
                 "codex_gate_web_searches_total",

@@ -5,23 +5,24 @@
 //! response (the backend keeps it, so the frame carries only new items); an account whose
 //! behaviour is `usage-limit` gets the error frame the backend sends; a turn ending in
 //! `compaction_trigger` gets the compaction item the way the HTTP backend streams it. Each frame
-//! is recorded as a request with method `WS`.
+//! is recorded as a request with method `WS`, with the upgrade's headers plus
+//! `x-mock-websocket-extensions`: the permessage-deflate terms agreed, when any (the mock
+//! compresses as a server that supports it does).
 
 use crate::render::compaction_events;
 use crate::server::{full, memfind, responses_steps, MockBody, RecordedRequest, Shared, Step};
 use crate::Scenario;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use yawc::frame::{Frame, OpCode};
+use yawc::{HttpStream, Options, WebSocket};
+
+const MAX_MESSAGE: usize = 64 << 20;
 
 pub(crate) fn upgrade(s: Arc<Shared>, mut req: Request<Incoming>, api: bool) -> Response<MockBody> {
     let h = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok());
@@ -35,30 +36,35 @@ pub(crate) fn upgrade(s: Arc<Shared>, mut req: Request<Incoming>, api: bool) -> 
             )
         }
     };
-    let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {
-        return full(StatusCode::BAD_REQUEST, &json!({"error": "no sec-websocket-key"}));
-    };
-    let headers = req.headers().clone();
+    let mut headers = req.headers().clone();
     let path = req.uri().path().to_owned();
-    let on = hyper::upgrade::on(&mut req);
+    let options = Options::default()
+        .with_balanced_compression()
+        .with_max_payload_read(MAX_MESSAGE)
+        .with_max_read_buffer(MAX_MESSAGE);
+    let (answer, on) = match WebSocket::upgrade_with_options(&mut req, options) {
+        Ok(up) => up,
+        Err(e) => return full(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+    };
+    if let Some(agreed) = answer.headers().get(header::SEC_WEBSOCKET_EXTENSIONS) {
+        headers.insert("x-mock-websocket-extensions", agreed.clone());
+    }
     let shared = s.clone();
     let who = account.clone();
     tokio::spawn(async move {
-        let Ok(up) = on.await else { return };
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
+        let Ok(ws) = on.await else { return };
         serve(shared, who, path, headers, ws).await;
     });
     let used = s.chatgpt.accounts.lock().get(&account).map_or(0.0, |a| a.usage_primary);
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "upgrade")
-        .header("sec-websocket-accept", key)
-        .header("x-codex-primary-used-percent", used.to_string())
-        .header("x-codex-primary-window-minutes", "300")
-        .header("x-codex-primary-reset-at", "1900000000")
-        .body(http_body_util::Empty::new().map_err(|e| match e {}).boxed())
-        .unwrap()
+    let (mut parts, _) = answer.into_parts();
+    for (k, v) in [
+        ("x-codex-primary-used-percent", used.to_string()),
+        ("x-codex-primary-window-minutes", "300".into()),
+        ("x-codex-primary-reset-at", "1900000000".into()),
+    ] {
+        parts.headers.insert(k, v.parse().unwrap());
+    }
+    Response::from_parts(parts, http_body_util::Empty::new().map_err(|e| match e {}).boxed())
 }
 
 /// The `data` of each event in a rendered SSE answer.
@@ -78,16 +84,17 @@ fn events(steps: &[Step]) -> Vec<Value> {
     out
 }
 
-async fn serve<S>(s: Arc<Shared>, account: String, path: String, headers: HeaderMap, mut ws: WebSocketStream<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+async fn serve(s: Arc<Shared>, account: String, path: String, headers: HeaderMap, mut ws: WebSocket<HttpStream>) {
     let mut last: Option<String> = None;
     let mut n = 0usize;
-    while let Some(Ok(msg)) = ws.next().await {
-        let Message::Text(text) = msg else { continue };
+    while let Ok(msg) = ws.next_frame().await {
+        match msg.opcode() {
+            OpCode::Text => {}
+            OpCode::Close => return,
+            _ => continue,
+        }
         s.hits.fetch_add(1, Ordering::Relaxed);
-        let body = bytes::Bytes::from(text.as_str().to_owned());
+        let body = msg.into_payload();
         s.record(RecordedRequest {
             method: "WS".into(),
             path: path.clone(),
@@ -100,9 +107,7 @@ where
         }
         let behavior = s.chatgpt.accounts.lock().get(&account).and_then(|a| a.behavior.clone());
         let error = |status: u16, error: Value, headers: Value| {
-            Message::Text(
-                json!({"type": "error", "status": status, "error": error, "headers": headers}).to_string().into(),
-            )
+            Frame::text(json!({"type": "error", "status": status, "error": error, "headers": headers}).to_string())
         };
         if behavior.as_deref() == Some("usage-limit") {
             let e = json!({"type": "usage_limit_reached", "message": "The usage limit has been reached",
@@ -139,7 +144,7 @@ where
             if let Some(r) = ev.get_mut("response").and_then(Value::as_object_mut) {
                 r.insert("id".into(), json!(id));
             }
-            if ws.feed(Message::Text(ev.to_string().into())).await.is_err() {
+            if ws.feed(Frame::text(ev.to_string())).await.is_err() {
                 return;
             }
         }

@@ -6,15 +6,13 @@
 //! becomes the whole history for whatever upstream serves the turn. Pool accounts and Responses
 //! API providers that offer it are reached over a WebSocket of the connection's own
 //! ([`crate::upstream::socket`]), which sends the upstream only the new items; chat providers
-//! and providers without WebSocket get one HTTP request per turn. permessage-deflate is not
-//! negotiated: axum's WebSocket (tungstenite) has none, and Codex then sends uncompressed frames,
-//! as the RFC says it must.
+//! and providers without WebSocket get one HTTP request per turn. permessage-deflate is
+//! negotiated when the client offers it (Codex does), with the settings of [`crate::ws_options`].
 
 use crate::access::Caller;
 use crate::app::App;
 use crate::error::GateError;
 use axum::body::Body;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -29,6 +27,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use yawc::close::CloseCode;
+use yawc::frame::{Frame, OpCode};
+use yawc::{HttpStream, IncomingUpgrade};
+
+type WebSocket = yawc::WebSocket<HttpStream>;
 
 /// Codex's backend closes a connection after 60 minutes with this code, and Codex reconnects.
 const MAX_AGE: Duration = Duration::from_secs(60 * 60);
@@ -66,11 +69,27 @@ pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
         return super::ops::responses_get().await;
     }
     let (mut parts, _) = req.into_parts();
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
-        Ok(ws) => ws,
+    // Only an offer the gateway can honour reaches the library (which would accept any).
+    let offer = parts.headers.get(header::SEC_WEBSOCKET_EXTENSIONS).and_then(|v| v.to_str().ok());
+    match offer.and_then(crate::ws_options::acceptable_offer).map(HeaderValue::from_str) {
+        Some(Ok(one)) => drop(parts.headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, one)),
+        _ => drop(parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS)),
+    }
+    let limit = app.config.server.max_body_bytes;
+    let upgraded = match IncomingUpgrade::from_request_parts(&mut parts, &app).await {
+        Ok(ws) => ws.upgrade(crate::ws_options::options(limit)),
+        Err(_) => {
+            let e = "bad WebSocket handshake: it needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13 over HTTP/1.1";
+            return GateError::bad_request(e, None).into_response();
+        }
+    };
+    let (answer, socket) = match upgraded {
+        Ok(up) => up,
         Err(e) => return GateError::bad_request(format!("bad WebSocket handshake: {e}"), None).into_response(),
     };
-    let limit = app.config.server.max_body_bytes;
+    if answer.headers().contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+        app.metrics.ws_deflate.fetch_add(1, Relaxed);
+    }
     let pool_ws = (app.config.pool.websocket && app.router.pool_provider().is_some()).then(Arc::default);
     let api_ws = app
         .config
@@ -87,7 +106,13 @@ pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
         limit,
         app,
     };
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| conn.run(socket))
+    tokio::spawn(async move {
+        match socket.await {
+            Ok(ws) => conn.run(ws).await,
+            Err(e) => tracing::debug!(error = %e, "the WebSocket upgrade did not complete"),
+        }
+    });
+    answer.map(|_| Body::empty())
 }
 
 /// The last response on the connection: what `previous_response_id` refers to. Its input is
@@ -146,7 +171,7 @@ struct Conn {
 struct Gone;
 
 async fn send(socket: &mut WebSocket, v: &Value) -> Result<(), Gone> {
-    socket.send(Message::Text(v.to_string().into())).await.map_err(|_| Gone)
+    socket.send(Frame::text(v.to_string())).await.map_err(|_| Gone)
 }
 
 /// An error as Codex reads it on this transport: `{"type":"error","status",…,"error",…,"headers"}`.
@@ -174,36 +199,41 @@ impl Conn {
         let mut idle_at = Instant::now() + IDLE;
         loop {
             let msg = tokio::select! {
-                m = socket.recv() => m,
+                m = socket.next_frame() => m,
                 _ = ping.tick() => {
-                    if socket.send(Message::Ping(Bytes::new())).await.is_err() { break }
+                    if socket.send(Frame::ping(Bytes::new())).await.is_err() { break }
                     continue;
                 }
                 () = tokio::time::sleep_until(idle_at) => {
-                    let _ = socket.send(close(1000, "idle")).await;
+                    let _ = socket.send(Frame::close(CloseCode::Normal, "idle")).await;
                     break;
                 }
                 () = stopping.cancelled() => {
-                    let _ = socket.send(close(1001, "the gateway is shutting down")).await;
+                    let _ = socket.send(Frame::close(CloseCode::Away, "the gateway is shutting down")).await;
                     break;
                 }
             };
+            // A broken or closed socket ends the connection (the library answers a close).
+            let Ok(msg) = msg else { break };
             // Only the client's own frames count as activity: its pongs answer our pings.
-            if matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+            if matches!(msg.opcode(), OpCode::Text | OpCode::Binary) {
                 idle_at = Instant::now() + IDLE;
             }
-            let served = match msg {
-                Some(Ok(Message::Text(text))) => {
+            let served = match msg.opcode() {
+                OpCode::Text => {
+                    // The library checked the text is UTF-8 (`with_utf8`); a frame that is not
+                    // never reaches here.
+                    let Ok(text) = std::str::from_utf8(msg.payload()) else { break };
                     if opened.elapsed() >= MAX_AGE {
                         // What Codex's backend does at 60 minutes; Codex reconnects and resends.
                         let e = invalid(LIMIT_REACHED, "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue.");
                         let _ = send_error(&mut socket, 400, e, Map::new()).await;
-                        let _ = socket.send(close(1000, "connection limit reached")).await;
+                        let _ = socket.send(Frame::close(CloseCode::Normal, "connection limit reached")).await;
                         break;
                     }
-                    self.frame(&mut socket, text.as_str(), &mut last).await
+                    self.frame(&mut socket, text, &mut last).await
                 }
-                Some(Ok(Message::Binary(_))) => {
+                OpCode::Binary => {
                     send_error(
                         &mut socket,
                         400,
@@ -212,8 +242,8 @@ impl Conn {
                     )
                     .await
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                OpCode::Close => break,
+                OpCode::Ping | OpCode::Pong | OpCode::Continuation => Ok(()),
             };
             if served.is_err() {
                 break;
@@ -375,7 +405,7 @@ impl Conn {
                 }
                 // Queued, and written once per upstream chunk: one write for the events that
                 // arrived together, as the HTTP relay does.
-                socket.feed(Message::Text(ev.data.into())).await.map_err(|_| Gone)?;
+                socket.feed(Frame::text(ev.data)).await.map_err(|_| Gone)?;
             }
             socket.flush().await.map_err(|_| Gone)?;
         }
@@ -387,10 +417,6 @@ fn r_with(r: &Value, status: &str) -> Value {
     let mut r = r.clone();
     r["status"] = json!(status);
     r
-}
-
-fn close(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
 }
 
 #[cfg(test)]

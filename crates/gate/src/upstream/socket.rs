@@ -7,9 +7,11 @@
 //! owner (account or provider) changes only at a turn boundary (its socket is closed and the next
 //! one opens its own); an upstream that refuses the upgrade gets the connection's turns over
 //! HTTP. Each turn's events become an event-stream body, so the relay (repair, usage, the request
-//! log, quota) is the one HTTP answers go through.
+//! log, quota) is the one HTTP answers go through. The upgrade is sent with hyper (the answer's
+//! status, headers and body are the backend's word on a refusal, and its headers carry the
+//! account's quota), then the socket is [`yawc`]'s, offering permessage-deflate.
 
-use super::client::{Io, UpstreamBody};
+use super::client::UpstreamBody;
 use super::relay::Answer;
 use crate::app::App;
 use crate::egress::{ProxyChoice, TransportKind};
@@ -17,20 +19,26 @@ use crate::error::GateError;
 use crate::routing::Target;
 use bytes::Bytes;
 use codex_gate_protocol::observe::ResponsesHead;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use yawc::close::CloseCode;
+use yawc::frame::{Frame, OpCode};
+use yawc::{HttpStream, Role};
+
+type Socket = yawc::WebSocket<HttpStream>;
 
 /// The beta header Codex sends with its upgrade (codex-protocol §4).
 const BETA: &str = "responses_websockets=2026-02-06";
 /// Events of one turn buffered between the socket and a slow client.
 const CHANNEL: usize = 64;
+/// Largest message read from an upstream socket, and largest refusal body read back.
+const MAX_MESSAGE: usize = 64 << 20;
+const MAX_REFUSAL_BODY: usize = 1 << 20;
 
 /// The upstream side of one client WebSocket, for one kind of upstream.
 #[derive(Default)]
@@ -44,7 +52,7 @@ pub struct TurnSocket {
 
 struct Session {
     owner: String,
-    ws: WebSocketStream<Io>,
+    ws: Socket,
     /// The backend's id of the last turn completed on this socket.
     last: Option<String>,
     /// The upgrade answer's headers (the account's quota), for the first turn.
@@ -99,7 +107,7 @@ impl TurnSocket {
         if slot.as_ref().is_some_and(|s| s.owner != owner) {
             // Another account (or provider) serves from here on: its own socket.
             if let Some(mut old) = slot.take() {
-                let _ = old.ws.close(None).await;
+                let _ = old.ws.send(Frame::close(CloseCode::Normal, "")).await;
             }
         }
         let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(req.body()) else { return None };
@@ -132,7 +140,7 @@ impl TurnSocket {
             let items = prev.map_or(&input[..], |(_, n)| &input[input.len() - n..]);
             let frame = frame_text(&body, items, prev.map(|(id, _)| id));
             session.last = None;
-            if session.ws.send(Message::Text(frame.into())).await.is_err() {
+            if session.ws.send(Frame::text(frame)).await.is_err() {
                 *slot = None; // a socket the backend closed between turns: a new one, once
                 continue;
             }
@@ -203,66 +211,119 @@ fn frame_text(body: &Map<String, Value>, items: &[Value], prev: Option<&str>) ->
 /// Open a socket for `owner` from its HTTP request: its headers (token, account id, Codex's
 /// identity, continuity) plus the beta header, through the request's proxy.
 async fn open(app: &Arc<App>, t: &Target, owner: &str, http_req: &http::Request<Bytes>) -> Opened {
-    let refused =
-        |kind, detail: String| Opened::Refused(GateError::Transport { target: t.label.to_string(), kind, detail });
-    let url = http_req.uri().clone();
-    let choice = http_req.extensions().get::<ProxyChoice>().cloned();
-    let io = match app.client.websocket_io(&url, choice.as_ref()).await {
-        Ok(io) => io,
-        Err(e) => return refused(e.kind, e.to_string()),
-    };
-    let ws_url = url.to_string().replacen("http", "ws", 1);
-    let mut req = match ws_url.as_str().into_client_request() {
-        Ok(r) => r,
-        Err(e) => return refused(TransportKind::Connect, format!("bad WebSocket URL {ws_url}: {e}")),
-    };
-    for (k, v) in http_req.headers() {
-        if !matches!(k.as_str(), "content-type" | "accept" | "content-length") {
-            req.headers_mut().append(k.clone(), v.clone());
-        }
-    }
-    req.headers_mut().insert("openai-beta", HeaderValue::from_static(BETA));
-    let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
-    let handshake = tokio_tungstenite::client_async_with_config(req, io, Some(config));
-    let pool = t.provider.kind == crate::config::ProviderKind::Chatgpt;
-    match tokio::time::timeout(t.provider.timeouts.first_byte, handshake).await {
+    let timeout = t.provider.timeouts.first_byte;
+    match tokio::time::timeout(timeout, handshake(app, t, http_req)).await {
         Err(_) => Opened::Refused(GateError::Timeout {
             target: t.label.to_string(),
             what: "first byte",
-            ms: t.provider.timeouts.first_byte.as_millis(),
+            ms: timeout.as_millis(),
         }),
-        Ok(Ok((ws, resp))) => Opened::Yes(Box::new(Session {
-            owner: owner.to_owned(),
-            ws,
-            last: None,
-            handshake: Some(resp.headers().clone()),
-        })),
-        Ok(Err(WsError::Http(resp))) => match resp.status().as_u16() {
-            404 | 405 | 426 | 501 => Opened::NotOffered,
-            // An API provider without WebSocket answers the upgrade the way it answers any
-            // unknown request; only a refused key, a limit or an outage is an error of the turn.
-            s if !pool && !matches!(s, 401 | 403 | 429 | 500..=599) => Opened::NotOffered,
-            _ => {
-                let (parts, body) = (*resp).into_parts();
-                Opened::Refused(GateError::Upstream {
-                    target: t.label.to_string(),
-                    status: parts.status,
-                    headers: Box::new(parts.headers),
-                    body: Bytes::from(body.unwrap_or_default()),
-                })
+        Ok(Err(e)) => e,
+        Ok(Ok((ws, headers))) => {
+            if headers.contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+                app.metrics.ws_upstream_deflate.fetch_add(1, Relaxed);
             }
-        },
-        Ok(Err(e)) => refused(TransportKind::Reset, format!("WebSocket handshake: {e}")),
+            Opened::Yes(Box::new(Session { owner: owner.to_owned(), ws, last: None, handshake: Some(headers) }))
+        }
     }
 }
 
+/// The upgrade (RFC 6455 §4.1) over a connection of the gateway's client; the socket and the
+/// answer's headers, or why there is none.
+async fn handshake(app: &Arc<App>, t: &Target, http_req: &http::Request<Bytes>) -> Result<(Socket, HeaderMap), Opened> {
+    let transport =
+        |kind, detail: String| Opened::Refused(GateError::Transport { target: t.label.to_string(), kind, detail });
+    let url = http_req.uri().clone();
+    let choice = http_req.extensions().get::<ProxyChoice>().cloned();
+    let io = app.client.websocket_io(&url, choice.as_ref()).await.map_err(|e| transport(e.kind, e.to_string()))?;
+    let key = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>())
+    };
+    let path = url.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = http::Request::get(path).body(http_body_util::Empty::<Bytes>::new()).expect("a GET with a path");
+    let h = req.headers_mut();
+    for (k, v) in http_req.headers() {
+        if !matches!(
+            k.as_str(),
+            "content-type" | "accept" | "content-length" | "content-encoding" | "transfer-encoding"
+        ) {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    if !h.contains_key(header::HOST) {
+        if let Some(Ok(host)) = url.authority().map(|a| HeaderValue::from_str(a.as_str())) {
+            h.insert(header::HOST, host);
+        }
+    }
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).expect("base64 is a header value"));
+    h.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(crate::ws_options::OFFER));
+    h.insert("openai-beta", HeaderValue::from_static(BETA));
+    let reset = |e: hyper::Error| transport(TransportKind::Reset, format!("WebSocket handshake: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(reset)?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut resp = sender.send_request(req).await.map_err(reset)?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(refusal(t, resp).await);
+    }
+    let accepted = resp.headers().get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes());
+    if accepted != Some(accept_key(&key).as_bytes()) {
+        return Err(transport(TransportKind::Reset, "the upgrade answer's Sec-WebSocket-Accept is wrong".into()));
+    }
+    let upgraded = hyper::upgrade::on(&mut resp).await.map_err(reset)?;
+    let headers = std::mem::take(resp.headers_mut());
+    let agreed = headers.get(header::SEC_WEBSOCKET_EXTENSIONS).and_then(|v| v.to_str().ok());
+    let io = HttpStream::from(TokioIo::new(upgraded));
+    let ws =
+        yawc::WebSocket::from_stream_with_extensions(io, Role::Client, agreed, crate::ws_options::options(MAX_MESSAGE))
+            .map_err(|e| transport(TransportKind::Reset, format!("WebSocket extensions {agreed:?}: {e}")))?;
+    Ok((ws, headers))
+}
+
+/// A non-101 answer to the upgrade: "no WebSocket here" (use HTTP) or the backend's error.
+async fn refusal(t: &Target, resp: http::Response<hyper::body::Incoming>) -> Opened {
+    let pool = t.provider.kind == crate::config::ProviderKind::Chatgpt;
+    match resp.status().as_u16() {
+        404 | 405 | 426 | 501 => Opened::NotOffered,
+        // An API provider without WebSocket answers the upgrade the way it answers any
+        // unknown request; only a refused key, a limit or an outage is an error of the turn.
+        s if !pool && !matches!(s, 401 | 403 | 429 | 500..=599) => Opened::NotOffered,
+        _ => {
+            let (parts, body) = resp.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_REFUSAL_BODY).collect().await;
+            Opened::Refused(GateError::Upstream {
+                target: t.label.to_string(),
+                status: parts.status,
+                headers: Box::new(parts.headers),
+                body: body.map(|b| b.to_bytes()).unwrap_or_default(),
+            })
+        }
+    }
+}
+
+/// `Sec-WebSocket-Accept` for `key` (RFC 6455 §4.2.2).
+fn accept_key(key: &str) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
 /// The next text frame (pings are answered by the library); `None` when the socket ends.
-async fn next_text(ws: &mut WebSocketStream<Io>) -> Option<String> {
+async fn next_text(ws: &mut Socket) -> Option<String> {
     loop {
-        match ws.next().await? {
-            Ok(Message::Text(t)) => return Some(t.as_str().to_owned()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
+        let frame = ws.next_frame().await.ok()?;
+        match frame.opcode() {
+            OpCode::Text => return String::from_utf8(frame.into_payload().into()).ok(),
+            OpCode::Close => return None,
+            _ => continue,
         }
     }
 }

@@ -86,6 +86,8 @@ async fn codex_over_websocket_on_every_upstream_kind() {
     assert!(frame["previous_response_id"].as_str().is_some_and(|p| p.starts_with("resp_ws_")), "{frame}");
     assert_eq!(frame["input"].as_array().map(Vec::len), Some(1), "{frame}");
     assert_eq!(gate.app.metrics.ws_prewarms.load(Relaxed), 7, "one prewarm per Codex run");
+    // Codex offers permessage-deflate and each of its connections runs compressed.
+    assert_eq!(gate.app.metrics.ws_deflate.load(Relaxed), 7, "every Codex connection negotiated permessage-deflate");
     // Every turn is in the request log.
     let rows = gate.records(11).await;
     assert!(rows.iter().take(11).all(|r| r.status == 200), "{rows:?}");

@@ -32,6 +32,8 @@ pub struct App {
     pub sessions: crate::dashboard::session::Sessions,
     /// Account logins started from the admin API, for the dashboard to follow.
     pub logins: crate::pool::login::Logins,
+    /// Upstreams that refused a WebSocket upgrade lately (their turns go over HTTP).
+    pub ws_refusals: crate::upstream::socket::Refusals,
 }
 
 /// Shutdown, in two steps: `stopping` when the server stops accepting (background tasks end),
@@ -85,6 +87,7 @@ impl App {
             telemetry,
             sessions: crate::dashboard::session::Sessions::default(),
             logins: crate::pool::login::Logins::default(),
+            ws_refusals: Default::default(),
             config,
             router,
             client,

@@ -74,9 +74,18 @@ async fn codex_over_websocket_on_every_upstream_kind() {
             assert!(last.contains("You are a coding agent"), "{tool}: the base instructions are there too");
         }
     }
+    assert_eq!(gate.app.metrics.ws_prewarms.load(Relaxed), 6, "one prewarm per Codex run");
+    // Codex offers permessage-deflate and each of its connections runs compressed.
+    assert_eq!(gate.app.metrics.ws_deflate.load(Relaxed), 6, "every Codex connection negotiated permessage-deflate");
+    // Every turn is in the request log.
+    let rows = gate.records(9).await;
+    assert!(rows.iter().take(9).all(|r| r.status == 200), "{rows:?}");
+
     // A Responses provider that offers WebSocket gets the turns over the connection's own
-    // socket to it: the follow-up names the call's response and carries only the output.
+    // socket to it: the follow-up names the call's response and carries only the output. (A
+    // gateway of its own: the one above remembers that this provider refused the upgrade.)
     m.set_api_websocket(true);
+    let gate = Gate::start(&cfg).await;
     let run = common::codex::exec(&bin, &ws_config(&gate, "resp/tool"), &[("GW_API_KEY", "k")], &[], "run it").await;
     assert_eq!(run.code, Some(0), "{}", run.dump());
     assert_eq!(run.items("command_execution")[0]["aggregated_output"], "mock-tool-ran\n");
@@ -85,12 +94,9 @@ async fn codex_over_websocket_on_every_upstream_kind() {
     let frame = sent.json();
     assert!(frame["previous_response_id"].as_str().is_some_and(|p| p.starts_with("resp_ws_")), "{frame}");
     assert_eq!(frame["input"].as_array().map(Vec::len), Some(1), "{frame}");
-    assert_eq!(gate.app.metrics.ws_prewarms.load(Relaxed), 7, "one prewarm per Codex run");
-    // Codex offers permessage-deflate and each of its connections runs compressed.
-    assert_eq!(gate.app.metrics.ws_deflate.load(Relaxed), 7, "every Codex connection negotiated permessage-deflate");
-    // Every turn is in the request log.
-    let rows = gate.records(11).await;
-    assert!(rows.iter().take(11).all(|r| r.status == 200), "{rows:?}");
+    assert_eq!(gate.app.metrics.ws_upstream_deflate.load(Relaxed), 1, "the provider's socket is compressed too");
+    let rows = gate.records(2).await;
+    assert!(rows.iter().take(2).all(|r| r.status == 200), "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

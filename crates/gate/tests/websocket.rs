@@ -304,6 +304,46 @@ async fn responses_provider_turns_go_over_its_websocket_when_it_offers_one_else_
 }
 
 #[tokio::test]
+async fn a_provider_refusing_the_upgrade_leaves_the_others_on_their_websockets_and_is_not_asked_again() {
+    let with = MockUpstream::start(MockOptions::default()).await.unwrap();
+    with.set_api_websocket(true);
+    let without = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!(
+        "{}{}",
+        common::provider("with", "responses", &with.url(), ""),
+        common::provider("without", "responses", &without.url(), "")
+    );
+    let gate = Gate::start(&cfg).await;
+    let methods = |m: &MockUpstream| m.requests().iter().map(|r| r.method.clone()).collect::<Vec<_>>();
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    // Turns alternate between the two providers on one connection.
+    for (n, model) in ["with/ok", "without/ok", "with/ok", "without/ok", "with/ok"].into_iter().enumerate() {
+        completed_id(&turn(&mut ws, create(model, json!([user(&format!("turn {n}"))]), None)).await);
+    }
+    assert_eq!(methods(&with), ["WS", "WS", "WS"], "every turn to the provider with WebSocket used it");
+    assert_eq!(methods(&without), ["GET", "POST", "POST"], "one refused upgrade, then HTTP");
+    // A new connection does not ask the refusing provider again.
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    completed_id(&turn(&mut ws, create("without/ok", json!([user("again")]), None)).await);
+    assert_eq!(methods(&without), ["GET", "POST", "POST", "POST"], "no second upgrade");
+}
+
+#[tokio::test]
+async fn a_token_the_backend_refuses_at_the_socket_handshake_is_refreshed_and_the_turn_goes_on() {
+    let (mock, gate) = setup().await;
+    mock.revoke_access("acc-1");
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    let id = completed_id(&turn(&mut ws, create("pool/gpt-5.5", json!([user("one")]), None)).await);
+    completed_id(&turn(&mut ws, create("pool/gpt-5.5", json!([user("two")]), Some(&id))).await);
+    let reqs = mock.requests();
+    assert!(reqs.iter().any(|r| r.path == "/oauth/token"), "the 401 at the handshake refreshed the token");
+    let frames: Vec<_> = reqs.iter().filter(|r| r.method == "WS").collect();
+    assert_eq!(frames.len(), 2, "both turns on the backend socket, opened with the new token: {reqs:?}");
+    let (access, _) = mock.chatgpt_tokens("acc-1").unwrap();
+    assert_eq!(frames[0].header("authorization"), Some(format!("Bearer {access}").as_str()));
+}
+
+#[tokio::test]
 async fn shutdown_closes_open_connections_as_going_away() {
     let (_mock, gate) = setup().await;
     let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();

@@ -24,8 +24,10 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use yawc::close::CloseCode;
 use yawc::frame::{Frame, OpCode};
 use yawc::{HttpStream, Role};
@@ -39,6 +41,32 @@ const CHANNEL: usize = 64;
 /// Largest message read from an upstream socket, and largest refusal body read back.
 const MAX_MESSAGE: usize = 64 << 20;
 const MAX_REFUSAL_BODY: usize = 1 << 20;
+/// How long an upstream that refused the upgrade gets HTTP without being asked again.
+const REFUSAL_MEMO: Duration = Duration::from_secs(10 * 60);
+
+/// Upstreams (by URL) that answered the upgrade with "no WebSocket here", and when: every
+/// connection's turns to them go over HTTP for [`REFUSAL_MEMO`], and then one upgrade is tried
+/// again (an upstream may gain WebSocket). Keyed by URL, so one provider's refusal leaves the
+/// others on their sockets; the URLs come from the config, so the map stays small.
+#[derive(Default, Debug)]
+pub struct Refusals(parking_lot::Mutex<HashMap<String, Instant>>);
+
+impl Refusals {
+    fn refused(&self, url: &str) -> bool {
+        self.0.lock().get(url).is_some_and(|at| at.elapsed() < REFUSAL_MEMO)
+    }
+
+    fn remember(&self, url: String) {
+        let mut m = self.0.lock();
+        m.retain(|_, at| at.elapsed() < REFUSAL_MEMO);
+        m.insert(url, Instant::now());
+    }
+}
+
+/// An upstream URL without its query: what [`Refusals`] is keyed by.
+fn endpoint(uri: &http::Uri) -> String {
+    format!("{}://{}{}", uri.scheme_str().unwrap_or("http"), uri.authority().map_or("", |a| a.as_str()), uri.path())
+}
 
 /// The upstream side of one client WebSocket, for one kind of upstream.
 #[derive(Default)]
@@ -46,8 +74,6 @@ pub struct TurnSocket {
     slot: Arc<tokio::sync::Mutex<Option<Session>>>,
     /// The account (or provider) whose socket is open (selection prefers it while it can serve).
     owner: parking_lot::Mutex<Option<String>>,
-    /// The upstream refused the upgrade: this connection's turns go over HTTP.
-    http_only: AtomicBool,
 }
 
 struct Session {
@@ -100,7 +126,7 @@ impl TurnSocket {
         req: &http::Request<Bytes>,
         incremental: Option<&(String, usize)>,
     ) -> Option<Result<Answer, GateError>> {
-        if self.http_only.load(Relaxed) {
+        if app.ws_refusals.refused(&endpoint(req.uri())) {
             return None;
         }
         let mut slot = self.slot.clone().lock_owned().await;
@@ -125,8 +151,8 @@ impl TurnSocket {
                         *slot = Some(*s);
                     }
                     Opened::NotOffered => {
-                        tracing::info!(target = %t.label, "the upstream refused the WebSocket upgrade; this connection's turns to it go over HTTP");
-                        self.http_only.store(true, Relaxed);
+                        tracing::info!(target = %t.label, "the upstream refused the WebSocket upgrade; turns to it go over HTTP for 10 minutes");
+                        app.ws_refusals.remember(endpoint(req.uri()));
                         return None;
                     }
                     Opened::Refused(e) => return Some(Err(e)),

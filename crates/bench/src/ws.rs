@@ -280,8 +280,9 @@ fn summary(name: &str, turns: &[Turn], per_session: usize, cpu: Option<f64>) -> 
 const MODES: [(&str, &str, bool, bool); 6] = [
     ("direct HTTP", "ok", false, false),
     ("codex-gate HTTP", "resp/ok", false, false),
-    ("codex-gate WebSocket", "resp/ok", true, false),
+    // Before the provider without WebSocket: the gateway remembers a refused upgrade.
     ("provider WebSocket", "resp/ok", true, true),
+    ("codex-gate WebSocket", "resp/ok", true, false),
     ("pool HTTP", "pool/gpt-5.5", false, false),
     ("pool WebSocket", "pool/gpt-5.5", true, false),
 ];

@@ -167,15 +167,15 @@ fn the_websocket_sessions_send_less_and_the_pools_backend_socket_carries_only_ne
     let modes: Vec<&str> = r.iter().map(|m| m["mode"].as_str().unwrap()).collect();
     assert_eq!(
         modes,
-        ["direct HTTP", "codex-gate HTTP", "codex-gate WebSocket", "provider WebSocket", "pool HTTP", "pool WebSocket"]
+        ["direct HTTP", "codex-gate HTTP", "provider WebSocket", "codex-gate WebSocket", "pool HTTP", "pool WebSocket"]
     );
     let f = |i: usize, k: &str| r[i][k].as_f64().unwrap();
-    assert!(f(2, "sent_kb_per_turn") < f(1, "sent_kb_per_turn") / 2.0, "only new items go over the WebSocket");
+    assert!(f(3, "sent_kb_per_turn") < f(1, "sent_kb_per_turn") / 2.0, "only new items go over the WebSocket");
     // ... yet the provider (HTTP-only here) gets the same history either way,
-    assert!((f(2, "upstream_kb_per_turn") - f(1, "upstream_kb_per_turn")).abs() < 0.5, "{r:?}");
+    assert!((f(3, "upstream_kb_per_turn") - f(1, "upstream_kb_per_turn")).abs() < 0.5, "{r:?}");
     // while a provider's own WebSocket and the pool's backend one carry only the new items.
-    assert!(f(3, "upstream_kb_per_turn") > 0.0, "every turn reached the provider: {r:?}");
-    assert!(f(3, "upstream_kb_per_turn") < f(1, "upstream_kb_per_turn") / 2.0, "{r:?}");
+    assert!(f(2, "upstream_kb_per_turn") > 0.0, "every turn reached the provider: {r:?}");
+    assert!(f(2, "upstream_kb_per_turn") < f(1, "upstream_kb_per_turn") / 2.0, "{r:?}");
     assert!(f(5, "sent_kb_per_turn") < f(4, "sent_kb_per_turn") / 2.0, "{r:?}");
     assert!(f(5, "upstream_kb_per_turn") > 0.0, "every pool turn reached the backend: {r:?}");
     assert!(f(5, "upstream_kb_per_turn") < f(4, "upstream_kb_per_turn") / 2.0, "{r:?}");

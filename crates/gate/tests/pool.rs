@@ -480,3 +480,17 @@ async fn a_sealed_token_copied_into_another_row_does_not_open_there() {
     assert_eq!(status(&one), "active");
     assert_eq!(status(&two), "reauth_required", "{snap}");
 }
+
+#[tokio::test]
+async fn the_backends_models_etag_is_not_relayed_as_it_names_a_catalog_the_client_never_saw() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.add_chatgpt_account("acc-1", false);
+    let gate = pool_gate(&mock, "").await;
+    gate.add_account(&mock, "acc-1", "plus").await;
+    for stream in [true, false] {
+        let r = post(&gate.url("/v1/responses"), &turn(stream)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.header("x-codex-primary-used-percent").is_some(), "the account's quota is relayed");
+        assert_eq!(r.header("x-models-etag"), None, "the backend's catalog ETag stays upstream");
+    }
+}

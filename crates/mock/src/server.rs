@@ -657,6 +657,8 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         h.insert("x-codex-primary-used-percent", used.to_string().parse().unwrap());
         h.insert("x-codex-primary-window-minutes", "300".parse().unwrap());
         h.insert("x-codex-primary-reset-at", "1900000000".parse().unwrap());
+        // The backend names the version of its own model catalog (Codex refreshes on a change).
+        h.insert("x-models-etag", "\"mock-backend-models-1\"".parse().unwrap());
     }
     Ok(resp)
 }

@@ -106,9 +106,11 @@ pub(super) fn is_continuity_header(name: &str, codex_own: bool) -> bool {
     }
 }
 
-/// Upstream response headers passed back to the client.
+/// Upstream response headers passed back to the client. Not `x-models-etag`: it names the
+/// upstream's catalog, not the gateway's `/models` the client read, and Codex refetches `/models`
+/// whenever it differs from the ETag it stored, which would be after every turn.
 fn is_relayed_response_header(name: &str) -> bool {
-    matches!(name, "openai-model" | "x-request-id" | "x-reasoning-included" | "x-models-etag" | "openai-processing-ms")
+    matches!(name, "openai-model" | "x-request-id" | "x-reasoning-included" | "openai-processing-ms")
         || name.starts_with("x-codex-")
         || name.starts_with("x-ratelimit-")
 }

@@ -344,6 +344,24 @@ async fn a_token_the_backend_refuses_at_the_socket_handshake_is_refreshed_and_th
 }
 
 #[tokio::test]
+async fn the_upgrade_answer_names_the_models_catalog_codex_would_fetch() {
+    let (_mock, gate) = setup().await;
+    let models = etag_of_get(&gate, "/v1/models?client_version=0.169.0").await;
+    let mut req = gate.url("/v1/responses").replace("http://", "ws://").into_client_request().unwrap();
+    req.headers_mut().insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
+    let (_ws, answer) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let etag = answer.headers().get("x-models-etag").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(etag.as_deref(), Some(models.as_str()), "the ETag /models answers with");
+}
+
+/// The `ETag` of a GET.
+async fn etag_of_get(gate: &Gate, path: &str) -> String {
+    let r = common::http::send("GET", &gate.url(path), "", &[]).await;
+    assert_eq!(r.status, 200);
+    r.header("etag").expect("an ETag").to_owned()
+}
+
+#[tokio::test]
 async fn shutdown_closes_open_connections_as_going_away() {
     let (_mock, gate) = setup().await;
     let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();

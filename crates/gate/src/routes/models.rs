@@ -3,6 +3,7 @@
 //! for a matching `If-None-Match`), as the ChatGPT backend answers it.
 
 use crate::access::admit::may_use;
+use crate::access::keys::ClientKey;
 use crate::access::Caller;
 use crate::app::App;
 use axum::extract::{Extension, RawQuery, State};
@@ -22,16 +23,9 @@ pub async fn list(
     let pool = app.pool.catalog.get();
     // A key sees only the models it may use.
     let key = caller.as_ref().and_then(|Extension(c)| c.key().cloned());
-    let usable = |id: &str| {
-        key.as_ref().is_none_or(|k| {
-            app.router.resolve_or_pool(id, |m| app.pool.catalog.offers(m)).is_some_and(|r| may_use(k, id, &r))
-        })
-    };
+    let usable = |id: &str| usable(&app, key.as_ref(), id);
     if codex {
-        let mut catalog = crate::codex_catalog::build(&app.router, pool.as_deref());
-        if key.is_some() {
-            catalog.retain(usable);
-        }
+        let catalog = codex_catalog(&app, key.as_ref());
         let etag = HeaderValue::from_str(&catalog.etag).unwrap_or(HeaderValue::from_static("\"0\""));
         if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
             return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
@@ -55,4 +49,22 @@ pub async fn list(
         data.retain(|m| m["id"].as_str().is_some_and(usable));
     }
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// Whether `key` (no key: anyone) may use model `id`.
+fn usable(app: &App, key: Option<&Arc<ClientKey>>, id: &str) -> bool {
+    key.is_none_or(|k| {
+        app.router.resolve_or_pool(id, |m| app.pool.catalog.offers(m)).is_some_and(|r| may_use(k, id, &r))
+    })
+}
+
+/// The catalog Codex gets from `/models` for `key`; its ETag also goes on the Responses
+/// WebSocket's upgrade answer (`x-models-etag`), where Codex checks it.
+pub fn codex_catalog(app: &App, key: Option<&Arc<ClientKey>>) -> crate::codex_catalog::CodexCatalog {
+    let pool = app.pool.catalog.get();
+    let mut catalog = crate::codex_catalog::build(&app.router, pool.as_deref());
+    if key.is_some() {
+        catalog.retain(|id| usable(app, key, id));
+    }
+    catalog
 }

@@ -90,6 +90,13 @@ pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
     if answer.headers().contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
         app.metrics.ws_deflate.fetch_add(1, Relaxed);
     }
+    // Codex compares this with the ETag of the `/models` it stored and refetches on a change
+    // (codex-protocol §4); the other headers it reads here name an upstream, and there is none yet.
+    let (mut answer_parts, _) = answer.into_parts();
+    let key = parts.extensions.get::<Caller>().and_then(|c| c.key().cloned());
+    if let Ok(etag) = HeaderValue::from_str(&super::models::codex_catalog(&app, key.as_ref()).etag) {
+        answer_parts.headers.insert("x-models-etag", etag);
+    }
     let pool_ws = (app.config.pool.websocket && app.router.pool_provider().is_some()).then(Arc::default);
     let api_ws = app
         .config
@@ -112,7 +119,7 @@ pub async fn responses(State(app): State<Arc<App>>, req: Request) -> Response {
             Err(e) => tracing::debug!(error = %e, "the WebSocket upgrade did not complete"),
         }
     });
-    answer.map(|_| Body::empty())
+    Response::from_parts(answer_parts, Body::empty())
 }
 
 /// The last response on the connection: what `previous_response_id` refers to. Its input is

@@ -10,6 +10,7 @@ mod chart;
 mod clients;
 mod dashboard;
 mod load;
+mod peers;
 mod procs;
 mod relay;
 mod report;
@@ -58,6 +59,13 @@ struct RunArgs {
     /// route model `bench` to the mock at --mock-addr; with pid, its CPU and RSS are read too)
     #[arg(long = "target", value_name = "SPEC")]
     targets: Vec<String>,
+    /// Other gateways to install (once, from PyPI, into --peers-dir) and measure in the same
+    /// rounds, each on the scenarios it can serve: `litellm`, `ds4codex` (comma-separated)
+    #[arg(long)]
+    peers: Option<String>,
+    /// Cache directory for --peers (default: ~/.cache/codex-gate-bench/peers)
+    #[arg(long)]
+    peers_dir: Option<PathBuf>,
     /// Where the mock upstream listens (fixed, so other gateways can be pointed at it)
     #[arg(long, default_value = "127.0.0.1:18080")]
     mock_addr: String,
@@ -280,10 +288,32 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         machine: procs::machine(),
         scenarios: vec![],
     };
-    let env = scenarios::Env { out: &args.out, mock_addr: &args.mock_addr, timing, external: &external };
+    let peers = peers::by_names(args.peers.as_deref().unwrap_or_default())?;
+    let peers_dir = args.peers_dir.clone().unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/codex-gate-bench/peers")
+    });
+    let installed: Vec<_> = peers
+        .iter()
+        .map(|p| {
+            eprintln!("peer {}: {}", p.name, p.settings);
+            peers::install(&peers_dir, p).map(|exe| (*p, exe))
+        })
+        .collect::<Result<_, _>>()?;
+    let logs = args.out.join("logs");
+    std::fs::create_dir_all(&logs)?;
     for sc in &selected {
         eprintln!("scenario {}: {}", sc.id, sc.title);
+        // The peers serving this scenario, started in front of its mock (stopped at the end).
+        let mut running = Vec::new();
+        for (p, exe) in installed.iter().filter(|(p, _)| p.serves(sc)) {
+            let log = logs.join(format!("{}-{}.log", sc.id, p.name));
+            running.push(peers::start(p, exe, &args.mock_addr, &log).await?);
+        }
+        let mut external = external.clone();
+        external.extend(running.iter().map(|r| r.target.clone()));
+        let env = scenarios::Env { out: &args.out, mock_addr: &args.mock_addr, timing, external: &external };
         let r = scenarios::run(sc, &env).await.with_context(|| format!("scenario {}", sc.id))?;
+        drop(running);
         run.scenarios.push(r);
         // Written after every scenario, so a long run that is stopped keeps what it measured.
         std::fs::write(args.out.join("results.json"), serde_json::to_vec_pretty(&run)?)?;

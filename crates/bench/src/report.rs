@@ -114,6 +114,21 @@ impl ScenarioResult {
             add(format!("{}/direct TTFB p50", t.name), div(Some(t.ttfb_ms.p50), direct.map(|d| d.ttfb_ms.p50)));
             add(format!("{}/direct TTFB p99", t.name), div(Some(t.ttfb_ms.p99), direct.map(|d| d.ttfb_ms.p99)));
         }
+        // Against every other gateway, codex-gate first: how many times its throughput, and its
+        // CPU per request as a fraction of theirs.
+        for t in targets.iter().filter(|t| !matches!(t.name.as_str(), "direct" | "bare-relay" | "codex-gate")) {
+            let Some(gate) = gate else { break };
+            let mut add = |what: String, v: Option<f64>| {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    ratios.push((what, (v * 1000.0).round() / 1000.0));
+                }
+            };
+            if !hold {
+                add(format!("codex-gate/{} throughput", t.name), div(Some(gate.rps), Some(t.rps)));
+                add(format!("codex-gate/{} CPU per 1k", t.name), div(gate.cpu_s_per_1k, t.cpu_s_per_1k));
+            }
+            add(format!("codex-gate/{} TTFB p50", t.name), div(Some(gate.ttfb_ms.p50), Some(t.ttfb_ms.p50)));
+        }
         let ratio = |key: &str| ratios.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
         let mut checks: Vec<Option<Check>> = Vec::new();
         match sc.id {

@@ -52,14 +52,16 @@ const REFUSAL_MEMO: Duration = Duration::from_secs(10 * 60);
 pub struct Refusals(parking_lot::Mutex<HashMap<String, Instant>>);
 
 impl Refusals {
-    fn refused(&self, url: &str) -> bool {
-        self.0.lock().get(url).is_some_and(|at| at.elapsed() < REFUSAL_MEMO)
+    /// Checked on every socket turn: with no refusal on record (the usual case) it builds no key.
+    fn refused(&self, uri: &http::Uri) -> bool {
+        let m = self.0.lock();
+        !m.is_empty() && m.get(&endpoint(uri)).is_some_and(|at| at.elapsed() < REFUSAL_MEMO)
     }
 
-    fn remember(&self, url: String) {
+    fn remember(&self, uri: &http::Uri) {
         let mut m = self.0.lock();
         m.retain(|_, at| at.elapsed() < REFUSAL_MEMO);
-        m.insert(url, Instant::now());
+        m.insert(endpoint(uri), Instant::now());
     }
 }
 
@@ -126,7 +128,7 @@ impl TurnSocket {
         req: &http::Request<Bytes>,
         incremental: Option<&(String, usize)>,
     ) -> Option<Result<Answer, GateError>> {
-        if app.ws_refusals.refused(&endpoint(req.uri())) {
+        if app.ws_refusals.refused(req.uri()) {
             return None;
         }
         let mut slot = self.slot.clone().lock_owned().await;
@@ -152,7 +154,7 @@ impl TurnSocket {
                     }
                     Opened::NotOffered => {
                         tracing::info!(target = %t.label, "the upstream refused the WebSocket upgrade; turns to it go over HTTP for 10 minutes");
-                        app.ws_refusals.remember(endpoint(req.uri()));
+                        app.ws_refusals.remember(req.uri());
                         return None;
                     }
                     Opened::Refused(e) => return Some(Err(e)),

@@ -23,6 +23,8 @@ pub struct Spec {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Bytes every complete answer contains (`[DONE]`, `response.completed`, …).
     pub expect: Finder<'static>,
+    /// HTTPS with this client config (a target that is the TLS mock itself).
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// What a run measured.
@@ -59,10 +61,32 @@ impl Tally {
 }
 
 pub async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>, String> {
+    connect_with(addr, None).await
+}
+
+/// An HTTP/1.1 connection to `addr`, over TLS when `tls` is given (server name: its host).
+pub async fn connect_with(
+    addr: &str,
+    tls: Option<&Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<SendRequest<Full<Bytes>>, String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    let Some(cfg) = tls else { return handshake(tcp).await };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_owned();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host).map_err(|e| format!("server name: {e}"))?;
+    let stream = tokio_rustls::TlsConnector::from(cfg.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+    handshake(stream).await
+}
+
+async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| format!("handshake: {e}"))?;
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -186,7 +210,7 @@ pub async fn run(spec: Arc<Spec>, connections: usize, duration: Duration, rate: 
                         }
                     }
                     if conn.is_none() {
-                        match connect(&spec.addr).await {
+                        match connect_with(&spec.addr, spec.tls.as_ref()).await {
                             Ok(c) => conn = Some(c),
                             Err(e) => {
                                 t.error(e);
@@ -234,7 +258,7 @@ pub fn hold(spec: Arc<Spec>, streams: usize, ramp: Duration) -> Hold {
                 tokio::spawn(async move {
                     tokio::time::sleep_until(at).await;
                     let mut t = Tally::default();
-                    match connect(&spec.addr).await {
+                    match connect_with(&spec.addr, spec.tls.as_ref()).await {
                         Ok(mut c) => {
                             if let Err(e) = one(&mut c, &spec, &mut t, Some(&open)).await {
                                 t.error(e);

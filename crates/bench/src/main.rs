@@ -11,11 +11,13 @@ mod clients;
 mod dashboard;
 mod load;
 mod peers;
+mod pool;
 mod procs;
 mod relay;
 mod report;
 mod scenarios;
 mod soak;
+mod tls;
 mod ws;
 
 use anyhow::{bail, Context};
@@ -43,7 +45,7 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Scenarios to run: `all` or letters, e.g. `a,b,g`
+    /// Scenarios to run: `all` (every one but i, which needs PostgreSQL and Redis) or letters, e.g. `a,b,g`
     #[arg(long, default_value = "all")]
     scenario: String,
     /// A few seconds in all, tiny counts: proves the harness works (CI); numbers are not comparable
@@ -60,7 +62,8 @@ struct RunArgs {
     #[arg(long = "target", value_name = "SPEC")]
     targets: Vec<String>,
     /// Other gateways to install (once, from PyPI, into --peers-dir) and measure in the same
-    /// rounds, each on the scenarios it can serve: `litellm`, `ds4codex` (comma-separated)
+    /// rounds, each on the scenarios it can serve: `litellm`, `ds4codex`, `codex-lb` (Python >= 3.13;
+    /// through its pool, on b) (comma-separated)
     #[arg(long)]
     peers: Option<String>,
     /// Cache directory for --peers (default: ~/.cache/codex-gate-bench/peers)
@@ -143,9 +146,22 @@ enum Cmd {
         delay_ms: u64,
         #[arg(long, default_value_t = 0)]
         ttft_ms: u64,
+        /// Open ChatGPT accounts `bench-00000`… that take any token (pools measured through them)
+        #[arg(long, default_value_t = 0)]
+        open_accounts: usize,
+        /// Serve HTTPS with this certificate chain (PEM) and --tls-key
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
     },
     #[command(hide = true)]
-    Relay { listen: String, upstream: String },
+    Relay {
+        listen: String,
+        upstream: String,
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// codex-gate itself (`gate -- serve --config …`), the same code as the `codex-gate` binary
     #[command(hide = true)]
     Gate {
@@ -168,21 +184,30 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some(Cmd::Mock { addr, deltas, size, delay_ms, ttft_ms }) => rt().map_err(Into::into).and_then(|rt| {
-            rt.block_on(async {
-                let opts = codex_gate_mock::MockOptions {
-                    deltas,
-                    delta_bytes: size,
-                    delay: Duration::from_millis(delay_ms),
-                    ttft: Duration::from_millis(ttft_ms),
-                    record: 0,
-                };
-                let _mock = codex_gate_mock::MockUpstream::start_on(&addr, opts).await?;
-                std::future::pending::<anyhow::Result<()>>().await
+        Some(Cmd::Mock { addr, deltas, size, delay_ms, ttft_ms, open_accounts, tls_cert, tls_key }) => {
+            rt().map_err(Into::into).and_then(|rt| {
+                rt.block_on(async {
+                    let opts = codex_gate_mock::MockOptions {
+                        deltas,
+                        delta_bytes: size,
+                        delay: Duration::from_millis(delay_ms),
+                        ttft: Duration::from_millis(ttft_ms),
+                        record: 0,
+                    };
+                    let mock = match tls_cert.zip(tls_key) {
+                        Some((cert, key)) => {
+                            let cfg = tls::server_config(&cert, &key)?;
+                            codex_gate_mock::MockUpstream::start_tls_on(&addr, opts, cfg).await?
+                        }
+                        None => codex_gate_mock::MockUpstream::start_on(&addr, opts).await?,
+                    };
+                    mock.open_chatgpt_accounts((0..open_accounts).map(pool::account_id));
+                    std::future::pending::<anyhow::Result<()>>().await
+                })
             })
-        }),
-        Some(Cmd::Relay { listen, upstream }) => {
-            rt().map_err(Into::into).and_then(|rt| rt.block_on(relay::run(&listen, &upstream)))
+        }
+        Some(Cmd::Relay { listen, upstream, ca_file }) => {
+            rt().map_err(Into::into).and_then(|rt| rt.block_on(relay::run(&listen, &upstream, ca_file.as_deref())))
         }
         Some(Cmd::Chart { json }) => chart(&json),
         Some(Cmd::Clients { streams, requests, out }) => {
@@ -236,7 +261,7 @@ fn parse_target(spec: &str) -> anyhow::Result<Target> {
         .ok()
         .filter(|u| u.scheme_str() == Some("http"))
         .with_context(|| format!("--target {name}: {url:?} is not an http:// URL"))?;
-    let mut t = Target { name: name.into(), url, headers: vec![], pid: None };
+    let mut t = Target { name: name.into(), url, ..Target::default() };
     for p in parts {
         match p.split_once('=') {
             Some(("key", k)) => t.headers.push((
@@ -258,7 +283,7 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         .filter(|s| wanted.iter().any(|w| (w == "all" && !s.cluster) || w == s.id))
         .collect();
     if selected.is_empty() {
-        bail!("--scenario {}: no such scenario (a–i, or all: a–h)", args.scenario);
+        bail!("--scenario {}: no such scenario (a–k, or all: every one but i)", args.scenario);
     }
     let timing = if args.smoke {
         Timing {
@@ -292,26 +317,28 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     let peers_dir = args.peers_dir.clone().unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/codex-gate-bench/peers")
     });
-    let installed: Vec<_> = peers
-        .iter()
-        .map(|p| {
-            eprintln!("peer {}: {}", p.name, p.settings);
-            peers::install(&peers_dir, p).map(|exe| (*p, exe))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut installed = Vec::new();
+    for p in &peers {
+        eprintln!("peer {}: {}", p.name, p.settings);
+        if let Some(exe) = peers::install(&peers_dir, p)? {
+            installed.push((*p, exe));
+        }
+    }
     let logs = args.out.join("logs");
     std::fs::create_dir_all(&logs)?;
     for sc in &selected {
         eprintln!("scenario {}: {}", sc.id, sc.title);
+        // Resolved here so the peers are pointed at the port the mock will listen on.
+        let mock_addr = if args.mock_addr.ends_with(":0") { procs::free_addr()? } else { args.mock_addr.clone() };
         // The peers serving this scenario, started in front of its mock (stopped at the end).
         let mut running = Vec::new();
         for (p, exe) in installed.iter().filter(|(p, _)| p.serves(sc)) {
             let log = logs.join(format!("{}-{}.log", sc.id, p.name));
-            running.push(peers::start(p, exe, &args.mock_addr, &log).await?);
+            running.push(peers::start(p, exe, sc, &mock_addr, &log).await?);
         }
         let mut external = external.clone();
         external.extend(running.iter().map(|r| r.target.clone()));
-        let env = scenarios::Env { out: &args.out, mock_addr: &args.mock_addr, timing, external: &external };
+        let env = scenarios::Env { out: &args.out, mock_addr: &mock_addr, timing, external: &external };
         let r = scenarios::run(sc, &env).await.with_context(|| format!("scenario {}", sc.id))?;
         drop(running);
         run.scenarios.push(r);
@@ -327,10 +354,18 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
 
 /// GET `url` (plain http) and return the body as text.
 pub async fn http_get(url: &str) -> anyhow::Result<String> {
+    http_get_with(url, None).await
+}
+
+/// GET `url` (over TLS with `tls`) and return the body as text.
+pub async fn http_get_with(
+    url: &str,
+    tls: Option<&std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> anyhow::Result<String> {
     use http_body_util::BodyExt;
     let uri: http::Uri = url.parse()?;
     let addr = uri.authority().context("no host")?.to_string();
-    let mut send = load::connect(&addr).await.map_err(anyhow::Error::msg)?;
+    let mut send = load::connect_with(&addr, tls).await.map_err(anyhow::Error::msg)?;
     let req = http::Request::get(uri.path())
         .header(http::header::HOST, addr)
         .body(http_body_util::Full::new(bytes::Bytes::new()))?;

@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 type Body = BoxBody<Bytes, hyper::Error>;
 
 struct Relay {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>,
+    scheme: http::uri::Scheme,
     /// `http://host:port` of the upstream.
     authority: http::uri::Authority,
 }
@@ -32,10 +33,11 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 async fn forward(r: Arc<Relay>, req: Request<Incoming>) -> Result<Response<Body>, hyper::Error> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    parts.uri = match Uri::builder().scheme("http").authority(r.authority.clone()).path_and_query(path).build() {
-        Ok(u) => u,
-        Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
-    };
+    parts.uri =
+        match Uri::builder().scheme(r.scheme.clone()).authority(r.authority.clone()).path_and_query(path).build() {
+            Ok(u) => u,
+            Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
+        };
     strip_hop_by_hop(&mut parts.headers);
     match r.client.request(Request::from_parts(parts, body)).await {
         Ok(resp) => {
@@ -53,14 +55,26 @@ fn status(s: StatusCode) -> Response<Body> {
     r
 }
 
-/// Serve on `listen`, relaying everything to `upstream` (`http://host:port[/…]`).
-pub async fn run(listen: &str, upstream: &str) -> anyhow::Result<()> {
+/// Serve on `listen`, relaying everything to `upstream` (`http[s]://host:port[/…]`; HTTPS
+/// trusts only the CA certificates in `ca_file`, speaking HTTP/1.1 on pooled connections).
+pub async fn run(listen: &str, upstream: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let uri: Uri = upstream.parse()?;
     let authority = uri.authority().cloned().ok_or_else(|| anyhow::anyhow!("upstream {upstream} has no host"))?;
+    let scheme = uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP);
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new()).build(http);
-    let relay = Arc::new(Relay { client, authority });
+    http.enforce_http(false);
+    let tls = match ca_file {
+        Some(f) => crate::tls::client_config(f, &[])?, // hyper-rustls sets ALPN itself
+        None => crate::tls::client_config_empty()?,
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(Arc::unwrap_or_clone(tls))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let client = Client::builder(TokioExecutor::new()).build(https);
+    let relay = Arc::new(Relay { client, scheme, authority });
     let listener = TcpListener::bind(listen).await?;
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };

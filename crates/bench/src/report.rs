@@ -5,6 +5,9 @@ use crate::scenarios::{Load, Scenario};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
+/// Peers that serve from a pool of ChatGPT accounts (compared with codex-gate's pool).
+pub const POOLING_PEERS: [&str; 1] = ["codex-lb"];
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Pcts {
     pub p50: f64,
@@ -39,6 +42,22 @@ pub struct TargetResult {
     /// codex-gate: its `x-codex-gate-overhead-ms` header and its `/metrics` overhead mean.
     pub header_overhead_ms: Option<Pcts>,
     pub metrics_overhead_us: Option<f64>,
+    /// Throughput of each measured round, in order (the spread a single figure hides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_rps: Vec<f64>,
+    /// TLS scenarios: new upstream connections (handshakes at the mock) per 100 answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_handshakes_per_100: Option<f64>,
+}
+
+impl TargetResult {
+    /// How far the rounds' throughput spread: (max − min) / mean, when there were two or more.
+    pub fn spread(&self) -> Option<f64> {
+        let r = &self.round_rps;
+        let mean = r.iter().sum::<f64>() / r.len() as f64;
+        let (lo, hi) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        (r.len() >= 2 && mean > 0.0).then(|| (hi - lo) / mean)
+    }
 }
 
 /// codex-gate's own overhead numbers next to the harness's view.
@@ -115,24 +134,27 @@ impl ScenarioResult {
             add(format!("{}/direct TTFB p99", t.name), div(Some(t.ttfb_ms.p99), direct.map(|d| d.ttfb_ms.p99)));
         }
         // Against every other gateway, codex-gate first: how many times its throughput, and its
-        // CPU per request as a fraction of theirs.
-        for t in targets.iter().filter(|t| !matches!(t.name.as_str(), "direct" | "bare-relay" | "codex-gate")) {
-            let Some(gate) = gate else { break };
+        // CPU per request as a fraction of theirs. A pooling peer is set against codex-gate's
+        // pool, the same work.
+        let own = ["direct", "bare-relay", "codex-gate", "codex-gate-pool"];
+        for t in targets.iter().filter(|t| !own.contains(&t.name.as_str())) {
+            let ours = if POOLING_PEERS.contains(&t.name.as_str()) { "codex-gate-pool" } else { "codex-gate" };
+            let Some(gate) = find(ours) else { continue };
             let mut add = |what: String, v: Option<f64>| {
                 if let Some(v) = v.filter(|v| v.is_finite()) {
                     ratios.push((what, (v * 1000.0).round() / 1000.0));
                 }
             };
             if !hold {
-                add(format!("codex-gate/{} throughput", t.name), div(Some(gate.rps), Some(t.rps)));
-                add(format!("codex-gate/{} CPU per 1k", t.name), div(gate.cpu_s_per_1k, t.cpu_s_per_1k));
+                add(format!("{ours}/{} throughput", t.name), div(Some(gate.rps), Some(t.rps)));
+                add(format!("{ours}/{} CPU per 1k", t.name), div(gate.cpu_s_per_1k, t.cpu_s_per_1k));
             }
-            add(format!("codex-gate/{} TTFB p50", t.name), div(Some(gate.ttfb_ms.p50), Some(t.ttfb_ms.p50)));
+            add(format!("{ours}/{} TTFB p50", t.name), div(Some(gate.ttfb_ms.p50), Some(t.ttfb_ms.p50)));
         }
         let ratio = |key: &str| ratios.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
         let mut checks: Vec<Option<Check>> = Vec::new();
         match sc.id {
-            "a" | "b" | "e" => {
+            "a" | "b" | "e" | "k" => {
                 checks.push(check("throughput vs bare relay", ratio("codex-gate/bare-relay throughput"), ">=", 0.6));
                 checks.push(check(
                     "CPU per 1k requests vs bare relay",
@@ -148,18 +170,26 @@ impl ScenarioResult {
                 checks.push(check("RSS per open stream (KB)", gate.and_then(|g| g.rss_per_stream_kb), "<=", 30.0));
                 checks.push(check("idle RSS (MB)", gate.and_then(|g| g.rss_idle_mb), "<=", 30.0));
             }
-            "g" => {
+            "g" | "j" => {
                 checks.push(check("TTFB p50 vs direct", ratio("codex-gate/direct TTFB p50"), "<=", 1.05));
                 checks.push(check("TTFB p99 vs direct", ratio("codex-gate/direct TTFB p99"), "<=", 1.2));
             }
             _ => {}
         }
-        let errors = [direct, bare, gate].iter().flatten().map(|t| t.errors as f64).sum::<f64>();
-        checks.push(check("errors (direct, bare relay, codex-gate)", Some(errors), "<=", 0.0));
+        if sc.tls {
+            // Connections to the upstream are reused: a handshake per turn would cost Codex
+            // users a round trip and the gateway CPU on every turn.
+            let handshakes = gate.and_then(|g| g.upstream_handshakes_per_100);
+            checks.push(check("upstream TLS handshakes per 100 answers", handshakes, "<=", 1.0));
+        }
+        let errors =
+            [direct, bare, gate, find("codex-gate-pool")].iter().flatten().map(|t| t.errors as f64).sum::<f64>();
+        checks.push(check("errors (direct, bare relay, codex-gate and its pool)", Some(errors), "<=", 0.0));
         let params = serde_json::json!({
             "client_api": format!("{:?}", sc.client), "gate_upstream_api": format!("{:?}", sc.upstream),
             "body": format!("{:?}", sc.body), "deltas": sc.deltas, "delta_bytes": sc.delta_bytes,
             "delay_ms": sc.delay_ms, "ttft_ms": sc.ttft_ms, "load": format!("{:?}", sc.load),
+            "pool_accounts": sc.pool_accounts, "tls": sc.tls,
         });
         ScenarioResult {
             id: sc.id.into(),
@@ -219,13 +249,14 @@ pub fn markdown(run: &Run) -> String {
                 );
             }
         } else {
-            s.push_str("| target | req/s | p50 ms | p90 ms | p99 ms | TTFB p50 ms | TTFB p99 ms | CPU s / 1k req | mock CPU s / 1k | RSS peak MB | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            s.push_str("| target | req/s | spread over rounds | p50 ms | p90 ms | p99 ms | TTFB p50 ms | TTFB p99 ms | CPU s / 1k req | mock CPU s / 1k | RSS peak MB | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             for t in &sc.targets {
                 let _ = writeln!(
                     s,
-                    "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {} | {} |",
+                    "| {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {} | {} |",
                     t.name,
                     t.rps,
+                    t.spread().map(|v| format!("{:.0} %", v * 100.0)).unwrap_or_else(|| "–".into()),
                     t.latency_ms.p50,
                     t.latency_ms.p90,
                     t.latency_ms.p99,
@@ -237,6 +268,14 @@ pub fn markdown(run: &Run) -> String {
                     t.errors
                 );
             }
+        }
+        let handshakes: Vec<String> = sc
+            .targets
+            .iter()
+            .filter_map(|t| t.upstream_handshakes_per_100.map(|h| format!("{} {h:.2}", t.name)))
+            .collect();
+        if !handshakes.is_empty() {
+            let _ = writeln!(s, "\nTLS handshakes at the mock per 100 answers: {}.", handshakes.join(", "));
         }
         if !sc.ratios.is_empty() {
             let r: Vec<String> = sc.ratios.iter().map(|(k, v)| format!("{k} **{v:.2}×**")).collect();

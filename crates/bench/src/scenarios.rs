@@ -68,6 +68,11 @@ pub struct Scenario {
     pub load: Load,
     /// codex-gate's requests carry a client key with rpm, tpm and budget limits.
     pub keyed: bool,
+    /// Also measure codex-gate's subscription pool (a second instance) over this many of the
+    /// mock's open ChatGPT accounts, and pooling peers the same way (0: not measured).
+    pub pool_accounts: usize,
+    /// The mock serves HTTPS (a test CA codex-gate trusts through `[egress] ca_file`).
+    pub tls: bool,
     /// codex-gate runs with `[cluster]` on Redis and a PostgreSQL store
     /// (`CODEX_GATE_BENCH_REDIS_URL`, `CODEX_GATE_BENCH_PG_URL`); only when asked for by id.
     pub cluster: bool,
@@ -99,6 +104,8 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
         ttft_ms: 0,
         load: Load::Closed { connections: s(16, 2) },
         keyed: false,
+        pool_accounts: 0,
+        tls: false,
         cluster: false,
     };
     vec![
@@ -134,7 +141,9 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
         },
         Scenario {
             id: "b",
-            title: "streaming /v1/responses passthrough, 40 KB Codex body, 200 deltas",
+            title:
+                "streaming /v1/responses passthrough, 40 KB Codex body, 200 deltas (and through a pool of 10 accounts)",
+            pool_accounts: s(10, 2),
             ..base.clone()
         },
         Scenario {
@@ -172,13 +181,29 @@ pub fn all(smoke: bool) -> Vec<Scenario> {
             deltas: 20,
             ttft_ms: 50,
             load: Load::Paced { connections: s(4, 2), rate: s(20, 10) as f64 },
+            ..base.clone()
+        },
+        Scenario {
+            id: "j",
+            title: "scenario g over TLS: the mock serves HTTPS with a test CA's certificate",
+            deltas: 20,
+            ttft_ms: 50,
+            load: Load::Paced { connections: s(4, 2), rate: s(20, 10) as f64 },
+            tls: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "k",
+            title: "Codex turns over TLS: one client connection, one streamed turn (40 KB, 200 deltas) after another",
+            load: Load::Closed { connections: 1 },
+            tls: true,
             ..base
         },
     ]
 }
 
 /// Where a scenario sends its requests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Target {
     pub name: String,
     /// Base URL ending in `/v1` (or wherever `/responses` lives).
@@ -186,6 +211,8 @@ pub struct Target {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// A process whose CPU and memory are measured (the bare relay, codex-gate, or `pid=`).
     pub pid: Option<u32>,
+    /// An `https://` URL is reached with this client config (the TLS mock, directly).
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 fn spec(sc: &Scenario, t: &Target, body: &Bytes) -> anyhow::Result<Spec> {
@@ -215,6 +242,7 @@ fn spec(sc: &Scenario, t: &Target, body: &Bytes) -> anyhow::Result<Spec> {
         body: body.clone(),
         headers,
         expect: Finder::new(expect).into_owned(),
+        tls: t.tls.clone(),
     })
 }
 
@@ -222,7 +250,7 @@ fn spec(sc: &Scenario, t: &Target, body: &Bytes) -> anyhow::Result<Spec> {
 /// are started: the mock and the gateway under test are already running).
 pub async fn load_only(url: &str, id: &str, duration: Duration, connections: usize) -> anyhow::Result<()> {
     let sc = all(false).into_iter().find(|s| s.id == id).with_context(|| format!("no scenario {id:?}"))?;
-    let t = Target { name: "target".into(), url: url.into(), headers: vec![], pid: None };
+    let t = Target { name: "target".into(), url: url.into(), ..Target::default() };
     let body = Bytes::from(body_for(&sc));
     let (mut tally, elapsed) = load::run(Arc::new(spec(&sc, &t, &body)?), connections, duration, None).await;
     let p = pcts(&mut tally.total_us);
@@ -244,6 +272,40 @@ fn body_for(sc: &Scenario) -> Vec<u8> {
         BodyShape::SmallChat => bodies::small_chat_body(),
         BodyShape::Responses(n) => bodies::responses_body(n),
         BodyShape::Chat(n) => bodies::chat_body(n),
+    }
+}
+
+/// The scenario's mock: its process, and how to read its counters.
+struct Mock {
+    proc: Proc,
+    addr: String,
+    /// The client config of an HTTPS mock.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    stats: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>>>,
+}
+
+impl Mock {
+    fn cpu_secs(&self) -> f64 {
+        self.proc.cpu_secs()
+    }
+
+    /// TLS handshakes the HTTPS mock has completed (`None` for a plain one), read over one
+    /// connection kept for the scenario, so reading adds none.
+    async fn handshakes(&self) -> Option<u64> {
+        use http_body_util::BodyExt;
+        let tls = self.tls.as_ref()?;
+        let mut conn = self.stats.lock().await;
+        if conn.is_none() {
+            *conn = Some(load::connect_with(&self.addr, Some(tls)).await.ok()?);
+        }
+        let send = conn.as_mut()?;
+        send.ready().await.ok()?;
+        let req = http::Request::get("/mock/stats")
+            .header(http::header::HOST, &self.addr)
+            .body(http_body_util::Full::new(Bytes::new()))
+            .ok()?;
+        let body = send.send_request(req).await.ok()?.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&body).ok()?["tls_handshakes"].as_u64()
     }
 }
 
@@ -283,6 +345,9 @@ struct Acc {
     cpu: f64,
     mock_cpu: f64,
     rss_peak: u64,
+    round_rps: Vec<f64>,
+    /// TLS handshakes the mock saw during the rounds (an HTTPS mock).
+    handshakes: Option<u64>,
 }
 
 fn mb(b: u64) -> f64 {
@@ -329,36 +394,46 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     std::fs::create_dir_all(&logs)?;
     let mock_addr = if env.mock_addr.ends_with(":0") { procs::free_addr()? } else { env.mock_addr.to_owned() };
     let num = |n: u64| n.to_string();
-    let mock = Proc::spawn_self(
-        "mock upstream",
-        &mock_addr,
-        &[
-            "mock".into(),
-            mock_addr.clone(),
-            "--deltas".into(),
-            num(sc.deltas as u64),
-            "--size".into(),
-            num(sc.delta_bytes as u64),
-            "--delay-ms".into(),
-            num(sc.delay_ms),
-            "--ttft-ms".into(),
-            num(sc.ttft_ms),
-        ],
-        &logs.join(format!("{}-mock.log", sc.id)),
-    )?;
-    let mock_url = format!("http://{mock_addr}/v1");
-    let relay_addr = procs::free_addr()?;
-    let relay = Proc::spawn_self(
-        "bare relay",
-        &relay_addr,
-        &["relay".into(), relay_addr.clone(), format!("http://{mock_addr}")],
-        &logs.join(format!("{}-relay.log", sc.id)),
-    )?;
-    let gate_addr = procs::free_addr()?;
     let work = env.out.join("work");
     std::fs::create_dir_all(&work)?;
+    // A TLS scenario's mock serves HTTPS with a certificate of a CA made for this run.
+    let pki = if sc.tls { Some(crate::tls::Pki::create(&work.join("pki"))?) } else { None };
+    let mut args: Vec<String> = vec![
+        "mock".into(),
+        mock_addr.clone(),
+        "--deltas".into(),
+        num(sc.deltas as u64),
+        "--size".into(),
+        num(sc.delta_bytes as u64),
+        "--delay-ms".into(),
+        num(sc.delay_ms),
+        "--ttft-ms".into(),
+        num(sc.ttft_ms),
+        "--open-accounts".into(),
+        num(sc.pool_accounts as u64),
+    ];
+    if let Some(p) = &pki {
+        let path = |p: &Path| p.display().to_string();
+        args.extend(["--tls-cert".into(), path(&p.cert_pem), "--tls-key".into(), path(&p.key_pem)]);
+    }
+    let mock = Mock {
+        proc: Proc::spawn_self("mock upstream", &mock_addr, &args, &logs.join(format!("{}-mock.log", sc.id)))?,
+        addr: mock_addr.clone(),
+        tls: pki.as_ref().map(|p| p.client(&[b"http/1.1"])).transpose()?,
+        stats: Default::default(),
+    };
+    let scheme = if sc.tls { "https" } else { "http" };
+    let mock_url = format!("{scheme}://{mock_addr}/v1");
+    let relay_addr = procs::free_addr()?;
+    let mut args = vec!["relay".into(), relay_addr.clone(), format!("{scheme}://{mock_addr}")];
+    if let Some(p) = &pki {
+        args.extend(["--ca-file".into(), p.ca_pem.display().to_string()]);
+    }
+    let relay = Proc::spawn_self("bare relay", &relay_addr, &args, &logs.join(format!("{}-relay.log", sc.id)))?;
+    let gate_addr = procs::free_addr()?;
     let store_url = if sc.cluster { fresh_pg_schema().await? } else { sqlite_url(&work, sc) };
-    let config = gate_config(sc, &gate_addr, &mock_url, &work, &store_url);
+    let ca_file = pki.as_ref().map(|p| p.ca_pem.as_path());
+    let config = gate_config(sc, &gate_addr, &mock_url, &work, &store_url, ca_file);
     let config_path = work.join(format!("gate-{}.toml", sc.id));
     std::fs::write(&config_path, config)?;
     // A key whose limits are checked on every request but never reached.
@@ -370,12 +445,12 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
         &logs.join(format!("{}-gate.log", sc.id)),
     )?;
     let mut targets = vec![
-        Target { name: "direct".into(), url: mock_url.clone(), headers: vec![], pid: None },
+        Target { name: "direct".into(), url: mock_url.clone(), tls: mock.tls.clone(), ..Target::default() },
         Target {
             name: "bare-relay".into(),
             url: format!("http://{relay_addr}/v1"),
-            headers: vec![],
             pid: Some(relay.pid()),
+            ..Target::default()
         },
         Target {
             name: "codex-gate".into(),
@@ -385,8 +460,33 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
                 .map(|k| Ok((http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {k}"))?)))
                 .collect::<anyhow::Result<_>>()?,
             pid: Some(gate.pid()),
+            ..Target::default()
         },
     ];
+    // codex-gate's pool: its own instance, so its CPU and memory are its own.
+    let pool_gate = if sc.pool_accounts > 0 {
+        let addr = procs::free_addr()?;
+        let store_url = format!("sqlite://{}", work.join(format!("gate-{}-pool.db", sc.id)).display());
+        let key_file = work.join("encryption-pool.key");
+        crate::pool::fill_store(&store_url, &key_file, sc.pool_accounts).await?;
+        let path = work.join(format!("gate-{}-pool.toml", sc.id));
+        std::fs::write(&path, pool_gate_config(&addr, &mock_addr, &store_url, &key_file))?;
+        let p = Proc::spawn_self(
+            "codex-gate (pool)",
+            &addr,
+            &["gate".into(), "--config".into(), path.display().to_string(), "serve".into()],
+            &logs.join(format!("{}-gate-pool.log", sc.id)),
+        )?;
+        targets.push(Target {
+            name: "codex-gate-pool".into(),
+            url: format!("http://{addr}/v1"),
+            pid: Some(p.pid()),
+            ..Target::default()
+        });
+        Some(p)
+    } else {
+        None
+    };
     targets.extend(env.external.iter().cloned());
     // Idle: right after start, before any request.
     let idle: Vec<Option<u64>> = targets.iter().map(|t| t.pid.map(procs::rss)).collect();
@@ -401,7 +501,7 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     }
     let agreement = agreement(&results);
     let _ = std::fs::remove_dir_all(&work);
-    drop((gate, relay, mock));
+    drop((pool_gate, gate, relay, mock));
     Ok(ScenarioResult::new(sc, results, agreement))
 }
 
@@ -431,7 +531,8 @@ async fn create_key(url: &str) -> anyhow::Result<String> {
     Ok(key)
 }
 
-fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path, store_url: &str) -> String {
+fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path, store_url: &str, ca: Option<&Path>) -> String {
+    let egress = ca.map(|f| format!("[egress]\nca_file = \"{}\"\n\n", f.display())).unwrap_or_default();
     let cluster = if sc.cluster {
         let redis = std::env::var("CODEX_GATE_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         format!("[cluster]\nredis_url = \"{redis}\"\n\n")
@@ -440,7 +541,7 @@ fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path, store_u
     };
     format!(
         "# codex-gate for benchmark scenario {id}: one provider (the mock), one route.\n\
-         [server]\nlisten = \"{listen}\"\n\n[store]\nurl = \"{store_url}\"\n\n{cluster}\
+         [server]\nlisten = \"{listen}\"\n\n[store]\nurl = \"{store_url}\"\n\n{cluster}{egress}\
          [pool]\nkey_file = \"{key}\"\nusage_poll_secs = 0\n\n\
          [[providers]]\nname = \"mock\"\nkind = \"{kind}\"\nbase_url = \"{mock_url}\"\n\n\
          [[routes]]\nmodel = \"{model}\"\ntargets = [\"mock/{model}\"]\n{prices}",
@@ -457,6 +558,19 @@ fn gate_config(sc: &Scenario, listen: &str, mock_url: &str, work: &Path, store_u
     )
 }
 
+/// codex-gate in front of the mock's ChatGPT backend, `bench` routed to the pool.
+fn pool_gate_config(listen: &str, mock_addr: &str, store_url: &str, key_file: &Path) -> String {
+    format!(
+        "# codex-gate's subscription pool for the benchmark: the mock's open accounts.\n\
+         [server]\nlisten = \"{listen}\"\n\n[store]\nurl = \"{store_url}\"\n\n\
+         [pool]\nkey_file = \"{key}\"\nusage_poll_secs = 0\nissuer = \"http://{mock_addr}\"\n\n\
+         [[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"http://{mock_addr}/backend-api\"\n\n\
+         [[routes]]\nmodel = \"{model}\"\ntargets = [\"pool/{model}\"]\n",
+        key = key_file.display(),
+        model = bodies::MODEL,
+    )
+}
+
 /// Closed-loop or paced rounds, alternating targets: direct, bare relay, codex-gate, …
 async fn rounds(
     sc: &Scenario,
@@ -465,7 +579,7 @@ async fn rounds(
     body: &Bytes,
     connections: usize,
     rate: Option<f64>,
-    mock: &Proc,
+    mock: &Mock,
 ) -> anyhow::Result<Vec<TargetResult>> {
     let specs: Vec<Arc<Spec>> = targets.iter().map(|t| spec(sc, t, body).map(Arc::new)).collect::<Result<_, _>>()?;
     for s in &specs {
@@ -477,13 +591,18 @@ async fn rounds(
         for (i, t) in targets.iter().enumerate() {
             let cpu0 = t.pid.and_then(procs::cpu_secs);
             let mock0 = mock.cpu_secs();
+            let hs0 = mock.handshakes().await;
             let sampler = RssSampler::start(t.pid);
             let (tally, elapsed) = load::run(specs[i].clone(), connections, env.timing.round, rate).await;
             let a = &mut acc[i];
+            if let Some((h1, h0)) = mock.handshakes().await.zip(hs0) {
+                *a.handshakes.get_or_insert(0) += h1.saturating_sub(h0);
+            }
             a.rss_peak = a.rss_peak.max(sampler.finish().await);
             a.cpu += t.pid.and_then(procs::cpu_secs).zip(cpu0).map(|(c1, c0)| c1 - c0).unwrap_or(0.0);
             a.mock_cpu += mock.cpu_secs() - mock0;
             a.secs += elapsed.as_secs_f64();
+            a.round_rps.push(tally.ok as f64 / elapsed.as_secs_f64().max(1e-9));
             eprintln!(
                 "  {}: round {} {:<12} {:>9.0} req/s  {} errors",
                 sc.id,
@@ -521,6 +640,8 @@ fn finish(t: &Target, mut a: Acc) -> TargetResult {
         mock_cpu_s_per_1k: a.mock_cpu / n * 1000.0,
         rss_peak_mb: t.pid.map(|_| mb(a.rss_peak)),
         header_overhead_ms: (!hdr.is_empty()).then(|| pcts(&mut hdr)),
+        round_rps: a.round_rps.iter().map(|r| r.round()).collect(),
+        upstream_handshakes_per_100: a.handshakes.map(|h| h as f64 / n * 100.0),
         ..TargetResult::default()
     }
 }
@@ -533,7 +654,7 @@ async fn hold_all(
     targets: &[Target],
     body: &Bytes,
     streams: usize,
-    mock: &Proc,
+    mock: &Mock,
 ) -> anyhow::Result<Vec<TargetResult>> {
     let mut out = Vec::new();
     let stream_secs = sc.deltas as f64 * sc.delay_ms as f64 / 1000.0;

@@ -22,13 +22,18 @@ fn smoke_run_measures_every_scenario_on_every_target() {
     assert!(run["machine"]["cpus"].as_u64().unwrap() >= 1);
     let scenarios = run["scenarios"].as_array().unwrap();
     let ids: Vec<&str> = scenarios.iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["a", "h", "b", "c", "d", "e", "f", "g"]);
+    assert_eq!(ids, ["a", "h", "b", "c", "d", "e", "f", "g", "j", "k"]);
 
     for sc in scenarios {
         let id = sc["id"].as_str().unwrap();
         let targets = sc["targets"].as_array().unwrap();
         let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["direct", "bare-relay", "codex-gate"], "{id}");
+        if id == "b" {
+            // Scenario b is measured through codex-gate's pool too (the mock's open accounts).
+            assert_eq!(names, ["direct", "bare-relay", "codex-gate", "codex-gate-pool"], "{id}");
+        } else {
+            assert_eq!(names, ["direct", "bare-relay", "codex-gate"], "{id}");
+        }
         for t in targets {
             let name = t["name"].as_str().unwrap();
             assert!(t["requests"].as_u64().unwrap() > 0, "{id}/{name}: no answers");
@@ -53,7 +58,7 @@ fn smoke_run_measures_every_scenario_on_every_target() {
                     assert!(t["cpu_percent"].as_f64().is_some());
                 }
             }
-            "g" => {
+            "g" | "j" => {
                 // The mock waits 50 ms before its first byte: nothing can beat that.
                 for t in targets {
                     assert!(t["ttfb_ms"]["p50"].as_f64().unwrap() >= 50.0, "{id}: {t}");
@@ -70,6 +75,16 @@ fn smoke_run_measures_every_scenario_on_every_target() {
                 assert!(sc["agreement"].is_object(), "{id}");
             }
         }
+        if ["j", "k"].contains(&id) {
+            // Over TLS the mock counts its handshakes: the direct client opens one per
+            // connection per round; the relays keep theirs open across rounds.
+            let hs = |i: usize| targets[i]["upstream_handshakes_per_100"].as_f64().unwrap();
+            assert!(hs(0) > 0.0, "{id}: the direct client's handshakes were counted");
+            assert!(hs(2) < hs(0), "{id}: codex-gate reuses its upstream connections: {} vs {}", hs(2), hs(0));
+            assert_eq!(sc["params"]["tls"], true);
+        } else {
+            assert!(targets[0].get("upstream_handshakes_per_100").is_none(), "{id}: plain HTTP");
+        }
         let checks = sc["checks"].as_array().unwrap();
         assert!(checks.iter().any(|c| c["what"].as_str().unwrap().starts_with("errors")), "{id}");
         let svg = std::fs::read_to_string(dir.join(format!("{id}.svg"))).unwrap();
@@ -77,7 +92,8 @@ fn smoke_run_measures_every_scenario_on_every_target() {
         assert!(svg.contains("codex-gate"), "{id}.svg names the targets");
     }
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
-    for h in ["## a.", "## b.", "## c.", "## d.", "## e.", "## f.", "## g.", "| codex-gate |", "| bare-relay |"] {
+    for h in ["## a.", "## b.", "## g.", "## k.", "| codex-gate |", "| codex-gate-pool |", "TLS handshakes at the mock"]
+    {
         assert!(md.contains(h), "results.md lacks {h}");
     }
 

@@ -494,3 +494,55 @@ async fn the_backends_models_etag_is_not_relayed_as_it_names_a_catalog_the_clien
         assert_eq!(r.header("x-models-etag"), None, "the backend's catalog ETag stays upstream");
     }
 }
+
+/// The benchmark's pools (codex-gate's and other gateways') log in with tokens the mock never
+/// issued: its open accounts take any bearer and any `rt-<account>-<n>`; other accounts still
+/// take only their own.
+#[tokio::test]
+async fn open_mock_accounts_serve_a_pool_whose_tokens_were_made_elsewhere() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    mock.open_chatgpt_accounts(["bench-00000".to_owned()]);
+    let gate = pool_gate(&mock, "").await;
+    let made = codex_gate_mock::chatgpt::access_token("bench-00000", 7, 4_000_000_000);
+    let tokens = codex_gate::pool::auth::Tokens {
+        id_token: codex_gate_mock::chatgpt::id_token("user-b0", "bench-00000", "b0@example.com", "pro"),
+        access_token: made.clone(),
+        refresh_token: "rt-bench-00000-7".into(),
+        account_id: Some("bench-00000".into()),
+    };
+    codex_gate::pool::state::save_login(&gate.store, gate.app.pool.cipher(), &tokens).await.unwrap();
+    gate.app.pool.load().await.unwrap();
+    for _ in 0..3 {
+        let r = post(&gate.url("/v1/responses"), &turn(true)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        check_responses(&r.events()).unwrap();
+    }
+    let up = mock.last_request().unwrap();
+    assert_eq!(up.header("authorization"), Some(format!("Bearer {made}").as_str()));
+    assert_eq!(up.header("chatgpt-account-id"), Some("bench-00000"));
+
+    let refresh = |rt: &str| {
+        let body = json!({"grant_type": "refresh_token", "refresh_token": rt, "client_id": "x"});
+        let url = format!("{}/oauth/token", mock.issuer_url());
+        async move { post(&url, &body).await }
+    };
+    let r = refresh("rt-bench-00000-7").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["refresh_token"], "rt-bench-00000-8");
+    // A closed account: neither a made-up token nor a made-up refresh token gets in.
+    mock.add_chatgpt_account("closed-1", false);
+    assert_eq!(refresh("rt-closed-1-5").await.status, 401);
+    assert_eq!(refresh("rt-bench-00000-x").await.status, 401, "a serial that is not a number");
+    let forged = send(
+        "POST",
+        &format!("{}/codex/responses", mock.backend_url()),
+        turn(true).to_string(),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer made-up"),
+            ("chatgpt-account-id", "closed-1"),
+        ],
+    )
+    .await;
+    assert_eq!(forged.status, 401);
+}

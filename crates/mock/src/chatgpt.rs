@@ -1,12 +1,13 @@
 //! The mock ChatGPT side: `POST …/codex/responses` checks `Authorization` and
 //! `ChatGPT-Account-Id` against known accounts, and `POST /oauth/token` rotates single-use
-//! refresh tokens like the real issuer (reuse is refused with `refresh_token_reused`).
+//! refresh tokens like the real issuer (reuse is refused with `refresh_token_reused`); open
+//! accounts take any token, for pools built outside the process.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// An unsigned JWT with these claims.
@@ -52,6 +53,9 @@ pub struct ChatgptState {
     /// Behaviours for accounts that do not exist yet (a login still to come), applied when the
     /// account's code is exchanged.
     pub behavior_at_login: Mutex<HashMap<String, String>>,
+    /// Accounts that take any bearer token and any `rt-<account>-<n>` refresh token: a pool
+    /// built outside this process (another gateway's, in the benchmark) can use them.
+    pub open: RwLock<HashSet<String>>,
 }
 
 pub enum Auth {
@@ -66,6 +70,9 @@ impl ChatgptState {
         match accounts.get(id) {
             Some(a) if auth == format!("Bearer {}", a.access_token) => {
                 Auth::Ok { account: id.to_owned(), behavior: a.behavior.clone(), usage_primary: a.usage_primary }
+            }
+            None if auth.len() > "Bearer ".len() && auth.starts_with("Bearer ") && self.open.read().contains(id) => {
+                Auth::Ok { account: id.to_owned(), behavior: None, usage_primary: 0.0 }
             }
             _ => Auth::Unauthorized,
         }
@@ -95,6 +102,13 @@ impl ChatgptState {
         (200, out)
     }
 
+    /// (account, serial) of an open account's refresh token `rt-<account>-<serial>`.
+    fn open_refresh(&self, rt: &str) -> Option<(String, usize)> {
+        let (id, serial) = rt.strip_prefix("rt-")?.rsplit_once('-')?;
+        let serial = serial.parse().ok()?;
+        self.open.read().contains(id).then(|| (id.to_owned(), serial))
+    }
+
     /// Device-code polling: pending (403) until the configured number of polls has passed.
     pub fn device_poll(&self) -> (u16, Value) {
         let mut d = self.device.lock();
@@ -119,6 +133,13 @@ impl ChatgptState {
         }
         let mut accounts = self.accounts.lock();
         let Some((id, a)) = accounts.iter_mut().find(|(_, a)| a.refresh_token == rt) else {
+            if let Some((id, serial)) = self.open_refresh(rt) {
+                return (
+                    200,
+                    json!({"access_token": access_token(&id, serial + 1, 4_000_000_000),
+                                    "refresh_token": format!("rt-{id}-{}", serial + 1), "id_token": null}),
+                );
+            }
             return (
                 401,
                 json!({"error": {"code": "refresh_token_reused", "message": "refresh token was already used"}}),

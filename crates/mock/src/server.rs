@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     /// `/v1/responses` answers a WebSocket upgrade (as OpenAI's API does); off, it is refused
     /// the way an API without WebSocket refuses it.
     api_websocket: AtomicBool,
+    /// TLS handshakes completed (an HTTPS mock): how often clients opened a new connection.
+    tls_handshakes: AtomicUsize,
 }
 
 impl Shared {
@@ -134,6 +136,19 @@ impl MockUpstream {
 
     /// Bind `addr` and start serving.
     pub async fn start_on(addr: &str, opts: MockOptions) -> io::Result<MockUpstream> {
+        Self::serve(addr, opts, None).await
+    }
+
+    /// Bind `addr` and serve HTTPS with `tls` (its ALPN list decides HTTP/2 or HTTP/1.1).
+    pub async fn start_tls_on(
+        addr: &str,
+        opts: MockOptions,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> io::Result<MockUpstream> {
+        Self::serve(addr, opts, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn serve(addr: &str, opts: MockOptions, tls: Option<tokio_rustls::TlsAcceptor>) -> io::Result<MockUpstream> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -143,6 +158,7 @@ impl MockUpstream {
             hits: AtomicUsize::new(0),
             log: Mutex::new(VecDeque::new()),
             api_websocket: AtomicBool::new(false),
+            tls_handshakes: AtomicUsize::new(0),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -150,11 +166,21 @@ impl MockUpstream {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let _ = stream.set_nodelay(true);
                 let s = s.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let svc = {
+                        let s = s.clone();
+                        hyper::service::service_fn(move |req| handle(s.clone(), req))
+                    };
+                    match tls {
+                        None => drop(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await),
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            s.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                            drop(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await)
+                        }
+                    }
                 });
             }
         });
@@ -174,6 +200,11 @@ impl MockUpstream {
     /// Requests received so far (including ones answered with errors or resets).
     pub fn hits(&self) -> usize {
         self.shared.hits.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes completed so far (an HTTPS mock).
+    pub fn tls_handshakes(&self) -> usize {
+        self.shared.tls_handshakes.load(Ordering::Relaxed)
     }
 
     /// Copies of the recorded requests, oldest first.
@@ -197,6 +228,13 @@ impl MockUpstream {
         let out = (a.access_token.clone(), a.refresh_token.clone());
         self.shared.chatgpt.accounts.lock().insert(account_id.to_owned(), a);
         out
+    }
+
+    /// Open accounts: each takes any bearer token (and any `rt-<account>-<n>` refresh token), so
+    /// a pool whose tokens were made outside this process can be served; the benchmark's
+    /// `mock --open-accounts N` names them `bench-00000`, `bench-00001`, …
+    pub fn open_chatgpt_accounts(&self, ids: impl IntoIterator<Item = String>) {
+        self.shared.chatgpt.open.write().extend(ids);
     }
 
     /// Force a scenario for every request of an account (`None`: follow the model).
@@ -351,6 +389,12 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         body: body.clone(),
     });
     let path = parts.uri.path();
+    // Counters for a mock in another process (the benchmark's).
+    if parts.method == Method::GET && path == "/mock/stats" {
+        let stats =
+            json!({"hits": s.hits.load(Ordering::Relaxed), "tls_handshakes": s.tls_handshakes.load(Ordering::Relaxed)});
+        return Ok(full(StatusCode::OK, &stats));
+    }
     if parts.method == Method::GET && path.ends_with("/codex/models") {
         let h = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok());
         return Ok(match s.chatgpt.check(h("authorization"), h("chatgpt-account-id")) {

@@ -264,7 +264,7 @@ async fn login(ctx: &Ctx, device: bool, paste: bool, port: u16) -> anyhow::Resul
 }
 
 /// Unix ms → RFC 3339 UTC (the `last_refresh` format of auth.json).
-fn rfc3339(ms: i64) -> String {
+pub fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).

@@ -177,3 +177,60 @@ pub fn write_all(run: &Run, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf
     }
     Ok(out)
 }
+
+/// A cost curve as an SVG document: one small line panel per measured column, points evenly
+/// spaced (the sizes grow by about ×10 each), values labelled.
+pub fn curve_svg(c: &crate::curves::Curve) -> String {
+    let (pw, ph, gap) = (300.0, 170.0, 40.0);
+    let cols = c.columns.len().max(1);
+    let width = gap + cols as f64 * (pw + gap);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" font-family="sans-serif">"#,
+        ph + 110.0
+    );
+    let _ = writeln!(s, r#"<text x="{gap}" y="24" font-size="16" font-weight="bold">{}</text>"#, esc(c.title));
+    for (ci, col) in c.columns.iter().enumerate() {
+        let (x0, y0) = (gap + ci as f64 * (pw + gap), 60.0);
+        let _ = writeln!(s, r#"<text x="{x0}" y="{}" font-size="13" font-weight="bold">{}</text>"#, y0 - 8.0, esc(col));
+        let _ = writeln!(s, r##"<line x1="{x0}" y1="{}" x2="{}" y2="{}" stroke="#444"/>"##, y0 + ph, x0 + pw, y0 + ph);
+        let vals: Vec<f64> = c.points.iter().map(|(_, v)| v.get(ci).copied().unwrap_or(0.0)).collect();
+        let max = vals.iter().copied().fold(0.0_f64, f64::max).max(1e-9) * 1.15;
+        let step = pw / c.points.len().max(1) as f64;
+        let xy = |i: usize, v: f64| (x0 + step * (i as f64 + 0.5), y0 + ph - v / max * ph);
+        let line: Vec<String> =
+            vals.iter().enumerate().map(|(i, &v)| xy(i, v)).map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+            line.join(" "),
+            COLORS[0]
+        );
+        for (i, (&v, (x, _))) in vals.iter().zip(&c.points).enumerate() {
+            let (px, py) = xy(i, v);
+            let _ = writeln!(s, r#"<circle cx="{px:.1}" cy="{py:.1}" r="3" fill="{}"/>"#, COLORS[0]);
+            let _ = writeln!(
+                s,
+                r#"<text x="{px:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                py - 6.0,
+                fmt_num(v)
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{px:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+                y0 + ph + 16.0,
+                fmt_num(*x)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+            x0 + pw / 2.0,
+            y0 + ph + 34.0,
+            esc(c.x)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -18,7 +18,7 @@ const MODELS: [&str; 6] = ["gpt-5.5", "gpt-5.4", "coder", "deepseek-chat", "qwen
 const TARGETS: [&str; 5] =
     ["chatgpt/gpt-5.5", "chatgpt/gpt-5.4", "ds/deepseek-chat", "qwen/qwen3-coder", "kimi/kimi-k2"];
 
-fn row(i: usize, n: usize, now: i64) -> RequestRecord {
+pub(crate) fn row(i: usize, n: usize, now: i64) -> RequestRecord {
     // Newest last, evenly over 30 days, as a gateway writes them.
     let ts_ms = now - 30 * DAY_MS + (30 * DAY_MS * i as i64) / n as i64;
     let failed = i.is_multiple_of(33);

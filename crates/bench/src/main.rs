@@ -8,6 +8,7 @@
 mod bodies;
 mod chart;
 mod clients;
+mod curves;
 mod dashboard;
 mod load;
 mod peers;
@@ -133,6 +134,25 @@ enum Cmd {
         #[arg(long, default_value = "bench-results")]
         out: PathBuf,
     },
+    /// How cost grows with the work: CPU and p99 against body size, memory and CPU per stream
+    /// against open streams, cost and memory against pool size, insert and retention cost against
+    /// request-log rows on SQLite (and PostgreSQL with --pg-url) (OUT/curves.{json,md}, OUT/curve-*.svg)
+    Curves {
+        /// Only these curves: body, streams, pool, log (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Largest request-log size measured (10,000 … 10,000,000)
+        #[arg(long, default_value_t = 1_000_000)]
+        log_rows: usize,
+        /// Also measure the request log on this PostgreSQL database (a schema is made and dropped)
+        #[arg(long)]
+        pg_url: Option<String>,
+        /// Tiny sizes, seconds in all (CI)
+        #[arg(long)]
+        smoke: bool,
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
     #[command(hide = true)]
     ClientProbe { kind: String, addr: String, streams: usize, requests: usize },
     #[command(hide = true)]
@@ -210,6 +230,9 @@ fn main() -> ExitCode {
             rt().map_err(Into::into).and_then(|rt| rt.block_on(relay::run(&listen, &upstream, ca_file.as_deref())))
         }
         Some(Cmd::Chart { json }) => chart(&json),
+        Some(Cmd::Curves { only, log_rows, pg_url, smoke, out }) => rt().map_err(Into::into).and_then(|rt| {
+            rt.block_on(curves::run(&out, &only, curves::Sizes::new(smoke, log_rows), pg_url.as_deref()))
+        }),
         Some(Cmd::Clients { streams, requests, out }) => {
             rt().map_err(Into::into).and_then(|rt| rt.block_on(clients::compare(streams, requests, &out)))
         }

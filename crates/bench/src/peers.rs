@@ -64,7 +64,9 @@ impl Peer {
     /// Whether the peer can serve `sc` as codex-gate does: LiteLLM relays chat and Responses to a
     /// provider of the same API; ds4codex turns Responses into Chat Completions, nothing else.
     pub fn serves(&self, sc: &Scenario) -> bool {
-        if sc.cluster {
+        // Peers are pointed at the plain-HTTP mock; the TLS scenarios measure codex-gate's own
+        // upstream TLS against the bare relay's.
+        if sc.cluster || sc.tls {
             return false;
         }
         let inbound = match sc.body {
@@ -273,6 +275,7 @@ mod tests {
         assert!(litellm.contains(&"a") && litellm.contains(&"b") && !litellm.contains(&"c"), "{litellm:?}");
         assert!(ds4.contains(&"c") && !ds4.contains(&"a") && !ds4.contains(&"b"), "{ds4:?}");
         assert_eq!(lb, ["b"], "codex-lb serves where pools are measured");
+        assert!(!litellm.contains(&"j") && !litellm.contains(&"k"), "no peer in the TLS scenarios");
         assert_eq!(by_names("litellm, codex-lb").unwrap().len(), 2);
         assert!(by_names("nginx").is_err());
     }

@@ -513,12 +513,27 @@ fn sqlite_url(work: &Path, sc: &Scenario) -> String {
 async fn fresh_pg_schema() -> anyhow::Result<String> {
     let base =
         std::env::var("CODEX_GATE_BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    fresh_pg_schema_at(&base).await
+}
+
+/// A new schema in the PostgreSQL database at `base`; its URL (the schema as search path).
+pub async fn fresh_pg_schema_at(base: &str) -> anyhow::Result<String> {
     let schema = format!("bench_{:016x}", rand::random::<u64>());
-    let admin = sqlx::PgPool::connect(&base).await.with_context(|| format!("PostgreSQL at {base}"))?;
+    let admin = sqlx::PgPool::connect(base).await.with_context(|| format!("PostgreSQL at {base}"))?;
     sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
     admin.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
     Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+/// Drop the schema a [`fresh_pg_schema_at`] URL names, with its rows.
+pub async fn drop_pg_schema(url: &str) -> anyhow::Result<()> {
+    let (base, schema) = url.rsplit_once("search_path%3D").context("not a bench schema URL")?;
+    let base = base.trim_end_matches("options=-c%20").trim_end_matches(['?', '&']);
+    let admin = sqlx::PgPool::connect(base).await?;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await?;
+    admin.close().await;
+    Ok(())
 }
 
 /// A client key in the store at `url`, with limits far above what the load reaches.

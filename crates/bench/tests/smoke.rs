@@ -203,3 +203,42 @@ fn the_websocket_sessions_send_less_and_the_pools_backend_socket_carries_only_ne
     assert!(idle["plain_kb_per_connection"].as_f64().is_some() && idle["deflate_kb_per_connection"].as_f64().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cost_curves_measure_every_size_they_name() {
+    let dir = std::env::temp_dir().join(format!("codex-gate-bench-curves-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_codex-gate-bench"))
+        .args(["curves", "--smoke", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run codex-gate-bench curves");
+    assert!(out.status.success(), "curves failed: {}", String::from_utf8_lossy(&out.stderr));
+    let curves: Value = serde_json::from_slice(&std::fs::read(dir.join("curves.json")).unwrap()).unwrap();
+    let names: Vec<&str> = curves.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["body", "streams", "pool", "log-sqlite"]);
+    for c in curves.as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let points = c["points"].as_array().unwrap();
+        assert_eq!(points.len(), 2, "{name}: both smoke sizes measured");
+        for p in points {
+            let values = p[1].as_array().unwrap();
+            assert_eq!(values.len(), c["columns"].as_array().unwrap().len(), "{name}");
+            assert!(values.iter().all(|v| v.as_f64().unwrap() >= 0.0), "{name}: {p}");
+        }
+        let x = |i: usize| points[i][0].as_f64().unwrap();
+        assert!(x(1) > x(0), "{name}: sizes grow");
+        let svg = std::fs::read_to_string(dir.join(format!("curve-{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{name}");
+    }
+    let get = |name: &str, i: usize, col: usize| {
+        let c = curves.as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
+        c["points"][i][1][col].as_f64().unwrap()
+    };
+    // Every stream asked for was open at once, and CPU was read.
+    assert_eq!((get("streams", 0, 0), get("streams", 1, 0)), (10.0, 40.0));
+    assert!(get("body", 1, 0) > 0.0 && get("pool", 1, 0) > 0.0, "CPU per request read");
+    // The bigger log's retention pass deleted its oldest 1 % (more rows than the smaller's).
+    assert!(get("log-sqlite", 1, 3) > get("log-sqlite", 0, 3), "{curves}");
+    assert!(std::fs::read_to_string(dir.join("curves.md")).unwrap().contains("## Pool size"));
+}

@@ -1,4 +1,4 @@
-//! The scenarios (a–g) and how each is run: start the mock with the scenario's answer shape, a
+//! The scenarios (a–k) and how each is run: start the mock with the scenario's answer shape, a
 //! bare relay and codex-gate in front of it, then measure every target in alternating rounds.
 
 use crate::bodies;

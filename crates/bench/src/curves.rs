@@ -116,12 +116,7 @@ async fn pair(out: &Path, tag: &str, mock_args: &[&str], accounts: usize) -> any
     );
     let path = work.join(format!("curve-{tag}.toml"));
     std::fs::write(&path, config)?;
-    let gate = Proc::spawn_self(
-        "codex-gate",
-        &gate_addr,
-        &["gate".into(), "--config".into(), path.display().to_string(), "serve".into()],
-        &logs.join(format!("curve-{tag}-gate.log")),
-    )?;
+    let gate = Proc::spawn_gate("codex-gate", &gate_addr, &path, &logs.join(format!("curve-{tag}-gate.log")))?;
     Ok(Pair { gate, gate_addr, _mock: mock })
 }
 

@@ -137,12 +137,7 @@ pub async fn run(rows: usize, rounds: usize, out: &Path) -> anyhow::Result<()> {
     );
     let config_path = out.join("dashboard.toml");
     std::fs::write(&config_path, config)?;
-    let gate = Proc::spawn_self(
-        "codex-gate",
-        &addr,
-        &["gate".into(), "--config".into(), config_path.display().to_string(), "serve".into()],
-        &out.join("dashboard-gate.log"),
-    )?;
+    let gate = Proc::spawn_gate("codex-gate", &addr, &config_path, &out.join("dashboard-gate.log"))?;
     let mut results = Vec::new();
     println!("| view ({rows} log rows, {size_mb:.0} MB SQLite) | p50 ms | max ms | slowest call (p50 ms) |\n|---|---:|---:|---|");
     for (name, paths) in views() {

@@ -44,6 +44,12 @@ impl Proc {
         Ok(p)
     }
 
+    /// codex-gate itself (the hidden `gate` subcommand) serving `config`, listening on `addr`.
+    pub fn spawn_gate(name: &str, addr: &str, config: &Path, log: &Path) -> anyhow::Result<Proc> {
+        let args = ["gate".into(), "--config".into(), config.display().to_string(), "serve".into()];
+        Proc::spawn_self(name, addr, &args, log)
+    }
+
     fn wait_listening(&mut self) -> anyhow::Result<()> {
         let until = Instant::now() + Duration::from_secs(30);
         while Instant::now() < until {

@@ -438,12 +438,7 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
     std::fs::write(&config_path, config)?;
     // A key whose limits are checked on every request but never reached.
     let key = if sc.keyed { Some(create_key(&store_url).await?) } else { None };
-    let gate = Proc::spawn_self(
-        "codex-gate",
-        &gate_addr,
-        &["gate".into(), "--config".into(), config_path.display().to_string(), "serve".into()],
-        &logs.join(format!("{}-gate.log", sc.id)),
-    )?;
+    let gate = Proc::spawn_gate("codex-gate", &gate_addr, &config_path, &logs.join(format!("{}-gate.log", sc.id)))?;
     let mut targets = vec![
         Target { name: "direct".into(), url: mock_url.clone(), tls: mock.tls.clone(), ..Target::default() },
         Target {
@@ -471,12 +466,7 @@ pub async fn run(sc: &Scenario, env: &Env<'_>) -> anyhow::Result<ScenarioResult>
         crate::pool::fill_store(&store_url, &key_file, sc.pool_accounts).await?;
         let path = work.join(format!("gate-{}-pool.toml", sc.id));
         std::fs::write(&path, pool_gate_config(&addr, &mock_addr, &store_url, &key_file))?;
-        let p = Proc::spawn_self(
-            "codex-gate (pool)",
-            &addr,
-            &["gate".into(), "--config".into(), path.display().to_string(), "serve".into()],
-            &logs.join(format!("{}-gate-pool.log", sc.id)),
-        )?;
+        let p = Proc::spawn_gate("codex-gate (pool)", &addr, &path, &logs.join(format!("{}-gate-pool.log", sc.id)))?;
         targets.push(Target {
             name: "codex-gate-pool".into(),
             url: format!("http://{addr}/v1"),

@@ -117,12 +117,7 @@ pub async fn run(duration: Duration, connections: usize, out: &Path) -> anyhow::
     let config_path = out.join("soak.toml");
     std::fs::write(&config_path, config)?;
     let log = out.join("soak-gate.log");
-    let gate = Proc::spawn_self(
-        "codex-gate",
-        &gate_addr,
-        &["gate".into(), "--config".into(), config_path.display().to_string(), "serve".into()],
-        &log,
-    )?;
+    let gate = Proc::spawn_gate("codex-gate", &gate_addr, &config_path, &log)?;
     let rss_start = procs::rss(gate.pid());
     let started = Instant::now();
     let counts = Arc::new(Counts::default());

@@ -331,12 +331,7 @@ pub async fn run(sessions: usize, turns: usize, out: &Path) -> anyhow::Result<()
     let config_path = out.join("ws-bench.toml");
     std::fs::write(&config_path, config)?;
     import_account(&mock, &config_path, out)?;
-    let gate = Proc::spawn_self(
-        "codex-gate",
-        &addr,
-        &["gate".into(), "--config".into(), config_path.display().to_string(), "serve".into()],
-        &out.join("ws-gate.log"),
-    )?;
+    let gate = Proc::spawn_gate("codex-gate", &addr, &config_path, &out.join("ws-gate.log"))?;
     let mock_addr = mock.addr().to_string();
     let mut results = Vec::new();
     for (mode, model, ws, offered) in MODES {

@@ -34,6 +34,9 @@
 //! (`POST /oauth/token`), with the backend's Responses WebSocket on `…/codex/responses`
 //! (`Upgrade: websocket`, see `ws.rs`), its image endpoints and any other `…/codex/*` path
 //! (answered with what was asked), and a SearXNG search API (`GET /search?q=…&format=json`).
+//! Open accounts ([`MockUpstream::open_chatgpt_accounts`]) take any token; an HTTPS mock
+//! ([`MockUpstream::start_tls_on`]) counts its TLS handshakes, reported with the request count
+//! by `GET /mock/stats`.
 //!
 //! Keys: `deltas`, `size` (bytes per delta), `delay_ms`, `ttft_ms`, `retry_after`, `code`.
 

@@ -296,6 +296,17 @@ async fn affinity_quota_signals_and_pool_surfaces() {
         assert!(u["rate_limit"]["secondary_window"].is_null(), "{path}: no account reported it");
         assert_eq!(u["plan_type"], "plus");
     }
+    // The pooled view is kept between changes, not between seconds: pausing the account at
+    // 97 % and cooling another down show in the very next answer.
+    gate.app.pool.set_status(&sticky, codex_gate::pool::Status::Paused).await;
+    let u = get(&gate.url("/backend-api/wham/usage")).await.json();
+    assert_eq!(u["rate_limit"]["primary_window"]["used_percent"], 0, "{u}");
+    assert_eq!(u["rate_limit"]["allowed"], true);
+    for a in gate.app.pool.accounts().iter().filter(|a| a.id != sticky.id) {
+        gate.app.pool.cool_down(a, Some(4_000_000_000));
+    }
+    let u = get(&gate.url("/backend-api/wham/usage")).await.json();
+    assert_eq!(u["rate_limit"]["allowed"], false, "every active account is cooling down: {u}");
 }
 
 /// A log sink for one test (the current-thread runtime keeps every task on this thread).

@@ -72,6 +72,7 @@ impl Pool {
             Some("cooldown") => {
                 if let Some(until) = v["until"].as_i64() {
                     a.cooldown_until_ms.fetch_max(until, Relaxed);
+                    self.usage_changed();
                 }
             }
             Some("quota") => {

@@ -192,7 +192,7 @@ impl Affinity {
 }
 
 pub struct Pool {
-    accounts: RwLock<Vec<Arc<AccountState>>>,
+    pub(super) accounts: RwLock<Vec<Arc<AccountState>>>,
     pub settings: PoolSettings,
     affinity: Mutex<Affinity>,
     rr: AtomicU64,
@@ -204,6 +204,10 @@ pub struct Pool {
     pub catalog: super::catalog::Catalog,
     /// Other instances, with `[cluster]` (see [`super::shared`]).
     pub(super) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Bumped whenever what [`Pool::pooled_usage`] reads changes (accounts, status, quota,
+    /// cooldown), so the pooled view is computed once per change and second, not per turn.
+    pub(super) usage_gen: AtomicU64,
+    pub(super) usage_cache: Mutex<Option<((u64, i64), super::usage::PooledUsage)>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -230,6 +234,8 @@ impl Pool {
             client,
             catalog: Default::default(),
             cluster: Default::default(),
+            usage_gen: AtomicU64::new(0),
+            usage_cache: Mutex::new(None),
         }
     }
 
@@ -333,6 +339,7 @@ impl Pool {
             .collect();
         let n = merged.len();
         *current = merged;
+        self.usage_changed();
         Ok(n)
     }
 
@@ -549,6 +556,7 @@ impl Pool {
         };
         let name = status.as_str().to_owned();
         *a.status.write() = status;
+        self.usage_changed();
         if let Err(e) = self.store.set_account_status(&a.id, &name, reason.as_deref()).await {
             tracing::warn!(account = %a.id, error = %e, "could not persist account status");
         }
@@ -563,6 +571,7 @@ impl Pool {
             None => crate::now_ms() + backoff(n).as_millis() as i64,
         };
         a.cooldown_until_ms.fetch_max(until_ms, Relaxed);
+        self.usage_changed();
         let (store, id, at) = (self.store.clone(), a.id.clone(), a.cooldown_until_ms.load(Relaxed));
         tokio::spawn(async move {
             if let Err(e) = store.set_cooldown(&id, at).await {
@@ -628,6 +637,11 @@ impl Pool {
         (rise.0 * share, rise.1 * share)
     }
 
+    /// What the pooled usage view reads has changed.
+    pub(super) fn usage_changed(&self) {
+        self.usage_gen.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
     pub(super) fn merge_quota(&self, a: &AccountState, q: Quota) {
         let mut cur = a.quota.write();
         let merged = Quota {
@@ -638,7 +652,14 @@ impl Pool {
             credits_balance: q.credits_balance.or(cur.credits_balance.clone()),
             updated_ms: q.updated_ms,
         };
+        // Most turns report what is already known: only a change recomputes the pooled view
+        // (after the write, so a view computed meanwhile is not kept).
+        let changed = Quota { updated_ms: cur.updated_ms, ..merged.clone() } != *cur;
         *cur = merged;
+        drop(cur);
+        if changed {
+            self.usage_changed();
+        }
     }
 
     /// Ask `{base_url}/wham/usage` for every active account's windows (the third quota signal,

@@ -1,7 +1,7 @@
 //! The request log's writer: records leave the request path through a bounded channel
 //! (`try_send`; a full queue drops the record and counts it, it never blocks a request) and a
 //! background task writes them to the store in batches (up to 500 rows, or what arrived within
-//! 200 ms), with their usage rollups. It also enforces retention.
+//! 200 ms), with their usage rollups. It also enforces retention, in a task of its own.
 
 use crate::metrics::Metrics;
 use crate::store::{RequestRecord, Store};
@@ -70,6 +70,7 @@ async fn writer(
 ) {
     let mut buf = Vec::with_capacity(BATCH);
     let mut prune = tokio::time::interval(retention.every);
+    let mut pass: Option<JoinHandle<()>> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => {
@@ -108,19 +109,41 @@ async fn writer(
                 }
             }
             _ = prune.tick() => {
-                let before = crate::now_ms() - retention.max_age.as_millis() as i64;
-                match store.prune_requests(before, retention.max_rows.max(1) as i64).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "request log pruned"),
-                    Err(e) => tracing::warn!(error = %e, "request log pruning failed"),
-                }
-                // Reports outlive the raw log: hourly sums for ROLLUP_DAYS, daily ones for good.
-                let hours_before = crate::now_ms() - ROLLUP_DAYS * 86_400_000;
-                if let Err(e) = store.prune_rollups(hours_before).await {
-                    tracing::warn!(error = %e, "usage rollup pruning failed");
+                // A pass runs beside this task, in steps, so batches keep being written while
+                // it deletes (a 10M-row log's pass took seconds); one pass at a time.
+                if pass.as_ref().is_none_or(JoinHandle::is_finished) {
+                    pass = Some(tokio::spawn(retention_pass(store.clone(), retention)));
                 }
             }
         }
+    }
+    if let Some(p) = pass {
+        p.abort();
+    }
+}
+
+async fn retention_pass(store: Store, retention: Retention) {
+    let before = crate::now_ms() - retention.max_age.as_millis() as i64;
+    let pruned = async {
+        let cutoff = store.retention_cutoff(before, retention.max_rows.max(1) as i64).await?;
+        let mut deleted = 0;
+        loop {
+            let n = store.prune_step(cutoff).await?;
+            deleted += n;
+            if n < crate::store::PRUNE_STEP_ROWS as u64 {
+                return Ok::<_, crate::store::StoreError>(deleted);
+            }
+        }
+    };
+    match pruned.await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "request log pruned"),
+        Err(e) => tracing::warn!(error = %e, "request log pruning failed"),
+    }
+    // Reports outlive the raw log: hourly sums for ROLLUP_DAYS, daily ones for good.
+    let hours_before = crate::now_ms() - ROLLUP_DAYS * 86_400_000;
+    if let Err(e) = store.prune_rollups(hours_before).await {
+        tracing::warn!(error = %e, "usage rollup pruning failed");
     }
 }
 

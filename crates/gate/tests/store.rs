@@ -102,6 +102,32 @@ async fn suite(store: &Store) {
     assert_eq!(store.recent_requests(1000).await.unwrap().last().unwrap().id, "req_1104");
     // Rollups outlive the raw rows they summed.
     assert_eq!(store.usage_report(codex_gate::store::GroupBy::Model, 0).await.unwrap()[0].sums.requests, 1204);
+    retention_in_steps(store).await;
+}
+
+/// A pass deletes in bounded steps, oldest first, and stops where it should.
+async fn retention_in_steps(store: &Store) {
+    use codex_gate::store::PRUNE_STEP_ROWS;
+    let step = PRUNE_STEP_ROWS;
+    // Older than everything above, written newest first so that insertion order is not age.
+    let old: Vec<_> = (0..2 * step + 500).rev().map(|i| rec(10_000 + i, 500_000 + i)).collect();
+    for batch in old.chunks(500) {
+        store.insert_requests(batch).await.unwrap();
+    }
+    let cutoff = store.retention_cutoff(500_000 + 2 * step + 100, 1_000_000).await.unwrap();
+    assert_eq!(cutoff, 500_000 + 2 * step + 100, "the count cap is far away: age decides");
+    assert_eq!(store.retention_cutoff(0, 50).await.unwrap(), 1_000_000 + 1154, "the 50th newest row's time");
+    assert_eq!(store.prune_step(cutoff).await.unwrap(), step as u64, "one step, no more");
+    let mut left: Vec<i64> = store.recent_requests(100_000).await.unwrap().iter().map(|r| r.ts_ms).collect();
+    left.sort_unstable();
+    assert_eq!(left[0], 500_000 + step, "the oldest went first");
+    assert_eq!(store.prune_step(cutoff).await.unwrap(), step as u64);
+    assert_eq!(store.prune_step(cutoff).await.unwrap(), 100, "the rest before the cutoff");
+    assert_eq!(store.prune_step(cutoff).await.unwrap(), 0);
+    assert_eq!(store.count_requests().await.unwrap(), 100 + 400);
+    // The whole pass in one call: age, then the count cap, across steps.
+    assert_eq!(store.prune_requests(0, 100).await.unwrap(), 400);
+    assert_eq!(store.count_requests().await.unwrap(), 100);
 }
 
 /// What the dashboard reads: time buckets, percentiles, filtered pages with a cursor, one row.
@@ -417,4 +443,37 @@ async fn reports_over_days_equal_the_raw_rows_to_the_hour() {
             assert_eq!(got, want, "since {since}, by {by:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn retention_passes_run_beside_the_writer_and_finish() {
+    let dir = TempDir::new();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("r.db").display())).await.unwrap();
+    let now = codex_gate::now_ms();
+    // Two hours old: past the one-hour retention, more rows than one step deletes.
+    let old: Vec<_> = (0..5_000).map(|i| rec(i, now - 7_200_000 + i)).collect();
+    for batch in old.chunks(500) {
+        store.insert_requests(batch).await.unwrap();
+    }
+    let metrics = Arc::new(Metrics::default());
+    let retention =
+        Retention { max_age: Duration::from_secs(3600), max_rows: 1_000_000, every: Duration::from_millis(50) };
+    let (ledger, writer) = Ledger::start(store.clone(), 1000, retention, metrics.clone());
+    for i in 0..300 {
+        ledger.record(rec(100_000 + i, now + i));
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The pass is a task of its own: wait for it (and the writer) to reach the end state.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.count_requests().await.unwrap() != 300 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(ledger);
+    writer.await.unwrap();
+    assert_eq!(store.count_requests().await.unwrap(), 300, "every old row gone, every new one written");
+    assert_eq!(metrics.ledger_dropped.load(Relaxed), 0);
+    assert_eq!(metrics.ledger_written.load(Relaxed), 300);
+    assert!(store.recent_requests(1000).await.unwrap().iter().all(|r| r.ts_ms >= now));
 }

@@ -26,8 +26,23 @@ fn fmt_num(v: f64) -> String {
 
 /// A bar panel at (x, y) of size (w, h): one group per target, one bar per series.
 fn panel(s: &mut String, (x, y, w, h): (f64, f64, f64, f64), title: &str, groups: &[String], series: &[Series]) {
-    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{}</text>"#, x, y - 8.0, esc(title));
     let max = series.iter().flat_map(|s| s.values.iter().copied()).fold(0.0_f64, f64::max).max(1e-9) * 1.15;
+    // Peers can be 100s of times slower: on a linear axis codex-gate's bars would vanish next to
+    // theirs, so a panel whose values span more than 100× is drawn on a log axis (and says so).
+    let min = series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| *v > 0.0).fold(f64::MAX, f64::min);
+    let log = min < f64::MAX && max / min > 100.0;
+    let floor = min / 2.0;
+    let height = |v: f64| {
+        if !log {
+            v / max * h
+        } else if v <= 0.0 {
+            0.0
+        } else {
+            (v / floor).log10() / (max / floor).log10() * h
+        }
+    };
+    let title = if log { format!("{title} (log scale)") } else { title.to_owned() };
+    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{}</text>"#, x, y - 8.0, esc(&title));
     let _ = writeln!(s, r##"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="#444"/>"##, y + h, x + w, y + h);
     let gw = w / groups.len().max(1) as f64;
     let bw = (gw * 0.8) / series.len().max(1) as f64;
@@ -35,7 +50,7 @@ fn panel(s: &mut String, (x, y, w, h): (f64, f64, f64, f64), title: &str, groups
         let gx = x + gi as f64 * gw + gw * 0.1;
         for (si, se) in series.iter().enumerate() {
             let v = se.values.get(gi).copied().unwrap_or(0.0);
-            let bh = v / max * h;
+            let bh = height(v);
             let bx = gx + si as f64 * bw;
             let _ = writeln!(
                 s,
@@ -100,8 +115,19 @@ pub fn svg(sc: &ScenarioResult) -> String {
         esc(&sc.id),
         esc(&sc.title)
     );
-    let left = (50.0, 70.0, 380.0, 250.0);
-    let right = (530.0, 70.0, 400.0, 250.0);
+    // The result first: codex-gate against each other target, as the report states it.
+    let ratios: Vec<String> = sc
+        .ratios
+        .iter()
+        .filter(|(k, _)| k.starts_with("codex-gate") && !k.contains("/direct"))
+        .filter(|(k, _)| k.ends_with(" throughput") || k.ends_with(" CPU per 1k"))
+        .map(|(k, v)| format!("{k} {}", crate::report::fmt_ratio(*v)))
+        .collect();
+    for (i, line) in ratios.chunks(3).take(2).enumerate() {
+        let _ = writeln!(s, r#"<text x="20" y="{}" font-size="11">{}</text>"#, 44 + i * 13, esc(&line.join(" · ")));
+    }
+    let left = (50.0, 82.0, 380.0, 240.0);
+    let right = (530.0, 82.0, 400.0, 240.0);
     if hold {
         panel(
             &mut s,
@@ -233,4 +259,44 @@ pub fn curve_svg(c: &crate::curves::Curve) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar_heights(svg: &str) -> Vec<f64> {
+        svg.lines()
+            .filter(|l| l.starts_with("<rect x=") && l.contains("<title>"))
+            .filter_map(|l| l.split("height=\"").nth(1)?.split('"').next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_panel_spanning_more_than_100x_goes_log_so_small_bars_stay_visible() {
+        let groups = vec!["codex-gate".to_owned(), "peer".to_owned()];
+        let mut s = String::new();
+        panel(
+            &mut s,
+            (0.0, 0.0, 400.0, 200.0),
+            "req/s",
+            &groups,
+            &[Series { label: "req/s", values: vec![2600.0, 10.0] }],
+        );
+        assert!(s.contains("req/s (log scale)"), "{s}");
+        let h = bar_heights(&s);
+        assert_eq!(h.len(), 2);
+        assert!(h[1] > 10.0 && h[0] > h[1], "the peer's bar is drawn and shorter: {h:?}");
+        let mut s = String::new();
+        panel(
+            &mut s,
+            (0.0, 0.0, 400.0, 200.0),
+            "req/s",
+            &groups,
+            &[Series { label: "req/s", values: vec![2600.0, 1300.0] }],
+        );
+        assert!(!s.contains("log scale"));
+        let h = bar_heights(&s);
+        assert!((h[0] / h[1] - 2.0).abs() < 0.01, "linear: {h:?}");
+    }
 }

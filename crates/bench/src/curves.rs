@@ -109,8 +109,10 @@ async fn pair(out: &Path, tag: &str, mock_args: &[&str], accounts: usize) -> any
             key.display()
         )
     };
+    // The default connection cap (2,048) is a safety bound the streams curve must go past; the
+    // gateway itself lowers it further to what its open-file limit holds.
     let config = format!(
-        "[server]\nlisten = \"{gate_addr}\"\n\n[store]\nurl = \"{store}\"\n\n{route}\n\
+        "[server]\nlisten = \"{gate_addr}\"\nmax_connections = 10000\n\n[store]\nurl = \"{store}\"\n\n{route}\n\
          [[routes]]\nmodel = \"{m}\"\ntargets = [\"up/{m}\"]\n",
         m = crate::bodies::MODEL
     );
@@ -233,12 +235,14 @@ async fn pool_curve(out: &Path, z: &Sizes) -> anyhow::Result<Curve> {
 
 /// Rows grow to each size; at each, the cost of one writer batch (500 rows) and of a
 /// retention pass that deletes the oldest 1 %.
-async fn log_curve(out: &Path, z: &Sizes, pg: Option<&str>) -> anyhow::Result<Vec<Curve>> {
+async fn log_curve(out: &Path, z: &Sizes, sqlite: bool, pg: Option<&str>) -> anyhow::Result<Vec<Curve>> {
     let mut curves = Vec::new();
     let work = out.join("work");
     std::fs::create_dir_all(&work)?;
-    let sqlite = format!("sqlite://{}", work.join("curve-log.db").display());
-    let mut stores = vec![("sqlite", sqlite)];
+    let mut stores = Vec::new();
+    if sqlite {
+        stores.push(("sqlite", format!("sqlite://{}", work.join("curve-log.db").display())));
+    }
     if let Some(url) = pg {
         stores.push(("postgres", crate::scenarios::fresh_pg_schema_at(url).await?));
     }
@@ -248,8 +252,11 @@ async fn log_curve(out: &Path, z: &Sizes, pg: Option<&str>) -> anyhow::Result<Ve
         let now = 4_000_000_000_000;
         let (mut have, mut gone, mut points) = (0usize, 0usize, Vec::new());
         for &n in &z.log_rows {
+            // Filled in big transactions (fewer commits and rollup upserts per row); only the
+            // batches timed below have the writer's size.
             while have < n {
-                let batch: Vec<_> = (have..(have + 500).min(n)).map(|i| crate::dashboard::row(i, total, now)).collect();
+                let batch: Vec<_> =
+                    (have..(have + 5_000).min(n)).map(|i| crate::dashboard::row(i, total, now)).collect();
                 store.insert_requests(&batch).await?;
                 have += batch.len();
             }
@@ -264,15 +271,34 @@ async fn log_curve(out: &Path, z: &Sizes, pg: Option<&str>) -> anyhow::Result<Ve
             insert_ms.sort_by(f64::total_cmp);
             // Rows are written oldest first; the oldest 1 % of those still present go.
             let oldest = crate::dashboard::row(gone + (have - gone) / 100, total, now).ts_ms;
+            // The pass as the log's retention task runs it: the cut-off, then steps until one
+            // comes up short. The row cap (`request_log_max_rows`) is set above the log, as a
+            // user keeping this many rows has it, so age decides; finding that out walks the
+            // whole ts index.
             let t = Instant::now();
-            let deleted = store.prune_requests(oldest, i64::MAX / 2).await?;
+            let cutoff = store.retention_cutoff(oldest, 2 * have as i64).await?;
+            let cutoff_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let (mut deleted, mut longest) = (0, 0.0_f64);
+            loop {
+                let s = Instant::now();
+                let d = store.prune_step(cutoff).await?;
+                longest = longest.max(s.elapsed().as_secs_f64() * 1000.0);
+                deleted += d;
+                if d < codex_gate::store::PRUNE_STEP_ROWS as u64 {
+                    break;
+                }
+            }
             gone += deleted as usize;
             let prune_ms = t.elapsed().as_secs_f64() * 1000.0;
             eprintln!(
-                "  {kind} {n:>9} rows: batch of 500 in {:.1} ms, retention pass {prune_ms:.0} ms ({deleted} deleted)",
+                "  {kind} {n:>9} rows: batch of 500 in {:.1} ms, retention pass {prune_ms:.0} ms \
+                 (cut-off {cutoff_ms:.0} ms, longest step {longest:.0} ms, {deleted} deleted)",
                 insert_ms[2]
             );
-            points.push((n as f64, vec![insert_ms[2] / 500.0 * 1000.0, insert_ms[2], prune_ms, deleted as f64]));
+            points.push((
+                n as f64,
+                vec![insert_ms[2] / 500.0 * 1000.0, insert_ms[2], prune_ms, cutoff_ms, longest, deleted as f64],
+            ));
         }
         store.close().await;
         if kind == "postgres" {
@@ -282,7 +308,14 @@ async fn log_curve(out: &Path, z: &Sizes, pg: Option<&str>) -> anyhow::Result<Ve
             name: if kind == "sqlite" { "log-sqlite" } else { "log-postgres" },
             title: if kind == "sqlite" { "Request-log size, SQLite" } else { "Request-log size, PostgreSQL" },
             x: "rows",
-            columns: vec!["insert µs / row", "batch of 500 ms (median of 5)", "retention pass ms", "rows deleted"],
+            columns: vec![
+                "insert µs / row",
+                "batch of 500 ms (median of 5)",
+                "retention pass ms",
+                "cut-off ms",
+                "longest step ms",
+                "rows deleted",
+            ],
             points,
             note: None,
         });
@@ -290,7 +323,8 @@ async fn log_curve(out: &Path, z: &Sizes, pg: Option<&str>) -> anyhow::Result<Ve
     Ok(curves)
 }
 
-/// Run the curves named in `only` (body, streams, pool, log; empty: all).
+/// Run the curves named in `only` (body, streams, pool, log, or log-sqlite / log-postgres for
+/// one store; empty: all). The PostgreSQL log curve needs `pg`.
 pub async fn run(out: &Path, only: &[String], z: Sizes, pg: Option<&str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
@@ -307,9 +341,13 @@ pub async fn run(out: &Path, only: &[String], z: Sizes, pg: Option<&str>) -> any
         eprintln!("curve: pool size");
         curves.push(pool_curve(out, &z).await?);
     }
-    if want("log") {
+    let (log_sqlite, log_pg) = (want("log") || want("log-sqlite"), want("log") || want("log-postgres"));
+    if log_pg && pg.is_none() && only.iter().any(|o| o == "log-postgres") {
+        anyhow::bail!("the log-postgres curve needs --pg-url");
+    }
+    if log_sqlite || (log_pg && pg.is_some()) {
         eprintln!("curve: request-log size");
-        curves.extend(log_curve(out, &z, pg).await?);
+        curves.extend(log_curve(out, &z, log_sqlite, pg.filter(|_| log_pg)).await?);
     }
     let _ = std::fs::remove_dir_all(out.join("work"));
     std::fs::write(out.join("curves.json"), serde_json::to_vec_pretty(&curves)?)?;
@@ -324,7 +362,8 @@ pub async fn run(out: &Path, only: &[String], z: Sizes, pg: Option<&str>) -> any
             "---:|".repeat(c.columns.len())
         );
         for (x, v) in &c.points {
-            let cells: Vec<String> = v.iter().map(|v| format!("{v:.3}")).collect();
+            let cells: Vec<String> =
+                v.iter().map(|v| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.3}") }).collect();
             let _ = writeln!(md, "| {x} | {} |", cells.join(" | "));
         }
         if let Some(n) = &c.note {

@@ -138,7 +138,7 @@ enum Cmd {
     /// against open streams, cost and memory against pool size, insert and retention cost against
     /// request-log rows on SQLite (and PostgreSQL with --pg-url) (OUT/curves.{json,md}, OUT/curve-*.svg)
     Curves {
-        /// Only these curves: body, streams, pool, log (comma-separated)
+        /// Only these curves: body, streams, pool, log (or one store: log-sqlite, log-postgres), comma-separated
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Largest request-log size measured (10,000 … 10,000,000)

@@ -117,7 +117,7 @@ impl ScenarioResult {
         for t in targets.iter().filter(|t| t.name != "direct") {
             let mut add = |what: String, v: Option<f64>| {
                 if let Some(v) = v.filter(|v| v.is_finite()) {
-                    ratios.push((what, (v * 1000.0).round() / 1000.0));
+                    ratios.push((what, round4(v)));
                 }
             };
             if !hold {
@@ -142,7 +142,7 @@ impl ScenarioResult {
             let Some(gate) = find(ours) else { continue };
             let mut add = |what: String, v: Option<f64>| {
                 if let Some(v) = v.filter(|v| v.is_finite()) {
-                    ratios.push((what, (v * 1000.0).round() / 1000.0));
+                    ratios.push((what, round4(v)));
                 }
             };
             if !hold {
@@ -208,6 +208,22 @@ impl ScenarioResult {
     }
 }
 
+/// Four significant digits: a 1/268 CPU ratio must not round to 0.004 (1/250).
+fn round4(v: f64) -> f64 {
+    format!("{v:.3e}").parse().unwrap_or(v)
+}
+
+/// A ratio as a reader takes it in: `262×`, `1.37×`, or `1/268` where two decimals would
+/// round it to nothing.
+pub fn fmt_ratio(v: f64) -> String {
+    match v {
+        v if v >= 10.0 => format!("{v:.0}×"),
+        v if v >= 0.095 => format!("{v:.2}×"),
+        v if v > 0.0 => format!("1/{:.0}", 1.0 / v),
+        _ => "0×".into(),
+    }
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "–".into())
 }
@@ -230,6 +246,11 @@ pub fn markdown(run: &Run) -> String {
     );
     for sc in &run.scenarios {
         let _ = writeln!(s, "## {}. {}\n", sc.id, sc.title);
+        // Ratios first: they are the result; the table below is what they come from.
+        if !sc.ratios.is_empty() {
+            let r: Vec<String> = sc.ratios.iter().map(|(k, v)| format!("{k} **{}**", fmt_ratio(*v))).collect();
+            let _ = writeln!(s, "Ratios: {}.\n", r.join(", "));
+        }
         if sc.is_hold() {
             s.push_str("| target | open streams | done | errors | RSS idle MB | RSS peak MB | KB per stream | CPU % while open | TTFB p50 ms | TTFB p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             for t in &sc.targets {
@@ -277,10 +298,6 @@ pub fn markdown(run: &Run) -> String {
         if !handshakes.is_empty() {
             let _ = writeln!(s, "\nTLS handshakes at the mock per 100 answers: {}.", handshakes.join(", "));
         }
-        if !sc.ratios.is_empty() {
-            let r: Vec<String> = sc.ratios.iter().map(|(k, v)| format!("{k} **{v:.2}×**")).collect();
-            let _ = writeln!(s, "\nRatios: {}.", r.join(", "));
-        }
         if let Some(a) = &sc.agreement {
             let _ = writeln!(
                 s,
@@ -310,4 +327,19 @@ pub fn markdown(run: &Run) -> String {
         s.push('\n');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_keep_their_size_when_small() {
+        assert_eq!(round4(1.0 / 268.0), 0.003731);
+        assert_eq!(round4(2274.4), 2274.0);
+        assert_eq!(fmt_ratio(round4(1.0 / 268.0)), "1/268");
+        assert_eq!(fmt_ratio(262.4), "262×");
+        assert_eq!(fmt_ratio(1.374), "1.37×");
+        assert_eq!(fmt_ratio(0.0), "0×");
+    }
 }

@@ -272,8 +272,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_panel_spanning_more_than_100x_goes_log_so_small_bars_stay_visible() {
+    /// One req/s panel of codex-gate and a peer at these values.
+    fn two_bars(gate: f64, peer: f64) -> String {
         let groups = vec!["codex-gate".to_owned(), "peer".to_owned()];
         let mut s = String::new();
         panel(
@@ -281,20 +281,19 @@ mod tests {
             (0.0, 0.0, 400.0, 200.0),
             "req/s",
             &groups,
-            &[Series { label: "req/s", values: vec![2600.0, 10.0] }],
+            &[Series { label: "req/s", values: vec![gate, peer] }],
         );
+        s
+    }
+
+    #[test]
+    fn a_panel_spanning_more_than_100x_goes_log_so_small_bars_stay_visible() {
+        let s = two_bars(2600.0, 10.0);
         assert!(s.contains("req/s (log scale)"), "{s}");
         let h = bar_heights(&s);
         assert_eq!(h.len(), 2);
         assert!(h[1] > 10.0 && h[0] > h[1], "the peer's bar is drawn and shorter: {h:?}");
-        let mut s = String::new();
-        panel(
-            &mut s,
-            (0.0, 0.0, 400.0, 200.0),
-            "req/s",
-            &groups,
-            &[Series { label: "req/s", values: vec![2600.0, 1300.0] }],
-        );
+        let s = two_bars(2600.0, 1300.0);
         assert!(!s.contains("log scale"));
         let h = bar_heights(&s);
         assert!((h[0] / h[1] - 2.0).abs() < 0.01, "linear: {h:?}");

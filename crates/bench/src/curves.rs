@@ -342,7 +342,7 @@ pub async fn run(out: &Path, only: &[String], z: Sizes, pg: Option<&str>) -> any
         curves.push(pool_curve(out, &z).await?);
     }
     let (log_sqlite, log_pg) = (want("log") || want("log-sqlite"), want("log") || want("log-postgres"));
-    if log_pg && pg.is_none() && only.iter().any(|o| o == "log-postgres") {
+    if pg.is_none() && only.iter().any(|o| o == "log-postgres") {
         anyhow::bail!("the log-postgres curve needs --pg-url");
     }
     if log_sqlite || (log_pg && pg.is_some()) {

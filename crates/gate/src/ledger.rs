@@ -124,18 +124,8 @@ async fn writer(
 
 async fn retention_pass(store: Store, retention: Retention) {
     let before = crate::now_ms() - retention.max_age.as_millis() as i64;
-    let pruned = async {
-        let cutoff = store.retention_cutoff(before, retention.max_rows.max(1) as i64).await?;
-        let mut deleted = 0;
-        loop {
-            let n = store.prune_step(cutoff).await?;
-            deleted += n;
-            if n < crate::store::PRUNE_STEP_ROWS as u64 {
-                return Ok::<_, crate::store::StoreError>(deleted);
-            }
-        }
-    };
-    match pruned.await {
+    // Steps of PRUNE_STEP_ROWS: the writer gets the store between them.
+    match store.prune_requests(before, retention.max_rows.max(1) as i64).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(rows = n, "request log pruned"),
         Err(e) => tracing::warn!(error = %e, "request log pruning failed"),

@@ -650,12 +650,12 @@ impl Pool {
             credits_has: q.credits_has.or(cur.credits_has),
             credits_unlimited: q.credits_unlimited.or(cur.credits_unlimited),
             credits_balance: q.credits_balance.or(cur.credits_balance.clone()),
-            updated_ms: q.updated_ms,
+            updated_ms: cur.updated_ms,
         };
         // Most turns report what is already known: only a change recomputes the pooled view
         // (after the write, so a view computed meanwhile is not kept).
-        let changed = Quota { updated_ms: cur.updated_ms, ..merged.clone() } != *cur;
-        *cur = merged;
+        let changed = merged != *cur;
+        *cur = Quota { updated_ms: q.updated_ms, ..merged };
         drop(cur);
         if changed {
             self.usage_changed();

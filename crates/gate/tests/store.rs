@@ -207,11 +207,16 @@ async fn sqlite_backend() {
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 5);
     assert_eq!(store.count_requests().await.unwrap(), 100);
-    let mode: String = match &store {
-        Store::Sqlite(p) => sqlx::query_scalar("PRAGMA journal_mode").fetch_one(p).await.unwrap(),
+    let (mode, temp_store): (String, i64) = match &store {
+        Store::Sqlite(p) => (
+            sqlx::query_scalar("PRAGMA journal_mode").fetch_one(p).await.unwrap(),
+            sqlx::query_scalar("PRAGMA temp_store").fetch_one(p).await.unwrap(),
+        ),
         Store::Postgres(_) => unreachable!(),
     };
     assert_eq!(mode, "wal");
+    // 2 = MEMORY: the statement journal of each log batch's savepoint is not a temporary file.
+    assert_eq!(temp_store, 2);
     // Emails, plans and the request log are the owner's only.
     #[cfg(unix)]
     {

@@ -138,7 +138,11 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5));
+                .busy_timeout(Duration::from_secs(5))
+                // A batch of the request log is inserted under a savepoint, so SQLite keeps a
+                // statement journal of the pages it changes; in a temporary file that was
+                // about one write() per logged request (a tenth of scenario a's CPU).
+                .pragma("temp_store", "memory");
             let path = opts.get_filename();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 private_dir(dir).map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;

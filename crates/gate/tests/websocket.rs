@@ -354,6 +354,47 @@ async fn the_upgrade_answer_names_the_models_catalog_codex_would_fetch() {
     assert_eq!(etag.as_deref(), Some(models.as_str()), "the ETag /models answers with");
 }
 
+#[tokio::test]
+async fn with_client_keys_the_upgrade_answer_names_the_catalog_of_the_callers_key() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!(
+        "{}{}[[routes]]\nmodel = \"fast\"\ntargets = [\"chat/ok\"]\n[[routes]]\nmodel = \"deep\"\ntargets = [\"resp/ok\"]\n",
+        common::provider("chat", "chat", &mock.url(), ""),
+        common::provider("resp", "responses", &mock.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    let mut secrets = Vec::new();
+    for body in [json!({"name": "every-model"}), json!({"name": "fast-only", "models": ["fast"]})] {
+        let made = common::http::post(&gate.url("/api/keys"), &body).await;
+        assert_eq!(made.status, 200, "{}", made.text());
+        secrets.push(made.json()["key"].as_str().unwrap().to_owned());
+    }
+    gate.app.keys.sync(&gate.store, false).await.unwrap();
+    let mut etags = Vec::new();
+    for secret in &secrets {
+        let bearer = format!("Bearer {secret}");
+        let r = common::http::send(
+            "GET",
+            &gate.url("/v1/models?client_version=0.169.0"),
+            "",
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let models = r.header("etag").expect("an ETag").to_owned();
+        let mut req = gate.url("/v1/responses").replace("http://", "ws://").into_client_request().unwrap();
+        req.headers_mut().insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
+        req.headers_mut().insert("authorization", bearer.parse().unwrap());
+        let (_ws, answer) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(answer.headers()["x-models-etag"].to_str().unwrap(), models, "the ETag /models answers this key");
+        let slugs: Vec<String> =
+            r.json()["models"].as_array().unwrap().iter().map(|m| m["slug"].as_str().unwrap().to_owned()).collect();
+        etags.push((models, slugs));
+    }
+    assert_eq!(etags[1].1, ["fast"], "the key's catalog holds only what it may use");
+    assert!(etags[0].1.len() > 1 && etags[0].0 != etags[1].0, "a key that sees fewer models has a catalog of its own");
+}
+
 /// The `ETag` of a GET.
 async fn etag_of_get(gate: &Gate, path: &str) -> String {
     let r = common::http::send("GET", &gate.url(path), "", &[]).await;

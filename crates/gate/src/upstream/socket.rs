@@ -54,14 +54,23 @@ pub struct Refusals(parking_lot::Mutex<HashMap<String, Instant>>);
 impl Refusals {
     /// Checked on every socket turn: with no refusal on record (the usual case) it builds no key.
     fn refused(&self, uri: &http::Uri) -> bool {
-        let m = self.0.lock();
-        !m.is_empty() && m.get(&endpoint(uri)).is_some_and(|at| at.elapsed() < REFUSAL_MEMO)
+        self.refused_at(uri, Instant::now())
     }
 
     fn remember(&self, uri: &http::Uri) {
+        self.remember_at(uri, Instant::now());
+    }
+
+    // The clock is a parameter so the memo's expiry is tested without waiting ten minutes.
+    fn refused_at(&self, uri: &http::Uri, now: Instant) -> bool {
+        let m = self.0.lock();
+        !m.is_empty() && m.get(&endpoint(uri)).is_some_and(|at| now.saturating_duration_since(*at) < REFUSAL_MEMO)
+    }
+
+    fn remember_at(&self, uri: &http::Uri, now: Instant) {
         let mut m = self.0.lock();
-        m.retain(|_, at| at.elapsed() < REFUSAL_MEMO);
-        m.insert(endpoint(uri), Instant::now());
+        m.retain(|_, at| now.saturating_duration_since(*at) < REFUSAL_MEMO);
+        m.insert(endpoint(uri), now);
     }
 }
 
@@ -449,6 +458,22 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&frame_text(&body, &[], None)).unwrap();
         assert!(v.get("previous_response_id").is_none() && v["input"] == json!([]));
+    }
+
+    #[test]
+    fn a_refused_upgrade_is_remembered_for_ten_minutes_per_upstream_then_tried_again() {
+        let r = Refusals::default();
+        let a: http::Uri = "http://a.test/v1/responses?client=1".parse().unwrap();
+        let a_other_query: http::Uri = "http://a.test/v1/responses".parse().unwrap();
+        let b: http::Uri = "http://b.test/v1/responses".parse().unwrap();
+        let t0 = Instant::now();
+        r.remember_at(&a, t0);
+        assert!(r.refused_at(&a_other_query, t0 + REFUSAL_MEMO - Duration::from_secs(1)), "keyed without the query");
+        assert!(!r.refused_at(&b, t0), "another upstream keeps its socket");
+        assert!(!r.refused_at(&a, t0 + REFUSAL_MEMO), "after the memo the upgrade is tried again");
+        // An expired refusal is dropped when the next is remembered: the map does not grow.
+        r.remember_at(&b, t0 + REFUSAL_MEMO);
+        assert_eq!(r.0.lock().keys().cloned().collect::<Vec<_>>(), ["http://b.test/v1/responses"]);
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl Store {
                 .busy_timeout(Duration::from_secs(5))
                 // A batch of the request log is inserted under a savepoint, so SQLite keeps a
                 // statement journal of the pages it changes; in a temporary file that was
-                // about one write() per logged request (a tenth of scenario a's CPU).
+                // about one write() per logged request (docs/benchmarks.md, profiling item 10).
                 .pragma("temp_store", "memory");
             let path = opts.get_filename();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

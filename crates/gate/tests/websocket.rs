@@ -395,6 +395,42 @@ async fn with_client_keys_the_upgrade_answer_names_the_catalog_of_the_callers_ke
     assert!(etags[0].1.len() > 1 && etags[0].0 != etags[1].0, "a key that sees fewer models has a catalog of its own");
 }
 
+#[tokio::test]
+async fn an_upgrade_answered_with_the_wrong_accept_key_is_a_failed_attempt_and_the_turn_fails_over() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Switches protocols for anyone, with a Sec-WebSocket-Accept that hashes no key.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hostile = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16384];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: d3JvbmcgYWNjZXB0IGtleQ==\r\n\r\n")
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let good = MockUpstream::start(MockOptions::default()).await.unwrap();
+    good.set_api_websocket(true);
+    let cfg = format!(
+        "{}{}[[routes]]\nmodel = \"two\"\ntargets = [\"hostile/ok\", \"good/ok\"]\n",
+        common::provider("hostile", "responses", &hostile, ""),
+        common::provider("good", "responses", &good.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    completed_id(&turn(&mut ws, create("two", json!([user("hi")]), None)).await);
+    let row = gate.record_where("the turn", |r| r.route == "two").await;
+    assert_eq!(row.target, "good/ok", "{row:?}");
+    assert_eq!(row.trail.len(), 2, "the hostile upgrade was an attempt of its own: {:?}", row.trail);
+    assert_eq!(row.trail[0].target, "hostile/ok");
+    assert_eq!(row.trail[0].error.as_deref(), Some("upstream_connection_reset"), "{:?}", row.trail[0]);
+    assert_eq!(good.requests().iter().filter(|r| r.method == "WS").count(), 1, "the turn went over the good socket");
+}
+
 /// The `ETag` of a GET.
 async fn etag_of_get(gate: &Gate, path: &str) -> String {
     let r = common::http::send("GET", &gate.url(path), "", &[]).await;

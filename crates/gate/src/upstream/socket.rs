@@ -477,6 +477,12 @@ mod tests {
     }
 
     #[test]
+    fn the_accept_key_is_rfc_6455s() {
+        // The worked example of RFC 6455 §1.3.
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
     fn error_frames_become_the_backends_http_errors() {
         let t = Target {
             provider: Arc::new(crate::config::Config::from_toml_str("", None, &|_| None).unwrap().providers[0].clone()),

@@ -11,7 +11,6 @@ use common::http::{get, post};
 use common::{provider, Gate};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FAULTS: &[&str] = &[
     "reset",
@@ -149,26 +148,6 @@ async fn garbage_spliced_into_a_stream_ends_it_as_a_bad_answer_without_relaying_
     }
 }
 
-/// A raw-socket upstream that answers every connection with `reply` (then holds or closes).
-async fn hostile(reply: &'static [u8], then_hold: bool) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 65536];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(reply).await;
-                if then_hold {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                }
-            });
-        }
-    });
-    url
-}
-
 #[tokio::test]
 async fn a_hostile_upstream_over_raw_sockets_gets_clean_errors() {
     let huge_head: &'static [u8] = Box::leak(
@@ -191,7 +170,7 @@ async fn a_hostile_upstream_over_raw_sockets_gets_clean_errors() {
         ("binary garbage", b"\x00\x01\x02\xff\xfe\r\n\r\n", false),
     ];
     for (name, reply, hold) in cases {
-        let url = hostile(reply, hold).await;
+        let url = common::hostile(reply, hold).await;
         let cfg = provider("h", "responses", &url, "first_byte_timeout_ms = 500\nidle_timeout_ms = 500");
         let gate = Gate::start(&cfg).await;
         for stream in [true, false] {

@@ -21,13 +21,22 @@ async fn setup() -> (MockUpstream, Gate) {
 }
 
 async fn connect(gate: &Gate, path: &str, key: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    connect_with_answer(gate, path, key).await.map(|(ws, _)| ws)
+}
+
+/// [`connect`], with the upgrade's answer.
+async fn connect_with_answer(
+    gate: &Gate,
+    path: &str,
+    key: Option<&str>,
+) -> Result<(Ws, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
     let mut req = gate.url(path).replace("http://", "ws://").into_client_request().unwrap();
     req.headers_mut().insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
     req.headers_mut().insert("session-id", "sess-ws".parse().unwrap());
     if let Some(k) = key {
         req.headers_mut().insert("authorization", format!("Bearer {k}").parse().unwrap());
     }
-    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(req).await
 }
 
 /// Send one frame and read events until the turn ends (completed, failed, incomplete or error).
@@ -347,9 +356,7 @@ async fn a_token_the_backend_refuses_at_the_socket_handshake_is_refreshed_and_th
 async fn the_upgrade_answer_names_the_models_catalog_codex_would_fetch() {
     let (_mock, gate) = setup().await;
     let models = etag_of_get(&gate, "/v1/models?client_version=0.169.0").await;
-    let mut req = gate.url("/v1/responses").replace("http://", "ws://").into_client_request().unwrap();
-    req.headers_mut().insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
-    let (_ws, answer) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let (_ws, answer) = connect_with_answer(&gate, "/v1/responses", None).await.unwrap();
     let etag = answer.headers().get("x-models-etag").map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(etag.as_deref(), Some(models.as_str()), "the ETag /models answers with");
 }
@@ -382,10 +389,7 @@ async fn with_client_keys_the_upgrade_answer_names_the_catalog_of_the_callers_ke
         .await;
         assert_eq!(r.status, 200);
         let models = r.header("etag").expect("an ETag").to_owned();
-        let mut req = gate.url("/v1/responses").replace("http://", "ws://").into_client_request().unwrap();
-        req.headers_mut().insert("openai-beta", "responses_websockets=2026-02-06".parse().unwrap());
-        req.headers_mut().insert("authorization", bearer.parse().unwrap());
-        let (_ws, answer) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let (_ws, answer) = connect_with_answer(&gate, "/v1/responses", Some(secret)).await.unwrap();
         assert_eq!(answer.headers()["x-models-etag"].to_str().unwrap(), models, "the ETag /models answers this key");
         let slugs: Vec<String> =
             r.json()["models"].as_array().unwrap().iter().map(|m| m["slug"].as_str().unwrap().to_owned()).collect();
@@ -397,22 +401,13 @@ async fn with_client_keys_the_upgrade_answer_names_the_catalog_of_the_callers_ke
 
 #[tokio::test]
 async fn an_upgrade_answered_with_the_wrong_accept_key_is_a_failed_attempt_and_the_turn_fails_over() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Switches protocols for anyone, with a Sec-WebSocket-Accept that hashes no key.
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hostile = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 16384];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: d3JvbmcgYWNjZXB0IGtleQ==\r\n\r\n")
-                    .await;
-                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            });
-        }
-    });
+    let hostile = common::hostile(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+          sec-websocket-accept: d3JvbmcgYWNjZXB0IGtleQ==\r\n\r\n",
+        true,
+    )
+    .await;
     let good = MockUpstream::start(MockOptions::default()).await.unwrap();
     good.set_api_websocket(true);
     let cfg = format!(

@@ -260,3 +260,25 @@ pub const SEED_003: &str = r#"{
   }
 }
 "#;
+
+/// A raw-socket upstream that answers every connection with `reply` after its first read (then
+/// holds the connection 30 s or closes it); its `http://` URL.
+pub async fn hostile(reply: &'static [u8], then_hold: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(reply).await;
+                if then_hold {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    url
+}

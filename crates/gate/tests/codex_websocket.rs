@@ -55,6 +55,18 @@ async fn codex_over_websocket_on_every_upstream_kind() {
         // after the call (its output).
         let sent_incremental = gate.app.metrics.ws_incremental.load(Relaxed) - incremental;
         assert_eq!(sent_incremental, 2, "{tool}: both requests named the previous response");
+        // The follow-up went where the call was served, pinned by the turn state the gateway
+        // keeps for the connection (Codex reads none from a WebSocket's turns).
+        let label = if tool == "pool-tool" { "pool/tool" } else { tool };
+        let rows = gate.records_where(2, |r| r.target == label).await;
+        let whys: Vec<&str> = rows.iter().map(|r| r.trail[0].why.as_ref()).collect();
+        assert_eq!(whys[0], "pinned by the turn state (x-codex-turn-state)", "{tool}: the follow-up: {whys:?}");
+        assert_ne!(whys[1], whys[0], "{tool}: the call started the turn");
+        if tool != "chat/tool" {
+            // What names the turn: Codex's frames carry its id (a chat upstream gets no metadata).
+            let meta = &m.last_request().unwrap().json()["client_metadata"];
+            assert!(meta["turn_id"].as_str().is_some_and(|t| !t.is_empty()), "{tool}: {meta}");
+        }
         let sent = m.last_request().unwrap();
         let last = String::from_utf8_lossy(&sent.body).into_owned();
         if tool == "pool-tool" {

@@ -446,3 +446,51 @@ async fn shutdown_closes_open_connections_as_going_away() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+/// A frame of Codex turn `turn_id` (Codex names it in `client_metadata`).
+fn in_turn(mut frame: Value, turn_id: &str) -> Value {
+    frame["client_metadata"] = json!({"x-codex-installation-id": "inst", "turn_id": turn_id});
+    frame
+}
+
+#[tokio::test]
+async fn a_turns_later_frames_go_where_its_first_was_served_and_the_next_turn_starts_over() {
+    // Target `a` is down when the turn starts, so `b` serves it; then `a` comes back.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a_addr = down.local_addr().unwrap().to_string();
+    drop(down);
+    let b = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!(
+        "{}{}[[routes]]\nmodel = \"two\"\ntargets = [\"a/ok\", \"b/ok\"]\n",
+        common::provider("a", "responses", &format!("http://{a_addr}/v1"), ""),
+        common::provider("b", "responses", &b.url(), ""),
+    );
+    let gate = Gate::start(&cfg).await;
+    let mut ws = connect(&gate, "/v1/responses", None).await.unwrap();
+    let id = completed_id(&turn(&mut ws, in_turn(create("two", json!([user("run it")]), None), "turn-1")).await);
+    let first = gate.record_where("the turn's first request", |r| r.route == "two").await;
+    assert_eq!((first.target.as_str(), first.trail.len()), ("b/ok", 2), "a failed over: {:?}", first.trail);
+
+    let a = MockUpstream::start_on(&a_addr, MockOptions::default()).await.unwrap();
+    // The turn's follow-up (a tool's output) stays on `b`, though `a` is first and up again.
+    let output = json!({"type": "function_call_output", "call_id": "call_1", "output": "done"});
+    let id = completed_id(&turn(&mut ws, in_turn(create("two", json!([output]), Some(&id)), "turn-1")).await);
+    let rows = gate.records(2).await;
+    assert_eq!(rows[0].target, "b/ok", "{:?}", rows[0]);
+    assert_eq!(rows[0].trail.len(), 1);
+    assert_eq!(rows[0].trail[0].why, "pinned by the turn state (x-codex-turn-state)");
+    assert_eq!(a.hits(), 0, "the turn's later request did not go to the route's first target");
+    assert!(
+        b.last_request().unwrap().header("x-codex-turn-state").is_none(),
+        "the gateway's own turn state is not sent to a third party"
+    );
+
+    // The next turn goes by the route again: `a` first.
+    completed_id(&turn(&mut ws, in_turn(create("two", json!([user("next task")]), Some(&id)), "turn-2")).await);
+    let rows = gate.records(3).await;
+    assert_eq!(rows[0].target, "a/ok", "{:?}", rows[0]);
+    assert_eq!(rows[0].trail[0].why, "first of the route's 2 targets");
+    // (Its upgrade was asked for first, and refused: the mock offers no WebSocket here.)
+    let posts = a.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 1, "{:?}", a.requests().iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>());
+}

@@ -8,6 +8,8 @@
 //! ([`crate::upstream::socket`]), which sends the upstream only the new items; chat providers
 //! and providers without WebSocket get one HTTP request per turn. permessage-deflate is
 //! negotiated when the client offers it (Codex does), with the settings of [`crate::ws_options`].
+//! A Codex turn's later frames (tool follow-ups, retries) carry the turn state its first answer
+//! made, as Codex's HTTP requests echo `x-codex-turn-state`: the connection keeps it ([`Pin`]).
 
 use crate::access::Caller;
 use crate::app::App;
@@ -42,6 +44,8 @@ const IDLE: Duration = Duration::from_secs(30 * 60);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Largest error body read back from a refused turn.
 const MAX_ERROR_BODY: usize = 1 << 20;
+/// Longest `turn_id` a frame may name; a longer one names no turn.
+const MAX_TURN_ID: usize = 256;
 
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
@@ -162,6 +166,56 @@ fn body_with_input(obj: &Map<String, Value>, input: &str) -> Vec<u8> {
     b
 }
 
+/// The sticky state of the turn the connection served last. Over HTTP, Codex echoes the
+/// `x-codex-turn-state` of a turn's first answer on the turn's later requests, and the relay
+/// sends them to the same target and pool account. Over a WebSocket Codex reads that header only
+/// from the upgrade's answer, before any turn, so the connection keeps the sealed value of its
+/// last served turn and puts it on the frames of the same turn.
+struct Pin {
+    /// The Codex turn it belongs to (`client_metadata.turn_id`), when the frame named one.
+    turn_id: Option<String>,
+    /// The gateway's sealed turn state ([`crate::upstream::turn_state`]).
+    state: HeaderValue,
+}
+
+/// What the connection remembers between frames.
+#[derive(Default)]
+struct Session {
+    last: Option<Last>,
+    pin: Option<Pin>,
+}
+
+/// The Codex turn a frame belongs to: `client_metadata.turn_id`, or the `turn_id` inside the
+/// `x-codex-turn-metadata` JSON it also carries there (codex-protocol §2.3).
+fn frame_turn_id(obj: &Map<String, Value>) -> Option<String> {
+    let meta = obj.get("client_metadata")?;
+    let id = match meta.get("turn_id").and_then(Value::as_str) {
+        Some(id) => id.to_owned(),
+        None => {
+            let inner: Value = serde_json::from_str(meta.get("x-codex-turn-metadata")?.as_str()?).ok()?;
+            inner.get("turn_id")?.as_str()?.to_owned()
+        }
+    };
+    (!id.is_empty() && id.len() <= MAX_TURN_ID).then_some(id)
+}
+
+fn is_user_message(item: &Value) -> bool {
+    item.get("type").and_then(Value::as_str) == Some("message")
+        && item.get("role").and_then(Value::as_str) == Some("user")
+}
+
+impl Pin {
+    /// Whether a frame belongs to this pin's turn. Without turn ids (a client other than Codex),
+    /// a frame that builds on the last response and brings no new user message goes on its turn.
+    fn holds(&self, turn_id: Option<&str>, follow_up: bool) -> bool {
+        match (self.turn_id.as_deref(), turn_id) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => follow_up,
+            _ => false,
+        }
+    }
+}
+
 struct Conn {
     app: Arc<App>,
     /// The connection's own socket to the ChatGPT backend, for its pool turns.
@@ -201,7 +255,7 @@ impl Conn {
         metrics.ws_open.fetch_add(1, Relaxed);
         let opened = Instant::now();
         let stopping = self.app.lifecycle.stopping.clone();
-        let mut last: Option<Last> = None;
+        let mut session = Session::default();
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut idle_at = Instant::now() + IDLE;
         loop {
@@ -238,7 +292,7 @@ impl Conn {
                         let _ = socket.send(Frame::close(CloseCode::Normal, "connection limit reached")).await;
                         break;
                     }
-                    self.frame(&mut socket, text, &mut last).await
+                    self.frame(&mut socket, text, &mut session).await
                 }
                 OpCode::Binary => {
                     send_error(
@@ -261,7 +315,7 @@ impl Conn {
 
     /// One client frame: a `response.create` is a turn; other frames (`response.processed`) need
     /// no answer.
-    async fn frame(&self, socket: &mut WebSocket, text: &str, last: &mut Option<Last>) -> Result<(), Gone> {
+    async fn frame(&self, socket: &mut WebSocket, text: &str, session: &mut Session) -> Result<(), Gone> {
         let mut v: Value = match serde_json::from_str(text) {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => {
@@ -279,6 +333,8 @@ impl Conn {
             return Ok(());
         }
         obj.remove("type");
+        let last = &mut session.last;
+        let turn_id = frame_turn_id(obj);
         let new_items = match obj.remove("input") {
             Some(Value::Array(items)) => items,
             Some(Value::String(s)) => {
@@ -299,6 +355,7 @@ impl Conn {
         // `previous_response_id` names the last response on this connection: its input and
         // output come first, then the new items (what an HTTP request would have carried).
         let new_json = serde_json::to_string(&new_items).unwrap_or_else(|_| "[]".into());
+        let new_user_message = new_items.iter().any(is_user_message);
         let mut incremental = None;
         let input = match obj.remove("previous_response_id") {
             Some(Value::String(prev)) => match last.take() {
@@ -321,7 +378,9 @@ impl Conn {
         *last = None;
         if obj.remove("generate") == Some(Value::Bool(false)) {
             // A prewarm: nothing to generate, so no upstream is asked; the next request builds on it.
+            // Codex sends it as a turn starts, so the last turn's pin ends here.
             self.app.metrics.ws_prewarms.fetch_add(1, Relaxed);
+            session.pin = None;
             let id = format!("resp_{}", crate::tally::request_id().trim_start_matches("req_"));
             let model = obj.get("model").cloned().unwrap_or(Value::Null);
             let r = json!({"id": id, "object": "response", "created_at": crate::now_ms() / 1000, "model": model, "output": []});
@@ -336,29 +395,40 @@ impl Conn {
         obj.insert("stream".into(), Value::Bool(true));
         let body = body_with_input(obj, &input);
         self.app.metrics.ws_turns.fetch_add(1, Relaxed);
-        *last = self.turn(socket, body, incremental).await?.map(|(id, output)| Last { id, input, output });
+        let follow_up = incremental.is_some() && !new_user_message;
+        let pinned = session.pin.as_ref().filter(|p| p.holds(turn_id.as_deref(), follow_up)).map(|p| p.state.clone());
+        let Some(served) = self.turn(socket, body, incremental, pinned).await? else {
+            // A failed request leaves the turn's pin as it was: its retry goes where the turn went.
+            return Ok(());
+        };
+        if let Some(state) = served.state {
+            session.pin = Some(Pin { turn_id, state });
+        }
+        session.last = Some(Last { id: served.id, input, output: served.output });
         Ok(())
     }
 
-    /// Serve one turn through the HTTP path and relay its events; the response id and output
-    /// items when it completed.
+    /// Serve one turn through the HTTP path (with the turn state `pinned`, if it goes on a
+    /// served turn) and relay its events; what it served when it completed.
     async fn turn(
         &self,
         socket: &mut WebSocket,
         body: Vec<u8>,
         incremental: Option<(String, usize)>,
-    ) -> Result<Option<(String, Vec<Value>)>, Gone> {
+        pinned: Option<HeaderValue>,
+    ) -> Result<Option<Served>, Gone> {
         let mut req = Request::new(Body::from(body));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = self.path.parse().unwrap_or_else(|_| http::Uri::from_static("/v1/responses"));
         *req.headers_mut() = self.headers.clone();
+        if let Some(state) = pinned {
+            req.headers_mut().insert(TURN_STATE, state);
+        }
         if let Some(c) = &self.caller {
             req.extensions_mut().insert(c.clone());
         }
-        if self.pool_ws.is_some() || self.api_ws.is_some() {
-            let (pool, api) = (self.pool_ws.clone(), self.api_ws.clone());
-            req.extensions_mut().insert(crate::upstream::socket::WsTurn { pool, api, incremental });
-        }
+        let (pool, api) = (self.pool_ws.clone(), self.api_ws.clone());
+        req.extensions_mut().insert(crate::upstream::socket::WsTurn { pool, api, incremental });
         let resp = super::proxy::proxy(self.app.clone(), Api::Responses, false, req).await;
         let (parts, body) = resp.into_parts();
         if !parts.status.is_success() {
@@ -416,8 +486,18 @@ impl Conn {
             }
             socket.flush().await.map_err(|_| Gone)?;
         }
-        Ok(completed.then_some((id, output)))
+        let state = parts.headers.get(TURN_STATE).cloned();
+        Ok(completed.then_some(Served { id, output, state }))
     }
+}
+
+const TURN_STATE: &str = crate::upstream::turn_state::HEADER;
+
+/// A completed turn: its response id and output items, and the turn state its answer made.
+struct Served {
+    id: String,
+    output: Vec<Value>,
+    state: Option<HeaderValue>,
 }
 
 fn r_with(r: &Value, status: &str) -> Value {
@@ -439,5 +519,35 @@ mod tests {
         let b = body_with_input(&obj, "[1]");
         assert_eq!(serde_json::from_slice::<Value>(&b).unwrap(), json!({"model": "m", "input": [1]}));
         assert_eq!(serde_json::from_slice::<Value>(&body_with_input(&Map::new(), "[]")).unwrap(), json!({"input": []}));
+    }
+
+    #[test]
+    fn a_frame_names_its_turn_and_a_pin_holds_only_within_it() {
+        let obj = |v: Value| v.as_object().cloned().unwrap();
+        assert_eq!(frame_turn_id(&obj(json!({"client_metadata": {"turn_id": "t1"}}))).as_deref(), Some("t1"));
+        let meta = json!({"client_metadata": {"x-codex-turn-metadata": "{\"turn_id\":\"t2\",\"sandbox\":\"none\"}"}});
+        assert_eq!(frame_turn_id(&obj(meta)).as_deref(), Some("t2"), "the turn metadata's own turn_id");
+        for none in [
+            json!({}),
+            json!({"client_metadata": {}}),
+            json!({"client_metadata": {"turn_id": ""}}),
+            json!({"client_metadata": {"turn_id": 7}}),
+            json!({"client_metadata": {"turn_id": "x".repeat(MAX_TURN_ID + 1)}}),
+            json!({"client_metadata": {"x-codex-turn-metadata": "not json"}}),
+        ] {
+            assert_eq!(frame_turn_id(&obj(none.clone())), None, "{none}");
+        }
+        let pin =
+            |turn_id: Option<&str>| Pin { turn_id: turn_id.map(str::to_owned), state: HeaderValue::from_static("s") };
+        assert!(pin(Some("t1")).holds(Some("t1"), false));
+        assert!(!pin(Some("t1")).holds(Some("t2"), true), "another turn, even building on the last response");
+        assert!(!pin(Some("t1")).holds(None, true));
+        assert!(!pin(None).holds(Some("t1"), true));
+        // Without turn ids: a follow-up (the last response and no new user message) only.
+        assert!(pin(None).holds(None, true));
+        assert!(!pin(None).holds(None, false));
+        assert!(is_user_message(&json!({"type": "message", "role": "user", "content": []})));
+        assert!(!is_user_message(&json!({"type": "function_call_output", "call_id": "c", "output": "x"})));
+        assert!(!is_user_message(&json!({"type": "message", "role": "developer", "content": []})));
     }
 }

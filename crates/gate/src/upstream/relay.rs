@@ -537,9 +537,10 @@ fn commit(app: &Arc<App>, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Targe
     if let (Some(kind), Answer::Whole { parts, body }) = (plan.compact, &answer) {
         return commit_compaction(app, tally, inb, kind, t, parts, body);
     }
-    // Codex echoes the turn state on the turn's later requests; other clients would not.
-    let turn_account =
-        (inb.codex_client && inb.api == Api::Responses).then(|| tally.account.as_ref().map(|a| a.0.id.clone()));
+    // Codex echoes the turn state on the turn's later requests; other clients would not. A
+    // client WebSocket keeps it for its turn's later frames (routes/ws.rs), whoever the client.
+    let turn_account = ((inb.codex_client || inb.ws.is_some()) && inb.api == Api::Responses)
+        .then(|| tally.account.as_ref().map(|a| a.0.id.clone()));
     let turn_state = |h: &mut HeaderMap| {
         if let Some(account) = &turn_account {
             super::turn_state::answer(app.pool.cipher(), h, &t.label, account.as_deref());

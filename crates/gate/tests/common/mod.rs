@@ -170,6 +170,19 @@ impl Gate {
         panic!("request log never reached {n} rows");
     }
 
+    /// Wait until the request log holds `n` rows that `pred` accepts; those rows, newest first.
+    pub async fn records_where(&self, n: usize, pred: impl Fn(&RequestRecord) -> bool) -> Vec<RequestRecord> {
+        for _ in 0..200 {
+            let rows: Vec<_> =
+                self.store.recent_requests(1000).await.unwrap().into_iter().filter(|r| pred(r)).collect();
+            if rows.len() >= n {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the request log never held {n} such rows");
+    }
+
     /// Wait until the request log holds a row that `pred` accepts; that row.
     pub async fn record_where(&self, what: &str, pred: impl Fn(&RequestRecord) -> bool) -> RequestRecord {
         for _ in 0..200 {

@@ -4,7 +4,9 @@
 //! holds about 2 KiB of compression state instead of the ~370 KiB of its own compressor and
 //! decompressor — thousands of idle Codex sessions stay cheap — and frames below
 //! [`THRESHOLD`] (most events: a text delta is ~150 bytes) go out as they are. The gateway's
-//! sockets upstream ask for the same ([`OFFER`]).
+//! sockets upstream ask for the same ([`OFFER`]). Deflate runs on zlib-rs (yawc's `zlib`
+//! feature), not miniz_oxide: inflating each small event from a fresh state spent most of its
+//! time building Huffman tables there (bench `ws`, docs/benchmarks.md).
 
 use std::sync::OnceLock;
 use yawc::{DeflatePool, Options};
@@ -38,9 +40,10 @@ pub fn options(limit: usize) -> Options {
 }
 
 /// The first of the client's offers (`Sec-WebSocket-Extensions`) that [`options`] can honour:
-/// permessage-deflate without a server window below 15 bits (only deflate with the `zlib`
-/// backend can shrink it). An offer asking for one is declined, as RFC 7692 §7.1.2.1 says;
-/// with none left the connection runs uncompressed.
+/// permessage-deflate without a server window below 15 bits. Smaller windows would give the
+/// shared pool one kind of compressor per size, and zlib cannot make an 8-bit one (it widens
+/// it to 9, which such a client could not inflate). An offer asking for one is declined, as
+/// RFC 7692 §7.1.2.1 says; with none left the connection runs uncompressed.
 pub fn acceptable_offer(header: &str) -> Option<&str> {
     header.split(',').map(str::trim).find(|one| {
         let mut params = one.split(';').map(str::trim);

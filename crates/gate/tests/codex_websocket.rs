@@ -2,7 +2,8 @@
 //! and a tool loop on a Responses provider, a chat provider and the pool, every request a turn on
 //! the connection (none falls back to HTTP), with the whole history reaching the HTTP upstreams
 //! and only the new items reaching the pool's backend, and a Responses provider that offers
-//! WebSocket, over the gateway's own WebSocket to them.
+//! WebSocket, over the gateway's own WebSocket to them. A turn's follow-up is pinned where the
+//! turn was served, and moves to another pool account when that one runs out inside the turn.
 
 mod common;
 
@@ -144,4 +145,43 @@ async fn five_resumed_codex_turns_over_websocket_on_every_upstream_kind() {
         }
         assert_eq!(gate.app.metrics.ws_turns.load(Relaxed) - before, 5, "{model}: every turn on a WebSocket");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_account_exhausted_inside_a_codex_turn_hands_the_follow_up_to_another() {
+    let Some(bin) = codex_bin() else {
+        return skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
+    };
+    let m = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let cfg = format!(
+        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n\
+         [[routes]]\nmodel = \"pool-tool\"\ntargets = [\"pool/tool\"]\n",
+        m.issuer_url(),
+        m.backend_url(),
+    );
+    let gate = Gate::start(&cfg).await;
+    // Each account answers one turn, then reaches its usage limit: whichever serves the call
+    // has none left for the follow-up, on the same connection.
+    for id in ["acc-a", "acc-b"] {
+        m.add_chatgpt_account(id, false);
+        gate.add_account(&m, id, "plus").await;
+        m.set_turns_left(id, Some(1));
+    }
+    let run = common::codex::exec(&bin, &ws_config(&gate, "pool-tool"), &[("GW_API_KEY", "k")], &[], "run it").await;
+    assert_eq!(run.code, Some(0), "no failed turn: {}", run.dump());
+    assert_eq!(run.items("command_execution")[0]["aggregated_output"], "mock-tool-ran\n");
+    assert!(!run.stderr.contains("usage limit"), "Codex never saw the limit: {}", run.stderr);
+    assert_eq!(gate.app.metrics.ws_turns.load(Relaxed), 2, "the call and its follow-up, on one connection");
+    let rows = gate.records_where(2, |r| r.route == "pool-tool").await;
+    assert!(rows.iter().all(|r| r.status == 200), "{rows:?}");
+    let (call, follow_up) = (&rows[1], &rows[0]);
+    assert_ne!(call.account_id, follow_up.account_id, "another account served the follow-up");
+    assert_eq!(follow_up.trail.len(), 2, "the turn's account was tried first: {:?}", follow_up.trail);
+    assert_eq!(follow_up.trail[0].account, call.account_id, "{:?}", follow_up.trail);
+    assert!(follow_up.trail[0].error.is_some(), "{:?}", follow_up.trail);
+    // The new account's own socket got the whole conversation: its backend had none of it.
+    let sent = m.last_request().unwrap();
+    assert_eq!(sent.method, "WS");
+    let last = String::from_utf8_lossy(&sent.body).into_owned();
+    assert!(last.contains("run it") && last.contains("mock-tool-ran"), "{last}");
 }

@@ -38,6 +38,8 @@ pub struct MockAccount {
     pub serial: usize,
     /// Used percent of the 5-hour window reported by `wham/usage`.
     pub usage_primary: f64,
+    /// Turns the account still answers before its usage limit is reached (`None`: no limit).
+    pub turns_left: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +80,19 @@ impl ChatgptState {
         }
     }
 
+    /// Count a turn against the account's `turns_left`: false when it has none left (the turn
+    /// gets `usage-limit`).
+    pub fn take_turn(&self, account: &str) -> bool {
+        match self.accounts.lock().get_mut(account).and_then(|a| a.turns_left.as_mut()) {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => true,
+        }
+    }
+
     /// The authorization-code grant (form-encoded): (status, body).
     pub fn exchange(&self, form: &HashMap<String, String>) -> (u16, Value) {
         self.token_calls.fetch_add(1, Ordering::SeqCst);
@@ -95,6 +110,7 @@ impl ChatgptState {
             refresh_error: None,
             serial: 0,
             usage_primary: 0.0,
+            turns_left: None,
         };
         let out = json!({"id_token": id_token(&format!("user-{account}"), &account, &format!("{account}@example.com"), &plan),
                          "access_token": a.access_token, "refresh_token": a.refresh_token});

@@ -224,6 +224,7 @@ impl MockUpstream {
             refresh_error: None,
             serial: 0,
             usage_primary: 0.0,
+            turns_left: None,
         };
         let out = (a.access_token.clone(), a.refresh_token.clone());
         self.shared.chatgpt.accounts.lock().insert(account_id.to_owned(), a);
@@ -246,6 +247,14 @@ impl MockUpstream {
                 drop(self.shared.chatgpt.behavior_at_login.lock().insert(account_id.to_owned(), b.into()))
             }
             (None, None) => drop(self.shared.chatgpt.behavior_at_login.lock().remove(account_id)),
+        }
+    }
+
+    /// Let the account answer `turns` more turns (HTTP or WebSocket), then reach its usage limit
+    /// (`None`: no limit), so a limit can be reached inside one client's turn.
+    pub fn set_turns_left(&self, account_id: &str, turns: Option<usize>) {
+        if let Some(a) = self.shared.chatgpt.accounts.lock().get_mut(account_id) {
+            a.turns_left = turns;
         }
     }
 
@@ -522,7 +531,8 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
                 ));
             }
             crate::chatgpt::Auth::Ok { behavior, usage_primary, account } => {
-                forced = behavior;
+                let turn = parts.method == Method::POST && (path.ends_with("/responses") || path.ends_with("/compact"));
+                forced = if turn && !s.chatgpt.take_turn(&account) { Some("usage-limit".into()) } else { behavior };
                 account_used = Some(usage_primary);
                 serving = Some(account);
             }

@@ -105,7 +105,10 @@ async fn serve(s: Arc<Shared>, account: String, path: String, headers: HeaderMap
         if v["type"] != "response.create" {
             continue;
         }
-        let behavior = s.chatgpt.accounts.lock().get(&account).and_then(|a| a.behavior.clone());
+        let behavior = match s.chatgpt.take_turn(&account) {
+            true => s.chatgpt.accounts.lock().get(&account).and_then(|a| a.behavior.clone()),
+            false => Some("usage-limit".to_owned()),
+        };
         let error = |status: u16, error: Value, headers: Value| {
             Frame::text(json!({"type": "error", "status": status, "error": error, "headers": headers}).to_string())
         };

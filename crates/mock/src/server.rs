@@ -665,6 +665,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         return Ok(Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")
+            .header("openai-model", served_model(&sc, &model))
             .body(Full::new(body).map_err(|e| match e {}).boxed())
             .unwrap());
     }
@@ -704,6 +705,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header("x-codex-turn-state", "mock-turn-state")
+        .header("openai-model", served_model(&sc, &model))
         .body(BodyExt::boxed(StreamBody::new(frames)))
         .unwrap();
     if let Some(used) = account_used {
@@ -715,6 +717,17 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockB
         h.insert("x-models-etag", "\"mock-backend-models-1\"".parse().unwrap());
     }
     Ok(resp)
+}
+
+/// The model an upstream says served (`openai-model`, which Codex compares with the model it
+/// asked for): the one asked for, or another one for `rerouted` (as OpenAI's backend reports a
+/// fallback).
+pub(crate) fn served_model(sc: &Scenario, model: &str) -> String {
+    if sc.name == "rerouted" {
+        "mock-fallback-model".to_owned()
+    } else {
+        model.to_owned()
+    }
 }
 
 fn pct_encode(s: &str) -> String {

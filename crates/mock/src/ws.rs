@@ -143,11 +143,18 @@ async fn serve(s: Arc<Shared>, account: String, path: String, headers: HeaderMap
             let tool = sc.name == "tool" && !memfind(&body, b"function_call_output");
             events(&responses_steps(&sc, &model, tool))
         };
-        for mut ev in evs {
+        // The backend names the model that served in a `response.metadata` event after the
+        // first one (over a socket there are no response headers).
+        let served = crate::server::served_model(&Scenario::parse(&model, &s.opts), &model);
+        let meta = json!({"type": "response.metadata", "headers": {"openai-model": served}});
+        for (i, mut ev) in evs.into_iter().enumerate() {
             if let Some(r) = ev.get_mut("response").and_then(Value::as_object_mut) {
                 r.insert("id".into(), json!(id));
             }
             if ws.feed(Frame::text(ev.to_string())).await.is_err() {
+                return;
+            }
+            if i == 0 && ws.feed(Frame::text(meta.to_string())).await.is_err() {
                 return;
             }
         }

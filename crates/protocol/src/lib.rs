@@ -10,6 +10,7 @@
 //! - [`translate`]: Responses ⇄ Chat Completions, requests and streams, both ways.
 //! - [`grammar`]: checkers of the Responses and Chat stream grammars (used by the tests).
 //! - [`repair`]: Responses stream repair (created first, added before deltas, output backfill, usage).
+//! - [`served_model`]: the model an upstream says served, reported by the client's own name.
 //! - [`synth`]: events the gateway writes itself (a terminal failure after the first byte).
 //! - [`websearch`]: web search for chat models (the function offered, results as a tool message).
 //! - [`h1`]: HTTP/1.1 answer framing (response head, Content-Length / chunked / close bodies).
@@ -24,6 +25,7 @@ pub mod grammar;
 pub mod h1;
 pub mod observe;
 pub mod repair;
+pub mod served_model;
 pub mod sse;
 pub mod synth;
 pub mod translate;

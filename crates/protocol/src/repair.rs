@@ -5,7 +5,9 @@
 //! - an empty `response.completed.output` is backfilled from the `output_item.done` items
 //!   (the ChatGPT backend has been seen to send it empty);
 //! - `usage` is complete (`total_tokens` derived) or removed — never `{}`;
-//! - `codex.*` vendor events reach Codex clients only.
+//! - `codex.*` vendor events reach Codex clients only;
+//! - the served model an event's `headers` name is reported by the client's name
+//!   ([`crate::served_model`]), when the client named the model otherwise.
 //!
 //! Events that need no change are kept as they came ([`Verdict::Keep`]), so a relay can pass
 //! their bytes on untouched.
@@ -51,6 +53,8 @@ pub struct ResponsesRepair {
     created: bool,
     open: HashSet<String>,
     done: Vec<(u64, Value)>,
+    /// (the model the upstream was asked for, the model the client asked for), when they differ.
+    names: Option<(String, String)>,
     /// Repairs made, for a debug log and tests.
     pub repairs: Vec<&'static str>,
 }
@@ -64,8 +68,16 @@ impl ResponsesRepair {
             created: false,
             open: HashSet::new(),
             done: Vec::new(),
+            names: None,
             repairs: Vec::new(),
         }
+    }
+
+    /// Report the served model by the client's name (`client`) where an event's headers name
+    /// the model the upstream was asked for (`asked`). Nothing to do when they are the same.
+    pub fn with_model_names(mut self, asked: &str, client: &str) -> Self {
+        self.names = (asked != client).then(|| (asked.to_owned(), client.to_owned()));
+        self
     }
 
     fn synth(&mut self, out: &mut Vec<u8>, ty: &str, v: Value, why: &'static str) {
@@ -90,6 +102,20 @@ impl ResponsesRepair {
         if kind.starts_with("codex.") && !self.codex_client {
             self.repairs.push("dropped codex.* event for a non-Codex client");
             return Verdict::Replaced;
+        }
+        // Deltas carry no headers; other events are searched once for a model header.
+        if let Some((asked, client)) = self.names.as_ref().filter(|_| !kind.ends_with(".delta")) {
+            if let Some(data) = crate::served_model::rename_in_event(&ev.data, asked, client) {
+                let renamed = SseEvent { event: ev.event.clone(), data };
+                let names = self.names.take();
+                let head = ResponsesHead::parse(&renamed.data);
+                if self.push_head(head.as_ref(), &renamed, out) == Verdict::Keep {
+                    encode(renamed.event.as_deref(), &renamed.data, out);
+                }
+                self.names = names;
+                self.repairs.push("reported the served model by the client's name");
+                return Verdict::Replaced;
+            }
         }
         if !self.created && kind != "response.created" {
             let r = json!({"type": "response.created", "response": {"id": self.fallback_id, "object": "response", "status": "in_progress", "output": []}});
@@ -262,6 +288,26 @@ mod tests {
             ],
         );
         assert!(repairs.is_empty(), "{repairs:?}");
+    }
+
+    #[test]
+    fn the_served_model_in_event_headers_is_reported_by_the_clients_name() {
+        let mut r = ResponsesRepair::new(true, "resp_fallback").with_model_names("gpt-5.5", "fast");
+        let mut out = Vec::new();
+        for e in [
+            json!({"type": "response.created", "response": {"id": "r"}}),
+            json!({"type": "response.metadata", "headers": {"openai-model": "gpt-5.5"}}),
+            json!({"type": "response.output_text.delta", "item_id": "m", "delta": "x"}),
+        ] {
+            r.push(&SseEvent { event: None, data: e.to_string() }, &mut out);
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""openai-model":"fast""#) && !text.contains("gpt-5.5"), "{text}");
+        assert!(text.contains("output_item.added"), "the other repairs still run: {text}");
+        assert!(r.repairs.contains(&"reported the served model by the client's name"));
+        // The same names: nothing to rename.
+        let same = ResponsesRepair::new(true, "x").with_model_names("gpt-5.5", "gpt-5.5");
+        assert!(same.names.is_none());
     }
 
     #[test]

@@ -448,6 +448,10 @@ impl Conn {
             send_error(socket, parts.status.as_u16(), error, headers).await?;
             return Ok(None);
         }
+        // Over HTTP Codex learns the served model from `openai-model`; on a WebSocket it reads
+        // it from an event's `headers`, so an answer that came with the header (an upstream
+        // reached over HTTP) passes it on in a `response.metadata` event after the first one.
+        let mut served_model = served_model_event(&parts.headers);
         let mut decoder = SseDecoder::new(self.limit);
         let mut events = Vec::new();
         let mut stream = body.into_data_stream();
@@ -483,6 +487,9 @@ impl Conn {
                 // Queued, and written once per upstream chunk: one write for the events that
                 // arrived together, as the HTTP relay does.
                 socket.feed(Frame::text(ev.data)).await.map_err(|_| Gone)?;
+                if let Some(meta) = served_model.take() {
+                    socket.feed(Frame::text(meta)).await.map_err(|_| Gone)?;
+                }
             }
             socket.flush().await.map_err(|_| Gone)?;
         }
@@ -492,6 +499,15 @@ impl Conn {
 }
 
 const TURN_STATE: &str = crate::upstream::turn_state::HEADER;
+
+/// `{"type":"response.metadata","headers":{…}}` with the answer's served-model headers, if any.
+fn served_model_event(h: &HeaderMap) -> Option<String> {
+    let headers: Map<String, Value> = codex_gate_protocol::served_model::HEADERS
+        .iter()
+        .filter_map(|name| Some(((*name).to_owned(), json!(h.get(*name)?.to_str().ok()?))))
+        .collect();
+    (!headers.is_empty()).then(|| json!({"type": "response.metadata", "headers": headers}).to_string())
+}
 
 /// A completed turn: its response id and output items, and the turn state its answer made.
 struct Served {

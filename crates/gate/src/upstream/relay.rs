@@ -20,6 +20,7 @@ use codex_gate_protocol::body::{rewrite_model, with_include_usage, RequestHead};
 use codex_gate_protocol::compaction;
 use codex_gate_protocol::observe::{ChatObserver, Outcome, ResponsesObserver};
 use codex_gate_protocol::repair::ResponsesRepair;
+use codex_gate_protocol::served_model;
 use codex_gate_protocol::translate::chat_stream::completion_to_response;
 use codex_gate_protocol::translate::responses_stream::response_to_completion;
 use codex_gate_protocol::translate::{
@@ -110,7 +111,7 @@ pub(super) fn is_continuity_header(name: &str, codex_own: bool) -> bool {
 /// upstream's catalog, not the gateway's `/models` the client read, and Codex refetches `/models`
 /// whenever it differs from the ETag it stored, which would be after every turn.
 fn is_relayed_response_header(name: &str) -> bool {
-    matches!(name, "openai-model" | "x-request-id" | "x-reasoning-included" | "openai-processing-ms")
+    matches!(name, "openai-model" | "x-openai-model" | "x-request-id" | "x-reasoning-included" | "openai-processing-ms")
         || name.starts_with("x-codex-")
         || name.starts_with("x-ratelimit-")
 }
@@ -585,14 +586,16 @@ fn commit(app: &Arc<App>, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Targe
                     now_secs(),
                     inb.head.include_usage,
                 ))),
-                (Api::Responses, Api::Responses) => {
-                    Translate::Repair(Box::new(ResponsesRepair::new(inb.codex_client, format!("resp_{}", tally.id()))))
-                }
+                (Api::Responses, Api::Responses) => Translate::Repair(Box::new(
+                    ResponsesRepair::new(inb.codex_client, format!("resp_{}", tally.id()))
+                        .with_model_names(&t.model, &inb.head.model),
+                )),
                 (Api::Chat, Api::Chat) if plan.strip_usage => Translate::StripUsage,
                 (Api::Chat, Api::Chat) => Translate::None,
             };
             let mut headers = HeaderMap::new();
             copy_headers(&parts.headers, &mut headers);
+            served_model_header(&mut headers, &t.model, &inb.head.model);
             turn_state(&mut headers);
             if translated {
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -618,6 +621,7 @@ fn commit(app: &Arc<App>, mut tally: Tally, inb: &Inbound, plan: Plan, t: &Targe
     let mut resp = Response::new(body);
     *resp.status_mut() = parts.status;
     copy_headers(&parts.headers, resp.headers_mut());
+    served_model_header(resp.headers_mut(), &t.model, &inb.head.model);
     turn_state(resp.headers_mut());
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
@@ -649,6 +653,22 @@ fn commit_compaction(
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     gate_headers(resp.headers_mut(), &tally, overhead, Some(&t.label));
     resp
+}
+
+/// The upstream's `openai-model` in the client's name when it served the model it was asked for
+/// (`asked`): Codex reads any other name as a safety reroute ([`served_model`]).
+fn served_model_header(h: &mut HeaderMap, asked: &str, client: &str) {
+    if asked == client {
+        return;
+    }
+    for name in served_model::HEADERS {
+        let Some(served) = h.get(name).and_then(|v| v.to_str().ok()) else { continue };
+        if served_model::reported(served, asked, client) != served {
+            if let Ok(v) = HeaderValue::from_str(client) {
+                h.insert(name, v);
+            }
+        }
+    }
 }
 
 pub(super) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {

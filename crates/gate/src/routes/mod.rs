@@ -8,3 +8,4 @@ pub mod passthrough;
 pub mod pool;
 pub mod proxy;
 pub mod ws;
+mod ws_session;

@@ -699,6 +699,19 @@ mod tests {
     }
 
     #[test]
+    fn the_served_model_header_names_the_clients_model_unless_the_upstream_chose_another() {
+        let mut h = HeaderMap::new();
+        h.insert("openai-model", HeaderValue::from_static("gpt-5.5"));
+        h.insert("x-openai-model", HeaderValue::from_static("gpt-5.2"));
+        served_model_header(&mut h, "gpt-5.5", "fast");
+        assert_eq!((h["openai-model"].to_str().unwrap(), h["x-openai-model"].to_str().unwrap()), ("fast", "gpt-5.2"));
+        let mut same = HeaderMap::new();
+        same.insert("openai-model", HeaderValue::from_static("gpt-5.5"));
+        served_model_header(&mut same, "gpt-5.5", "gpt-5.5");
+        assert_eq!(same["openai-model"], "gpt-5.5");
+    }
+
+    #[test]
     fn header_policies() {
         for h in
             ["session-id", "session_id", "thread-id", "x-client-request-id", "x-codex-turn-state", "x-codex-window-id"]
@@ -713,6 +726,9 @@ mod tests {
             assert!(!is_continuity_header(h, true), "{h}");
         }
         assert!(is_relayed_response_header("x-codex-primary-used-percent"));
+        for served in served_model::HEADERS {
+            assert!(is_relayed_response_header(served), "{served}: Codex reads the served model there");
+        }
         assert!(!is_relayed_response_header("set-cookie"));
     }
 }

@@ -89,12 +89,7 @@ async fn codex_view_image_output_reaches_a_chat_model_as_an_image() {
         provider("chat", "chat", &m.url(), "")
     );
     let gate = Gate::start(&cfg).await;
-    let config = format!(
-        "model = \"gpt-5.5\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
-         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
-         requires_openai_auth = false\nrequest_max_retries = 0\nstream_max_retries = 0\n",
-        gate.url("/v1")
-    );
+    let config = common::codex::config(&gate.url("/v1"), "gpt-5.5", false);
     let session = common::codex::Session::new(&config, &[]);
     std::fs::write(session.work().join("pixel.png"), PIXEL_PNG).unwrap();
     let run = session.exec(&bin, &[("GW_API_KEY", "k")], &["look at pixel.png"]).await;

@@ -9,15 +9,6 @@ mod common;
 use codex_gate_mock::{MockOptions, MockUpstream};
 use common::{codex_bin, provider, skip, Gate};
 
-fn config(gate: &Gate, model: &str, websocket: bool) -> String {
-    format!(
-        "model = \"{model}\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
-         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
-         requires_openai_auth = false\nsupports_websockets = {websocket}\nrequest_max_retries = 0\nstream_max_retries = 0\n",
-        gate.url("/v1")
-    )
-}
-
 /// What Codex said about rerouting in a run (its warnings come out as `error` items).
 fn reroutes(run: &common::codex::Run) -> Vec<String> {
     run.items("error")
@@ -36,10 +27,8 @@ async fn codex_is_told_the_routes_name_for_the_model_it_sent_and_the_real_one_af
     let m = MockUpstream::start(MockOptions::default()).await.unwrap();
     m.add_chatgpt_account("acc-m", false);
     let cfg = format!(
-        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}\
-         [[routes]]\nmodel = \"fast\"\ntargets = [\"resp/ok\"]\n",
-        m.issuer_url(),
-        m.backend_url(),
+        "{}{}[[routes]]\nmodel = \"fast\"\ntargets = [\"resp/ok\"]\n",
+        common::pool(&m, ""),
         provider("resp", "responses", &m.url(), ""),
     );
     let gate = Gate::start(&cfg).await;
@@ -47,16 +36,21 @@ async fn codex_is_told_the_routes_name_for_the_model_it_sent_and_the_real_one_af
     for websocket in [false, true] {
         // The pool over the backend's socket, a Responses provider over HTTP, a route's alias.
         for model in ["pool/gpt-5.5", "resp/ok", "fast"] {
-            let run =
-                common::codex::exec(&bin, &config(&gate, model, websocket), &[("GW_API_KEY", "k")], &[], "Say PONG")
-                    .await;
+            let run = common::codex::exec(
+                &bin,
+                &common::codex::config(&gate.url("/v1"), model, websocket),
+                &[("GW_API_KEY", "k")],
+                &[],
+                "Say PONG",
+            )
+            .await;
             assert_eq!(run.code, Some(0), "{model} (websocket {websocket}): {}", run.dump());
             assert_eq!(reroutes(&run), Vec::<String>::new(), "{model} (websocket {websocket}): no false reroute");
         }
         // The upstream served another model than the one it was asked for: Codex hears of it.
         let run = common::codex::exec(
             &bin,
-            &config(&gate, "resp/rerouted", websocket),
+            &common::codex::config(&gate.url("/v1"), "resp/rerouted", websocket),
             &[("GW_API_KEY", "k")],
             &[],
             "Say PONG",

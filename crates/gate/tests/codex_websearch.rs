@@ -20,12 +20,7 @@ async fn codex_searches_the_web_through_a_chat_model() {
         provider("chat", "chat", &m.url(), "")
     );
     let gate = Gate::start(&cfg).await;
-    let config = format!(
-        "model = \"chat/search\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
-         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
-         requires_openai_auth = false\nrequest_max_retries = 0\nstream_max_retries = 0\n",
-        gate.url("/v1")
-    );
+    let config = common::codex::config(&gate.url("/v1"), "chat/search", false);
     let run = common::codex::exec(&bin, &config, &[("GW_API_KEY", "k")], &[], "latest rust release").await;
     assert_eq!(run.code, Some(0), "{}", run.dump());
     let first = m.requests().into_iter().find(|r| r.path.ends_with("/chat/completions")).unwrap().json();

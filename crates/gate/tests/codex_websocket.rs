@@ -12,12 +12,7 @@ use common::{codex_bin, provider, skip, Gate};
 use std::sync::atomic::Ordering::Relaxed;
 
 fn ws_config(gate: &Gate, model: &str) -> String {
-    format!(
-        "model = \"{model}\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
-         [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
-         requires_openai_auth = false\nsupports_websockets = true\nrequest_max_retries = 0\nstream_max_retries = 0\n",
-        gate.url("/v1")
-    )
+    common::codex::config(&gate.url("/v1"), model, true)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -28,10 +23,8 @@ async fn codex_over_websocket_on_every_upstream_kind() {
     let m = MockUpstream::start(MockOptions::default()).await.unwrap();
     m.add_chatgpt_account("acc-ws", false);
     let cfg = format!(
-        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}\
-         [[routes]]\nmodel = \"pool-tool\"\ntargets = [\"pool/tool\"]\n",
-        m.issuer_url(),
-        m.backend_url(),
+        "{}{}{}[[routes]]\nmodel = \"pool-tool\"\ntargets = [\"pool/tool\"]\n",
+        common::pool(&m, ""),
         provider("resp", "responses", &m.url(), ""),
         provider("chat", "chat", &m.url(), ""),
     );
@@ -59,7 +52,7 @@ async fn codex_over_websocket_on_every_upstream_kind() {
         // The follow-up went where the call was served, pinned by the turn state the gateway
         // keeps for the connection (Codex reads none from a WebSocket's turns).
         let label = if tool == "pool-tool" { "pool/tool" } else { tool };
-        let rows = gate.records_where(2, |r| r.target == label).await;
+        let rows = gate.records_where(2, "the call and its follow-up", |r| r.target == label).await;
         let whys: Vec<&str> = rows.iter().map(|r| r.trail[0].why.as_ref()).collect();
         assert_eq!(whys[0], "pinned by the turn state (x-codex-turn-state)", "{tool}: the follow-up: {whys:?}");
         assert_ne!(whys[1], whys[0], "{tool}: the call started the turn");
@@ -120,9 +113,8 @@ async fn five_resumed_codex_turns_over_websocket_on_every_upstream_kind() {
     let m = MockUpstream::start(MockOptions::default()).await.unwrap();
     m.add_chatgpt_account("acc-ws", false);
     let cfg = format!(
-        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}",
-        m.issuer_url(),
-        m.backend_url(),
+        "{}{}{}",
+        common::pool(&m, ""),
         provider("resp", "responses", &m.url(), ""),
         provider("chat", "chat", &m.url(), ""),
     );
@@ -153,12 +145,7 @@ async fn a_pool_account_exhausted_inside_a_codex_turn_hands_the_follow_up_to_ano
         return skip("the Codex CLI is not installed (npm install @openai/codex, or set CODEX_GATE_CODEX_BIN)");
     };
     let m = MockUpstream::start(MockOptions::default()).await.unwrap();
-    let cfg = format!(
-        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n\
-         [[routes]]\nmodel = \"pool-tool\"\ntargets = [\"pool/tool\"]\n",
-        m.issuer_url(),
-        m.backend_url(),
-    );
+    let cfg = format!("{}[[routes]]\nmodel = \"pool-tool\"\ntargets = [\"pool/tool\"]\n", common::pool(&m, ""));
     let gate = Gate::start(&cfg).await;
     // Each account answers one turn, then reaches its usage limit: whichever serves the call
     // has none left for the follow-up, on the same connection.
@@ -172,7 +159,7 @@ async fn a_pool_account_exhausted_inside_a_codex_turn_hands_the_follow_up_to_ano
     assert_eq!(run.items("command_execution")[0]["aggregated_output"], "mock-tool-ran\n");
     assert!(!run.stderr.contains("usage limit"), "Codex never saw the limit: {}", run.stderr);
     assert_eq!(gate.app.metrics.ws_turns.load(Relaxed), 2, "the call and its follow-up, on one connection");
-    let rows = gate.records_where(2, |r| r.route == "pool-tool").await;
+    let rows = gate.records_where(2, "the call and its follow-up", |r| r.route == "pool-tool").await;
     assert!(rows.iter().all(|r| r.status == 200), "{rows:?}");
     let (call, follow_up) = (&rows[1], &rows[0]);
     assert_ne!(call.account_id, follow_up.account_id, "another account served the follow-up");

@@ -242,12 +242,7 @@ async fn pool_turns_share_one_backend_socket_and_fall_back_to_http_when_it_is_of
 
     // `[pool] websocket = false`: the same turns go over HTTP with the whole history.
     mock.add_chatgpt_account("acc-http", false);
-    let cfg = format!(
-        "[pool]\nissuer = \"{}\"\nwebsocket = false\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n",
-        mock.issuer_url(),
-        mock.backend_url()
-    );
-    let http_gate = Gate::start(&cfg).await;
+    let http_gate = Gate::start(&common::pool(&mock, "websocket = false\n")).await;
     http_gate.add_account(&mock, "acc-http", "plus").await;
     let mut ws = connect(&http_gate, "/v1/responses", None).await.unwrap();
     let id = completed_id(&turn(&mut ws, create("pool/gpt-5.5", json!([user("one")]), None)).await);

@@ -243,7 +243,9 @@ impl Conn {
             return Ok(());
         }
         obj.remove("type");
-        let last = &mut session.last;
+        // Whatever this frame comes to, the connection's last response is used up: a later
+        // frame can build only on this one's.
+        let prior = session.last.take();
         let turn_id = frame_turn_id(obj);
         let new_items = match obj.remove("input") {
             Some(Value::Array(items)) => items,
@@ -252,7 +254,6 @@ impl Conn {
             }
             None | Some(Value::Null) => Vec::new(),
             Some(_) => {
-                *last = None;
                 return send_error(
                     socket,
                     400,
@@ -268,7 +269,7 @@ impl Conn {
         let new_user_message = new_items.iter().any(is_user_message);
         let mut incremental = None;
         let input = match obj.remove("previous_response_id") {
-            Some(Value::String(prev)) => match last.take() {
+            Some(Value::String(prev)) => match prior {
                 Some(l) if l.id == prev => {
                     self.app.metrics.ws_incremental.fetch_add(1, Relaxed);
                     incremental = Some((prev, new_items.len()));
@@ -285,7 +286,6 @@ impl Conn {
             },
             _ => new_json,
         };
-        *last = None;
         if obj.remove("generate") == Some(Value::Bool(false)) {
             // A prewarm: nothing to generate, so no upstream is asked; the next request builds on it.
             // Codex sends it as a turn starts, so the last turn's pin ends here.
@@ -299,7 +299,7 @@ impl Conn {
             done["usage"] = json!({"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
                                    "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0});
             send(socket, &json!({"type": "response.completed", "response": done})).await?;
-            *last = Some(Last { id, input, output: Vec::new() });
+            session.last = Some(Last { id, input, output: Vec::new() });
             return Ok(());
         }
         obj.insert("stream".into(), Value::Bool(true));

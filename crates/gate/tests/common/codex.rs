@@ -41,13 +41,23 @@ impl Run {
 /// One `codex exec` turn with `model` against the gateway at `base_url` (…/v1), sending `key`
 /// through `env_key`. `retries`: keep Codex's default retry settings (true) or set both to 0.
 pub async fn turn(bin: &str, base_url: &str, model: &str, retries: bool, key: &str) -> Run {
+    exec(bin, &provider_config(base_url, model, false, retries), &[("GW_API_KEY", key)], &[], "Say PONG").await
+}
+
+/// A `config.toml` whose provider `gw` is the gateway at `base_url` (…/v1), its key in
+/// `GW_API_KEY`, `model` first, over its Responses WebSocket when `websocket`, with Codex's own
+/// retries off (a test sees every failure).
+pub fn config(base_url: &str, model: &str, websocket: bool) -> String {
+    provider_config(base_url, model, websocket, false)
+}
+
+fn provider_config(base_url: &str, model: &str, websocket: bool, retries: bool) -> String {
     let retry = if retries { "" } else { "request_max_retries = 0\nstream_max_retries = 0\n" };
-    let config = format!(
+    format!(
         "model = \"{model}\"\nmodel_provider = \"gw\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\
          [model_providers.gw]\nname = \"codex-gate\"\nbase_url = \"{base_url}\"\nwire_api = \"responses\"\nenv_key = \"GW_API_KEY\"\n\
-         requires_openai_auth = false\n{retry}"
-    );
-    exec(bin, &config, &[("GW_API_KEY", key)], &[], "Say PONG").await
+         requires_openai_auth = false\nsupports_websockets = {websocket}\n{retry}"
+    )
 }
 
 /// `codex exec --json PROMPT` with `config` as its config.toml, `files` written to its home

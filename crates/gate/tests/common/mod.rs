@@ -160,18 +160,17 @@ impl Gate {
 
     /// Wait until the request log holds at least `n` rows; newest first.
     pub async fn records(&self, n: usize) -> Vec<RequestRecord> {
-        for _ in 0..200 {
-            let rows = self.store.recent_requests(1000).await.unwrap();
-            if rows.len() >= n {
-                return rows;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("request log never reached {n} rows");
+        self.records_where(n, "rows", |_| true).await
     }
 
-    /// Wait until the request log holds `n` rows that `pred` accepts; those rows, newest first.
-    pub async fn records_where(&self, n: usize, pred: impl Fn(&RequestRecord) -> bool) -> Vec<RequestRecord> {
+    /// Wait until the request log holds `n` rows that `pred` accepts (`what` they are, for the
+    /// failure); those rows, newest first.
+    pub async fn records_where(
+        &self,
+        n: usize,
+        what: &str,
+        pred: impl Fn(&RequestRecord) -> bool,
+    ) -> Vec<RequestRecord> {
         for _ in 0..200 {
             let rows: Vec<_> =
                 self.store.recent_requests(1000).await.unwrap().into_iter().filter(|r| pred(r)).collect();
@@ -180,18 +179,12 @@ impl Gate {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the request log never held {n} such rows");
+        panic!("the request log never held {n} of {what}");
     }
 
     /// Wait until the request log holds a row that `pred` accepts; that row.
     pub async fn record_where(&self, what: &str, pred: impl Fn(&RequestRecord) -> bool) -> RequestRecord {
-        for _ in 0..200 {
-            if let Some(r) = self.store.recent_requests(1000).await.unwrap().into_iter().find(|r| pred(r)) {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the request log never held {what}");
+        self.records_where(1, what, pred).await.swap_remove(0)
     }
 }
 
@@ -203,16 +196,14 @@ impl Drop for Gate {
     }
 }
 
-/// A provider block pointing at `url`.
 /// A gateway in front of every upstream kind of `mock`: the pool (account `acc-1`), a chat
 /// provider `chat` and a Responses provider `resp`.
 #[allow(dead_code)]
 pub async fn every_kind(mock: &codex_gate_mock::MockUpstream) -> Gate {
     mock.add_chatgpt_account("acc-1", false);
     let cfg = format!(
-        "[pool]\nissuer = \"{}\"\n[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n{}{}",
-        mock.issuer_url(),
-        mock.backend_url(),
+        "{}{}{}",
+        pool(mock, ""),
         provider("chat", "chat", &mock.url(), ""),
         provider("resp", "responses", &mock.url(), ""),
     );
@@ -221,6 +212,17 @@ pub async fn every_kind(mock: &codex_gate_mock::MockUpstream) -> Gate {
     gate
 }
 
+/// The `[pool]` section (with `extra` lines in it) and the pool's provider, on `mock`'s ChatGPT
+/// backend.
+pub fn pool(mock: &codex_gate_mock::MockUpstream, extra: &str) -> String {
+    format!(
+        "[pool]\nissuer = \"{}\"\n{extra}[[providers]]\nname = \"pool\"\nkind = \"chatgpt\"\nbase_url = \"{}\"\n",
+        mock.issuer_url(),
+        mock.backend_url()
+    )
+}
+
+/// A provider block pointing at `url`.
 pub fn provider(name: &str, kind: &str, url: &str, extra: &str) -> String {
     format!("[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{url}\"\napi_key = \"sk-provider-{name}\"\n{extra}\n")
 }
